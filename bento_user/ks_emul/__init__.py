@@ -1,0 +1,37 @@
+"""Emulated kernel services: what a kernel gives a file system (Bento's libBentoKS).
+
+Modules, bottom-up:
+
+- ``_locks``          mutex, semaphore, rw-semaphore with owners; lockdep
+- ``_time``           the clock
+- ``_buffer_head``    one cached block and its rules of use
+- ``_buffer_cache``   the arena, LRU eviction, readahead, merged write-back
+- ``_journal_format`` the journal's on-disk blocks (docs/journal-format.md)
+- ``_recovery``       scan, revoke, replay at mount
+- ``_journal``        handles, transactions, commit, checkpoint
+- ``_services``       ``KernelServices``: the one object a file system is handed
+
+The locking rules across them are in docs/locking.md.
+"""
+
+from ._buffer_cache import BufferCache as BufferCache
+from ._buffer_cache import CacheStatistics as CacheStatistics
+from ._buffer_head import BufferHead as BufferHead
+from ._journal import Handle as Handle
+from ._journal import Journal as Journal
+from ._journal import JournalAbortedError as JournalAbortedError
+from ._journal import JournalError as JournalError
+from ._journal import JournalStatistics as JournalStatistics
+from ._journal import Transaction as Transaction
+from ._locks import LockError as LockError
+from ._locks import Lockdep as Lockdep
+from ._locks import LockOrderError as LockOrderError
+from ._locks import LockStatistics as LockStatistics
+from ._locks import Mutex as Mutex
+from ._locks import RWSemaphore as RWSemaphore
+from ._locks import Semaphore as Semaphore
+from ._recovery import JournalCorruptError as JournalCorruptError
+from ._recovery import RecoveryReport as RecoveryReport
+from ._services import KernelServices as KernelServices
+from ._time import Clock as Clock
+from ._time import ManualClock as ManualClock

@@ -1,0 +1,682 @@
+"""A jbd2-like write-ahead journal that any file system can use for its metadata.
+
+The file system's side (cf. jbd2's API and xv6's begin_op/end_op):
+
+    with journal.start(credits) as h:        # join the running transaction
+        bh = cache.bread(n)
+        h.get_write_access(bh)               # before changing a metadata block
+        ...change bh.data...
+        h.dirty_metadata(bh)                 # after
+        h.ordered_data(data_bh)              # data that must be on disk before commit
+        h.revoke(freed_metadata_blockno)     # a freed block's old copies must not replay
+    journal.force_commit()                   # fsync: everything so far is durable
+
+Credits are the most distinct blocks (and revokes) a handle may add; they reserve log
+space up front, so a commit never finds the log full.
+
+The transaction's lifecycle:
+
+    RUNNING    handles join it and add buffers; its buffers are *pinned* (jtrans):
+               write-back leaves them alone, their home may only see committed data.
+    LOCKED     commit began: new handles wait; the commit waits for handles to stop.
+    COMMITTING buffers were copied into a private staging area and the transaction
+               got its id and log space; a new RUNNING transaction may start now.
+               Ordered data goes home, then descriptors, copies and revokes go to the
+               log; flush; the commit block; flush. Only then is it committed.
+    COMMITTED  buffers are unpinned and sit on its checkpoint list, dirty.
+    FINISHED   checkpoint wrote them home and flushed; the log tail moved past it.
+
+A buffer logged again by a newer transaction moves to the newer checkpoint list;
+checkpointing a buffer that a running transaction pins first commits that one.
+
+Commits happen on ``force_commit`` (and ``Handle.sync``), every ``commit_interval``
+seconds from a background thread, when a transaction reaches its size limit, when
+the log is short of space (a checkpoint too), and at ``close``.
+
+Locks, in the order they are taken: ``_checkpoint_mutex`` (a checkpoint may have to
+commit a newer transaction first) → ``_commit_mutex`` (one commit at a time, in
+order) → ``_cond`` (all transaction state and accounting) → the buffer cache's lock
+(for ``bh.jtrans``). A thread holding a handle takes none of the two mutexes: it may
+not start a second handle or force a commit, which would wait for itself. No lock but the two mutexes is held across
+device I/O. After an I/O error in a commit or checkpoint the journal *aborts*: the
+disk stays at the last committed state and every new handle gets EROFS.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from ..blockdev import aligned_blocks
+from . import _journal_format as fmt
+from ._buffer_cache import BufferCache
+from ._buffer_head import BufferHead
+from ._recovery import (
+    RecoveryReport,
+    read_journal_superblock,
+    recover,
+    write_journal_superblock,
+)
+from ._time import Clock
+
+log = logging.getLogger(__name__)
+
+
+class JournalError(RuntimeError):
+    """The journal was used against its rules (a file-system bug)."""
+
+
+class JournalAbortedError(OSError):
+    """The journal stopped after an I/O error; the file system is read-only now."""
+
+
+class State(Enum):
+    RUNNING = "running"
+    LOCKED = "locked"
+    COMMITTING = "committing"
+    COMMITTED = "committed"
+    FINISHED = "finished"
+
+
+class Transaction:
+    """A group of handles whose changes commit together.
+
+    Attributes:
+        tid: its id, given when its commit begins (ids are dense over the log).
+        buffers: metadata buffers it pins, by block number.
+        dirtied: block numbers of those actually changed (only these are logged).
+        data: ordered-data buffers to write home before the commit block.
+        revokes: freed metadata blocks whose older log copies must not replay.
+        updates: handles still running.
+        credits: credits reserved by its handles (unused ones come back at stop).
+        checkpoint: after commit, buffers still to be written home, by block number.
+    """
+
+    def __init__(self, created_ns: int) -> None:
+        self.tid: int | None = None
+        self.state = State.RUNNING
+        self.buffers: dict[int, BufferHead] = {}
+        self.dirtied: set[int] = set()
+        self.data: dict[int, BufferHead] = {}
+        self.revokes: set[int] = set()
+        self.updates = 0
+        self.credits = 0
+        self.created_ns = created_ns
+        self.log_start = 0
+        self.log_len = 0
+        self.checkpoint: dict[int, BufferHead] = {}
+
+    def empty(self) -> bool:
+        return not (self.dirtied or self.revokes or self.data)
+
+    def __repr__(self) -> str:
+        return f"<Transaction {self.tid} {self.state.value} {len(self.dirtied)} blocks>"
+
+
+class Handle:
+    """One atomic operation's part of the running transaction. See the module doc."""
+
+    def __init__(self, journal: Journal, transaction: Transaction, credits: int) -> None:
+        self.journal = journal
+        self.transaction = transaction
+        self.credits = credits
+        self.sync = False  # commit (and wait) when the handle stops, like O_SYNC
+        self._active = True
+
+    def get_write_access(self, bh: BufferHead) -> None:
+        """Declare that ``bh`` is about to change; call before touching its data."""
+        self._check()
+        self.journal._join_buffer(self, bh)
+
+    get_create_access = get_write_access  # a new block: same bookkeeping here
+
+    def dirty_metadata(self, bh: BufferHead) -> None:
+        """Record that ``bh`` changed; it will be logged with this transaction."""
+        self._check()
+        self.journal._dirty_buffer(self, bh)
+
+    def ordered_data(self, bh: BufferHead) -> None:
+        """Write this data buffer home before the transaction's commit block."""
+        self._check()
+        self.journal._add_data(self, bh)
+
+    def revoke(self, blockno: int) -> None:
+        """A metadata block was freed: older log copies of it must never replay."""
+        self._check()
+        self.journal._revoke(self, blockno)
+
+    def stop(self) -> None:
+        """End the operation. Its changes commit with the transaction, later."""
+        self._check()
+        self._active = False
+        self.journal._stop(self)
+
+    def _check(self) -> None:
+        if not self._active:
+            raise JournalError("the handle was already stopped")
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            self.stop()
+
+
+@dataclass(frozen=True)
+class JournalStatistics:
+    """Attributes:
+    commits: transactions committed (forced / by the timer / by space or size).
+    blocks_logged: metadata block copies written to the log.
+    log_blocks: all log blocks written (copies, descriptors, revokes, commits).
+    revokes: revoke records written.
+    checkpoints: transactions checkpointed.
+    commit_seconds: total time spent committing.
+    log_used / log_size: log blocks in use now / in all.
+    running_credits: credits reserved by the running transaction.
+    """
+
+    commits: int
+    forced_commits: int
+    timer_commits: int
+    blocks_logged: int
+    log_blocks: int
+    revokes: int
+    checkpoints: int
+    commit_seconds: float
+    log_used: int
+    log_size: int
+    running_credits: int
+
+
+class Journal:
+    """The journal living in blocks ``start``..``start+nblocks-1`` of the cache's device.
+
+    Create it, then ``load()`` (which recovers if needed) before starting handles;
+    ``close()`` at unmount. ``Journal.format`` writes an empty one (for mkfs).
+    """
+
+    def __init__(
+        self,
+        cache: BufferCache,
+        start: int,
+        nblocks: int,
+        uuid: bytes,
+        *,
+        clock: Clock | None = None,
+        commit_interval: float | None = 5.0,
+        max_transaction: int | None = None,
+    ) -> None:
+        self.cache = cache
+        self.device = cache.device
+        self.area_start = start
+        self.area_len = nblocks
+        self.uuid = bytes(uuid)
+        self.seed = fmt.checksum_seed(self.uuid)
+        self.clock = clock or Clock()
+        self.commit_interval = commit_interval
+        self.first = 1
+        self.usable = nblocks - self.first
+        limit = max(1, min(self.usable // 4, cache.capacity // 4))
+        self.max_transaction = min(max_transaction or limit, limit)
+        self._tags = fmt.tags_per_descriptor(cache.block_size)
+        self._cond = threading.Condition(threading.Lock())
+        self._commit_mutex = threading.RLock()
+        self._checkpoint_mutex = threading.Lock()
+        self._sb_mutex = threading.Lock()
+        self._running: Transaction | None = None
+        self._log: deque[Transaction] = deque()  # committing and committed, oldest first
+        self._head = self.first
+        self._used = 0
+        self._next_tid = 1
+        self._aborted: OSError | None = None
+        self._loaded = False
+        self._current = threading.local()
+        self._timer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._counts = dict(commits=0, forced=0, timer=0, logged=0, log_blocks=0,
+                            revokes=0, checkpoints=0)
+        self._commit_seconds = 0.0
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @staticmethod
+    def format(cache: BufferCache, start: int, nblocks: int, uuid: bytes) -> None:
+        """Write an empty journal into the area (mkfs)."""
+        if nblocks < 16:
+            raise ValueError(f"a journal needs at least 16 blocks, not {nblocks}")
+        if len(uuid) != 16:
+            raise ValueError("the journal uuid must be 16 bytes")
+        # A random first id, and a zeroed first log block: leftovers of an earlier
+        # journal in this area can never pass for transactions of this one.
+        sequence = secrets.randbelow(1 << 30) + 1
+        sb = fmt.JournalSuperblock(cache.block_size, nblocks, 1, sequence, 0, bytes(uuid))
+        cache.device.write_blocks(start + 1, [aligned_blocks(1, cache.block_size)])
+        write_journal_superblock(cache, start, sb, fmt.checksum_seed(uuid))
+
+    def load(self) -> RecoveryReport:
+        """Recover the log if the last session did not end cleanly, then open it.
+
+        Blocks the recovery rewrites go through the buffer cache, so cached copies
+        stay right; none of them may be held or dirty at this point.
+        """
+        if self.usable < 15:
+            raise ValueError(f"a journal needs at least 16 blocks, not {self.area_len}")
+        if self.device.read_only:
+            sb = read_journal_superblock(self.cache, self.area_start, self.area_len, self.uuid)
+            if sb.start:
+                raise OSError(errno.EROFS, "the journal needs recovery, but the device is read-only")
+            self._next_tid = sb.sequence
+            self._loaded = True
+            return RecoveryReport(next_tid=sb.sequence)
+        report = recover(self.cache, self.area_start, self.area_len, self.uuid)
+        if report.needed:
+            log.info("journal: replayed transactions %s..%s (%d blocks, %d revoked); %s",
+                     report.first_tid, report.last_tid, report.blocks_replayed,
+                     report.blocks_revoked, report.stop_reason)
+        self._next_tid = report.next_tid
+        self._write_superblock(start=self.first, sequence=self._next_tid)  # in use from now
+        self._loaded = True
+        if self.commit_interval:
+            self._timer = threading.Thread(target=self._commit_timer, name="bento-jcommit",
+                                           daemon=True)
+            self._timer.start()
+        return report
+
+    def close(self) -> None:
+        """Commit, checkpoint everything and mark the log empty (clean unmount)."""
+        if not self._loaded:
+            return
+        self._stopping.set()
+        if self._timer is not None:
+            self._timer.join()
+        try:
+            if self._aborted is None and not self.device.read_only:
+                self.force_commit()
+                self.checkpoint_all()
+                self._write_superblock(start=0, sequence=self._next_tid)
+        finally:
+            self._loaded = False
+
+    # -- handles -------------------------------------------------------------------------
+
+    def start(self, credits: int) -> Handle:
+        """A handle on the running transaction with room for ``credits`` blocks.
+
+        May block: while a commit is locking the transaction, while the transaction
+        is full (it commits first), or while the log is short of space (older
+        transactions are checkpointed first).
+        """
+        if not self._loaded:
+            raise JournalError("journal.start before journal.load")
+        if not 0 < credits <= self.max_transaction:
+            raise ValueError(f"handle credits must be 1..{self.max_transaction}, not {credits}")
+        if getattr(self._current, "handle", None) is not None:
+            raise JournalError("this thread already holds a journal handle; pass it down "
+                               "instead of starting another (a nested start could deadlock)")
+        while True:
+            with self._cond:
+                self._check_aborted()
+                t = self._running
+                if t is not None and t.state is State.LOCKED:
+                    self._cond.wait()
+                    continue
+                if t is None:
+                    t = self._running = Transaction(self.clock.monotonic_ns())
+                full = t.credits + credits > self.max_transaction
+                short = self._reserve(t.credits + credits) > self.usable - self._used
+                if not (full or short):
+                    t.updates += 1
+                    t.credits += credits
+                    h = Handle(self, t, credits)
+                    self._current.handle = h
+                    return h
+            if full:
+                self._commit_running(t)
+            else:
+                self._make_log_space()
+
+    def _join_buffer(self, h: Handle, bh: BufferHead) -> None:
+        t = h.transaction
+        with self._cond:
+            if bh.jtrans is t:
+                return
+            if h.credits <= 0:
+                raise JournalError(f"handle out of credits adding block {bh.blockno}")
+            h.credits -= 1
+            t.buffers[bh.blockno] = bh
+            t.revokes.discard(bh.blockno)  # logged again: the revoke no longer applies
+            with self.cache._lock:
+                bh.jtrans = t  # write-back skips it from here on
+        bh.wait_io()  # ... and a write-back already under way finishes first
+
+    def _dirty_buffer(self, h: Handle, bh: BufferHead) -> None:
+        t = h.transaction
+        if bh.jtrans is not t:
+            raise JournalError(f"dirty_metadata on block {bh.blockno} without get_write_access")
+        with self._cond:
+            t.dirtied.add(bh.blockno)
+        bh.mark_dirty()
+
+    def _add_data(self, h: Handle, bh: BufferHead) -> None:
+        with self._cond:
+            h.transaction.data[bh.blockno] = bh
+
+    def _revoke(self, h: Handle, blockno: int) -> None:
+        t = h.transaction
+        with self._cond:
+            if blockno in t.revokes:
+                return
+            if h.credits <= 0:
+                raise JournalError(f"handle out of credits revoking block {blockno}")
+            h.credits -= 1
+            t.revokes.add(blockno)
+            bh = t.buffers.pop(blockno, None)
+            t.dirtied.discard(blockno)
+            if bh is not None and bh.jtrans is t:
+                with self.cache._lock:
+                    bh.jtrans = None
+
+    def _stop(self, h: Handle) -> None:
+        t = h.transaction
+        self._current.handle = None
+        with self._cond:
+            t.updates -= 1
+            t.credits -= h.credits  # unused credits go back
+            self._cond.notify_all()
+        if h.sync:
+            self.force_commit()
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def force_commit(self) -> int | None:
+        """Commit everything handles have stopped so far and wait until it is durable.
+
+        Returns the id of the newest committed transaction (None if none ever was).
+        """
+        if getattr(self._current, "handle", None) is not None:
+            raise JournalError("force_commit while holding a handle would wait for itself")
+        with self._commit_mutex:  # waits for a commit already under way
+            with self._cond:
+                t = self._running
+            if t is not None:
+                if self._commit(t):
+                    self._counts["forced"] += 1
+            self._check_aborted()
+            return self._next_tid - 1 if self._next_tid > 1 else None
+
+    def _commit_running(self, t: Transaction) -> None:
+        with self._commit_mutex:
+            self._commit(t)
+
+    def _commit(self, t: Transaction) -> bool:
+        """Commit ``t`` if it is still running. Caller holds ``_commit_mutex``."""
+        started = time.perf_counter()
+        with self._cond:
+            if t.state is not State.RUNNING:
+                return False
+            self._check_aborted()
+            t.state = State.LOCKED
+            while t.updates:
+                self._cond.wait()
+            if self._running is t:
+                self._running = None
+            if t.empty():
+                t.state = State.FINISHED
+                self._unpin(t)
+                self._cond.notify_all()
+                return False
+            plan = self._snapshot(t)
+            t.state = State.COMMITTING
+            self._cond.notify_all()
+        try:
+            self._write_commit(t, plan)
+        except OSError as e:
+            self._abort(e)
+            raise
+        with self._cond:
+            self._refile(t)
+            t.state = State.COMMITTED
+            self._counts["commits"] += 1
+            self._counts["logged"] += len(plan.blocknos)
+            self._counts["log_blocks"] += t.log_len
+            self._counts["revokes"] += len(plan.revokes)
+            self._commit_seconds += time.perf_counter() - started
+            self._cond.notify_all()
+        return True
+
+    def _snapshot(self, t: Transaction) -> _CommitPlan:
+        """Freeze ``t``'s blocks into a staging area and give it an id and log space.
+        Caller holds ``_cond`` with ``t`` LOCKED (no handle can change its buffers)."""
+        blocknos = sorted(t.dirtied)
+        revokes = sorted(t.revokes)
+        ndesc = -(-len(blocknos) // self._tags)
+        nrev = -(-len(revokes) // fmt.revokes_per_block(self.cache.block_size))
+        length = ndesc + len(blocknos) + nrev + 1
+        staging = aligned_blocks(length, self.cache.block_size)
+        copies = staging[ndesc + nrev : ndesc + nrev + len(blocknos)]
+        for i, n in enumerate(blocknos):
+            copies[i] = t.buffers[n].data  # type: ignore[assignment]
+        t.tid = self._next_tid
+        self._next_tid += 1
+        t.log_start, t.log_len = self._head, length
+        self._head = self._wrap(self._head + length)
+        self._used += length
+        self._log.append(t)
+        return _CommitPlan(blocknos, revokes, staging, ndesc, nrev)
+
+    def _write_commit(self, t: Transaction, plan: _CommitPlan) -> None:
+        """Ordered data home; the log blocks; flush; commit block; flush."""
+        data = list(t.data.values())
+        self.cache.writeback(data)
+        for bh in data:
+            bh.wait_io()
+        blocks = plan.layout(t.tid, self.seed, self.clock.now_ns())  # type: ignore[arg-type]
+        self._write_log(t.log_start, blocks[:-1])
+        self.device.flush()
+        self._write_log(self._wrap(t.log_start + t.log_len - 1), blocks[-1:])
+        self.device.flush()
+
+    def _write_log(self, pos: int, blocks: np.ndarray) -> None:
+        """Write consecutive log blocks from ``pos``, wrapping at the end of the area."""
+        if len(blocks) == 0:
+            return
+        room = self.area_len - pos
+        self.device.write_blocks(self.area_start + pos, [blocks[:room]])
+        if len(blocks) > room:
+            self.device.write_blocks(self.area_start + self.first, [blocks[room:]])
+
+    def _refile(self, t: Transaction) -> None:
+        """Move ``t``'s logged buffers to its checkpoint list and unpin them."""
+        for n in t.dirtied:
+            bh = t.buffers[n]
+            older = bh.jcheckpoint
+            if older is not None and older is not t:
+                older.checkpoint.pop(n, None)
+            t.checkpoint[n] = bh
+            bh.jcheckpoint = t
+        self._unpin(t)
+
+    def _unpin(self, t: Transaction) -> None:
+        with self.cache._lock:
+            for bh in t.buffers.values():
+                if bh.jtrans is t:
+                    bh.jtrans = None
+
+    # -- checkpoint ----------------------------------------------------------------------
+
+    def checkpoint_all(self) -> None:
+        """Write every committed transaction home and empty the log."""
+        while self._checkpoint_oldest():
+            pass
+
+    def _checkpoint_oldest(self) -> bool:
+        """Checkpoint the oldest committed transaction; False if there is none."""
+        with self._checkpoint_mutex:
+            with self._cond:
+                t = self._log[0] if self._log else None
+                if t is None or t.state is not State.COMMITTED:
+                    return False
+            while True:
+                with self._cond:
+                    dirty = [bh for bh in t.checkpoint.values() if bh.dirty]
+                    blockers = {bh.jtrans for bh in dirty if bh.jtrans is not None}
+                if not dirty:
+                    break
+                if blockers:
+                    for newer in blockers:  # they hold newer versions: commit those first
+                        self._commit_running(newer)
+                    continue
+                try:
+                    self.cache.writeback(dirty)
+                except OSError as e:
+                    self._abort(e)
+                    raise
+                for bh in dirty:
+                    bh.wait_io()
+            try:
+                self.device.flush()  # home copies durable before the tail passes them
+            except OSError as e:
+                self._abort(e)
+                raise
+            with self._cond:
+                self._log.popleft()
+                self._used -= t.log_len
+                for bh in t.checkpoint.values():
+                    if bh.jcheckpoint is t:
+                        bh.jcheckpoint = None
+                t.checkpoint.clear()
+                t.state = State.FINISHED
+                self._counts["checkpoints"] += 1
+                self._cond.notify_all()
+            self._update_tail()
+            return True
+
+    def _update_tail(self) -> None:
+        """Record the log's new tail on disk (durably: the space is about to be reused)."""
+        with self._cond:
+            if self._log:
+                start, sequence = self._log[0].log_start, self._log[0].tid
+            else:
+                start, sequence = self._head, self._next_tid
+        self._write_superblock(start=start, sequence=sequence)
+
+    def _make_log_space(self) -> None:
+        """The log is short of space: checkpoint, or wait for a commit in flight."""
+        if self._checkpoint_oldest():
+            return
+        with self._commit_mutex:  # the space may be held by a committing transaction
+            pass
+        if not self._checkpoint_oldest():
+            with self._cond:
+                if not self._log and self._running is not None:
+                    raise JournalError(
+                        f"the log ({self.usable} blocks) cannot hold the running transaction "
+                        f"({self._running.credits} credits); use a bigger journal")
+
+    def _reserve(self, credits: int) -> int:
+        """Log blocks a transaction of ``credits`` credits may need, worst case."""
+        return credits + -(-credits // self._tags) + 1
+
+    # -- superblock, abort, timer ----------------------------------------------------------
+
+    def _write_superblock(self, start: int, sequence: int) -> None:
+        with self._sb_mutex:
+            sb = fmt.JournalSuperblock(self.cache.block_size, self.area_len, self.first,
+                                       sequence, start, self.uuid)
+            write_journal_superblock(self.cache, self.area_start, sb, self.seed)
+
+    def _abort(self, error: OSError) -> None:
+        with self._cond:
+            if self._aborted is None:
+                log.error("journal aborted after an I/O error: %s", error)
+                self._aborted = error
+            self._cond.notify_all()
+
+    def _check_aborted(self) -> None:
+        if self._aborted is not None:
+            raise JournalAbortedError(errno.EROFS,
+                                      f"journal aborted after an I/O error ({self._aborted})")
+
+    def _commit_timer(self) -> None:
+        """kjournald: commit the running transaction once it is ``commit_interval`` old."""
+        interval = self.commit_interval or 5.0
+        while not self._stopping.wait(interval / 4):
+            with self._cond:
+                t = self._running
+                due = (t is not None and not t.empty() and
+                       self.clock.monotonic_ns() - t.created_ns >= interval * 1e9)
+            if due and self._aborted is None:
+                try:
+                    with self._commit_mutex:
+                        if self._commit(t):  # type: ignore[arg-type]
+                            self._counts["timer"] += 1
+                except OSError:
+                    pass  # aborted: already logged, handles now get EROFS
+
+    def _wrap(self, pos: int) -> int:
+        return self.first + (pos - self.first) % self.usable
+
+    def statistics(self) -> JournalStatistics:
+        with self._cond:
+            c = self._counts
+            return JournalStatistics(
+                c["commits"], c["forced"], c["timer"], c["logged"], c["log_blocks"],
+                c["revokes"], c["checkpoints"], self._commit_seconds, self._used,
+                self.usable, self._running.credits if self._running else 0,
+            )
+
+
+@dataclass
+class _CommitPlan:
+    """A frozen transaction laid out for the log: descriptors, copies, revokes, commit."""
+
+    blocknos: list[int]
+    revokes: list[int]
+    staging: np.ndarray
+    ndesc: int
+    nrev: int
+
+    def layout(self, tid: int, seed: int, now_ns: int) -> np.ndarray:
+        """Fill in descriptors, revoke and commit blocks; return all blocks in log order.
+
+        The copies were put after the descriptor and revoke slots; here they are
+        interleaved in place: [desc, copies...]*, [revoke]*, commit.
+        """
+        bs = self.staging.shape[1]
+        per = fmt.tags_per_descriptor(bs)
+        n = len(self.blocknos)
+        copies = self.staging[self.ndesc + self.nrev : self.ndesc + self.nrev + n].copy()
+        out = self.staging
+        pos = 0
+        for d in range(self.ndesc):
+            group = range(d * per, min(n, (d + 1) * per))
+            tags = []
+            for i in group:
+                data = copies[i]
+                csum = fmt.data_checksum(seed, tid, data)
+                flags = 0
+                out[pos + 1 + (i - d * per)] = data
+                if data[:4].tobytes() == fmt.MAGIC_BYTES:
+                    out[pos + 1 + (i - d * per), :4] = 0
+                    flags |= fmt.TAG_ESCAPED
+                tags.append((self.blocknos[i], flags, csum))
+            fmt.write_descriptor(out[pos], tid, tags, seed)
+            pos += 1 + len(group)
+        per_rev = fmt.revokes_per_block(bs)
+        for r in range(self.nrev):
+            fmt.write_revoke(out[pos], tid, self.revokes[r * per_rev : (r + 1) * per_rev], seed)
+            pos += 1
+        chain = seed
+        for i in range(pos):
+            chain = fmt.crc(chain, out[i])
+        fmt.write_commit(out[pos], tid, pos, chain, now_ns, seed)
+        return out

@@ -1,0 +1,1 @@
+"""File systems written against the bento-user file-system API."""

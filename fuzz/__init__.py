@@ -1,0 +1,1 @@
+"""Fuzzing tools: operation fuzzing, crash-consistency exploration, image fuzzing."""
