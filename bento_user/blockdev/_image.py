@@ -127,14 +127,24 @@ class ImageDevice(BlockDevice):
 
 
 def _open(path: str, flags: int, want_direct: bool) -> tuple[int, bool]:
+    """Open with O_DIRECT if the host allows it, probing with one aligned read: some
+    file systems refuse O_DIRECT at open (EINVAL), others only at the first I/O."""
     if want_direct:
         try:
-            return os.open(path, flags | os.O_DIRECT), True
+            fd = os.open(path, flags | os.O_DIRECT)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise OSError(e.errno, f"{path}: {e.strerror}") from None
-            log.warning("%s: the host file system refuses O_DIRECT; using buffered I/O "
-                        "with fdatasync on flush", path)
+        else:
+            try:
+                os.preadv(fd, [aligned_blocks(1, 4096)], 0)
+                return fd, True
+            except OSError as e:
+                os.close(fd)
+                if e.errno != errno.EINVAL:
+                    raise OSError(e.errno, f"{path}: {e.strerror}") from None
+        log.warning("%s: the host file system refuses O_DIRECT; using buffered I/O "
+                    "with fdatasync on flush", path)
     try:
         return os.open(path, flags), False
     except OSError as e:

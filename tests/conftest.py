@@ -1,0 +1,42 @@
+"""Shared fixtures: scratch space on a disk that takes O_DIRECT, and on tmpfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60
+)
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def make_image(path: Path, nblocks: int, block_size: int = 4096) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(nblocks * block_size)
+    return path
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    """A directory on / (ext4 here), where O_DIRECT works."""
+    return tmp_path
+
+
+@pytest.fixture
+def tmpfs_dir() -> Iterator[Path]:
+    """A directory on tmpfs, which refuses O_DIRECT."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    d = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bento-test-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
