@@ -43,7 +43,7 @@ SUPERBLOCK_DTYPE = np.dtype([
     ("start", ">u4"),       # log block where that transaction starts; 0 = log empty
     ("errno", ">i4"),       # non-zero once the journal aborted on an I/O error
     ("uuid", "u1", (16,)),
-    ("checksum", ">u4"),    # crc32c(seed, this struct with checksum = 0)
+    ("checksum", ">u4"),    # crc32c(seed, the whole block with checksum = 0)
 ])
 
 TAG_DTYPE = np.dtype([
@@ -60,7 +60,7 @@ COMMIT_DTYPE = np.dtype([
     ("txn_checksum", ">u4"),  # crc32c(seed, ...) chained over exactly those blocks
     ("sec", ">u8"),
     ("nsec", ">u4"),
-    ("checksum", ">u4"),    # crc32c(seed, this struct with checksum = 0)
+    ("checksum", ">u4"),    # crc32c(seed, the whole block with checksum = 0)
 ])
 
 TAIL_BYTES = 4  # descriptor and revoke blocks end with crc32c(seed, block with tail = 0)
@@ -118,17 +118,17 @@ def write_superblock(block: np.ndarray, sb: JournalSuperblock, seed: int) -> Non
     s["version"], s["block_size"], s["maxlen"] = sb.version, sb.block_size, sb.maxlen
     s["first"], s["sequence"], s["start"], s["errno"] = sb.first, sb.sequence, sb.start, sb.errno
     s["uuid"][0] = np.frombuffer(sb.uuid, dtype=np.uint8)
-    s["checksum"] = crc(seed, block[: SUPERBLOCK_DTYPE.itemsize])
+    s["checksum"] = crc(seed, block)
 
 
 def read_superblock(block: np.ndarray, seed: int) -> JournalSuperblock:
     magic, blocktype, _ = header_of(block)
     if magic != MAGIC or blocktype != SUPERBLOCK:
         raise JournalFormatError("no journal superblock (bad magic)")
-    raw = block[: SUPERBLOCK_DTYPE.itemsize].copy()
-    s = raw.view(SUPERBLOCK_DTYPE)[0]
+    raw = block.copy()
+    s = raw[: SUPERBLOCK_DTYPE.itemsize].view(SUPERBLOCK_DTYPE)[0]
     stored = int(s["checksum"])
-    raw.view(SUPERBLOCK_DTYPE)["checksum"] = 0
+    raw[: SUPERBLOCK_DTYPE.itemsize].view(SUPERBLOCK_DTYPE)["checksum"] = 0
     if crc(seed, raw) != stored:
         raise JournalFormatError("journal superblock checksum mismatch (wrong uuid or corrupt)")
     if int(s["version"]) != VERSION:
@@ -205,15 +205,15 @@ def write_commit(block: np.ndarray, tid: int, nblocks: int, txn_checksum: int,
     c = block[: COMMIT_DTYPE.itemsize].view(COMMIT_DTYPE)
     c["nblocks"], c["txn_checksum"] = nblocks, txn_checksum
     c["sec"], c["nsec"] = divmod(time_ns, 1_000_000_000)
-    c["checksum"] = crc(seed, block[: COMMIT_DTYPE.itemsize])
+    c["checksum"] = crc(seed, block)
 
 
 def read_commit(block: np.ndarray, seed: int) -> tuple[int, int, int]:
     """(nblocks, txn_checksum, time_ns) of a commit block whose own checksum holds."""
-    raw = block[: COMMIT_DTYPE.itemsize].copy()
-    c = raw.view(COMMIT_DTYPE)[0]
+    raw = block.copy()
+    c = raw[: COMMIT_DTYPE.itemsize].view(COMMIT_DTYPE)[0]
     stored = int(c["checksum"])
-    raw.view(COMMIT_DTYPE)["checksum"] = 0
+    raw[: COMMIT_DTYPE.itemsize].view(COMMIT_DTYPE)["checksum"] = 0
     if crc(seed, raw) != stored:
         raise JournalFormatError("commit block checksum mismatch")
     return int(c["nblocks"]), int(c["txn_checksum"]), int(c["sec"]) * 1_000_000_000 + int(c["nsec"])
