@@ -272,3 +272,37 @@ def test_threads_sharing_blocks_commit_every_increment() -> None:
     count = lambda n: int(ram.blocks[n, :8].view(np.uint64)[0])  # noqa: E731
     assert count(100) == 4 * rounds
     assert [count(101 + m) for m in range(4)] == [rounds] * 4
+
+
+def test_big_transactions_span_several_descriptor_and_revoke_blocks() -> None:
+    """300 logged blocks need two descriptors (255 tags each); 600 revokes need two
+    revoke blocks (509 records each)."""
+    rec = RecordingDevice(RamDevice(8192))
+    ks = KernelServices(rec, cache_blocks=4096, commit_interval=None)
+    Journal.format(ks.cache, 1, 4000, UUID)
+    j, _ = ks.open_journal(1, 4000, UUID)
+    logged, revoked = range(5000, 5300), range(6000, 6600)
+    with j.start(600) as h:  # first, the soon-to-be-revoked blocks hold metadata
+        for n in revoked:
+            with ks.getblk(n) as bh:
+                h.get_create_access(bh)
+                bh.data[:] = 0xEE
+                h.dirty_metadata(bh)
+    j.force_commit()
+    with j.start(900) as h:
+        for n in revoked:
+            h.revoke(n)
+        for n in logged:
+            with ks.getblk(n) as bh:
+                h.get_create_access(bh)
+                bh.data[:] = n % 251
+                h.dirty_metadata(bh)
+    j.force_commit()
+    headers = [fmt.header_of(np.frombuffer(w.data, np.uint8))[1] for w in rec.writes]
+    assert headers.count(fmt.DESCRIPTOR) == 3 + 2  # 600 blocks, then 300
+    assert headers.count(fmt.REVOKE) == 2
+    dev = RamDevice.from_bytes(rec.crash_image(rec.epochs))
+    report = recover(ks_on(dev).cache, 1, 4000, UUID)
+    assert report.blocks_revoked == 600
+    assert all(int(dev.blocks[n, 0]) == n % 251 for n in logged)
+    assert not dev.blocks[6000:6600].any()  # revoked: the 0xEE copies never replayed

@@ -31,17 +31,17 @@ txns = st.builds(
     revokes=st.lists(st.sampled_from(HOME), max_size=1, unique=True),
 )
 steps = st.lists(st.one_of(txns, txns, st.just("force"), st.just("writeback")),
-                 min_size=1, max_size=14)
+                 min_size=1, max_size=20)
 
 
-@settings(max_examples=40)
+@settings(max_examples=300)
 @given(steps=steps, seed=st.integers(0, 2**32 - 1))
 def test_every_crash_state_recovers_to_a_committed_prefix(steps: list, seed: int) -> None:
     r = run(steps)
     assert check_crashes(r, random.Random(seed)) == []
 
 
-@settings(max_examples=15)
+@settings(max_examples=60)
 @given(steps=steps, seed=st.integers(0, 2**32 - 1))
 def test_recovery_is_idempotent_even_when_it_crashes(steps: list, seed: int) -> None:
     """Recovering twice equals recovering once, and a crash in the middle of recovery
