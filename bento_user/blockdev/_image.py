@@ -87,26 +87,40 @@ class ImageDevice(BlockDevice):
     # -- I/O -----------------------------------------------------------------------
 
     def _read(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
-        if self.direct_io and not all(is_aligned(b) for b in buffers):
+        try:
+            self._transfer(os.preadv, start, buffers, count)
+        except _Misaligned:
             bounce = aligned_blocks(count, self.block_size)
-            self._read(start, [bounce], count)
+            self._transfer(os.preadv, start, [bounce], count)
             _scatter(bounce.reshape(-1), buffers)
-            return
-        self._transfer(os.preadv, start, [memoryview(b).cast("B") for b in buffers], count)
 
     def _write(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
-        if self.direct_io and not all(is_aligned(b) for b in buffers):
+        try:
+            self._transfer(os.pwritev, start, buffers, count)
+        except _Misaligned:
             bounce = aligned_blocks(count, self.block_size)
             _gather(buffers, bounce.reshape(-1))
-            buffers = [bounce]
-        self._transfer(os.pwritev, start, [memoryview(b).cast("B") for b in buffers], count)
+            self._transfer(os.pwritev, start, [bounce], count)
 
-    def _transfer(self, call, start: int, views: list[memoryview], count: int) -> None:  # type: ignore[no-untyped-def]
-        """Run ``preadv``/``pwritev`` until every byte has moved (they may stop short)."""
+    def _transfer(self, call, start: int, buffers: Sequence[Buffer], count: int) -> None:  # type: ignore[no-untyped-def]
+        """One ``preadv``/``pwritev`` straight on the caller's buffers.
+
+        The common case costs one system call and no checks: an O_DIRECT transfer
+        from a misaligned buffer fails with EINVAL before moving a byte, and only then
+        is the request bounced through aligned memory. A short transfer is resumed.
+        """
         offset = start * self.block_size
         remaining = count * self.block_size
-        while remaining:
-            done = call(self.fd, views, offset)
+        try:
+            done = call(self.fd, buffers, offset)
+        except OSError as e:
+            if e.errno == errno.EINVAL and self.direct_io and not all(map(is_aligned, buffers)):
+                raise _Misaligned from None
+            raise OSError(e.errno, f"{self.path}: {e.strerror} at block {start}") from None
+        if done == remaining:
+            return
+        views = [memoryview(b).cast("B") for b in buffers]
+        while True:
             if done <= 0:
                 raise OSError(errno.EIO, f"{self.path}: short transfer at byte {offset}")
             offset += done
@@ -114,8 +128,10 @@ class ImageDevice(BlockDevice):
             while views and done >= views[0].nbytes:
                 done -= views[0].nbytes
                 views.pop(0)
-            if done:
-                views[0] = views[0][done:]
+            if not remaining:
+                return
+            views[0] = views[0][done:]
+            done = call(self.fd, views, offset)
 
     def _flush(self) -> None:
         # With O_DIRECT the data already left the page cache; fdatasync still matters,
@@ -124,6 +140,10 @@ class ImageDevice(BlockDevice):
 
     def _close(self) -> None:
         os.close(self.fd)
+
+
+class _Misaligned(Exception):
+    """An O_DIRECT transfer was refused because a buffer is not aligned."""
 
 
 def _open(path: str, flags: int, want_direct: bool) -> tuple[int, bool]:

@@ -453,7 +453,7 @@ class Journal:
             self._cond.notify_all()
         return True
 
-    def _snapshot(self, t: Transaction) -> _CommitPlan:
+    def _snapshot(self, t: Transaction) -> fmt.TransactionLayout:
         """Freeze ``t``'s blocks into a staging area and give it an id and log space.
         Caller holds ``_cond`` with ``t`` LOCKED (no handle can change its buffers)."""
         blocknos = sorted(t.dirtied)
@@ -471,9 +471,9 @@ class Journal:
         self._head = self._wrap(self._head + length)
         self._used += length
         self._log.append(t)
-        return _CommitPlan(blocknos, revokes, staging, ndesc, nrev)
+        return fmt.TransactionLayout(blocknos, revokes, staging, ndesc, nrev)
 
-    def _write_commit(self, t: Transaction, plan: _CommitPlan) -> None:
+    def _write_commit(self, t: Transaction, plan: fmt.TransactionLayout) -> None:
         """Ordered data home; the log blocks; flush; commit block; flush."""
         data = list(t.data.values())
         self.cache.writeback(data)
@@ -633,50 +633,3 @@ class Journal:
                 c["revokes"], c["checkpoints"], self._commit_seconds, self._used,
                 self.usable, self._running.credits if self._running else 0,
             )
-
-
-@dataclass
-class _CommitPlan:
-    """A frozen transaction laid out for the log: descriptors, copies, revokes, commit."""
-
-    blocknos: list[int]
-    revokes: list[int]
-    staging: np.ndarray
-    ndesc: int
-    nrev: int
-
-    def layout(self, tid: int, seed: int, now_ns: int) -> np.ndarray:
-        """Fill in descriptors, revoke and commit blocks; return all blocks in log order.
-
-        The copies were put after the descriptor and revoke slots; here they are
-        interleaved in place: [desc, copies...]*, [revoke]*, commit.
-        """
-        bs = self.staging.shape[1]
-        per = fmt.tags_per_descriptor(bs)
-        n = len(self.blocknos)
-        copies = self.staging[self.ndesc + self.nrev : self.ndesc + self.nrev + n].copy()
-        out = self.staging
-        pos = 0
-        for d in range(self.ndesc):
-            group = range(d * per, min(n, (d + 1) * per))
-            tags = []
-            for i in group:
-                data = copies[i]
-                csum = fmt.data_checksum(seed, tid, data)
-                flags = 0
-                out[pos + 1 + (i - d * per)] = data
-                if data[:4].tobytes() == fmt.MAGIC_BYTES:
-                    out[pos + 1 + (i - d * per), :4] = 0
-                    flags |= fmt.TAG_ESCAPED
-                tags.append((self.blocknos[i], flags, csum))
-            fmt.write_descriptor(out[pos], tid, tags, seed)
-            pos += 1 + len(group)
-        per_rev = fmt.revokes_per_block(bs)
-        for r in range(self.nrev):
-            fmt.write_revoke(out[pos], tid, self.revokes[r * per_rev : (r + 1) * per_rev], seed)
-            pos += 1
-        chain = seed
-        for i in range(pos):
-            chain = fmt.crc(chain, out[i])
-        fmt.write_commit(out[pos], tid, pos, chain, now_ns, seed)
-        return out

@@ -109,6 +109,19 @@ def _set_header(block: np.ndarray, blocktype: int, tid: int) -> None:
     h["magic"], h["blocktype"], h["sequence"] = MAGIC, blocktype, tid
 
 
+def _sealed_struct(block: np.ndarray, dtype: np.dtype, seed: int) -> np.void | None:
+    """The struct at the start of ``block`` if its ``checksum`` field matches the whole
+    block (taken with that field zeroed); None if it does not."""
+    raw = block.copy()
+    fields = raw[: dtype.itemsize].view(dtype)
+    stored = int(fields["checksum"][0])
+    fields["checksum"] = 0
+    if crc(seed, raw) != stored:
+        return None
+    fields["checksum"] = stored
+    return fields[0]
+
+
 # -- superblock ------------------------------------------------------------------------
 
 def write_superblock(block: np.ndarray, sb: JournalSuperblock, seed: int) -> None:
@@ -125,11 +138,8 @@ def read_superblock(block: np.ndarray, seed: int) -> JournalSuperblock:
     magic, blocktype, _ = header_of(block)
     if magic != MAGIC or blocktype != SUPERBLOCK:
         raise JournalFormatError("no journal superblock (bad magic)")
-    raw = block.copy()
-    s = raw[: SUPERBLOCK_DTYPE.itemsize].view(SUPERBLOCK_DTYPE)[0]
-    stored = int(s["checksum"])
-    raw[: SUPERBLOCK_DTYPE.itemsize].view(SUPERBLOCK_DTYPE)["checksum"] = 0
-    if crc(seed, raw) != stored:
+    s = _sealed_struct(block, SUPERBLOCK_DTYPE, seed)
+    if s is None:
         raise JournalFormatError("journal superblock checksum mismatch (wrong uuid or corrupt)")
     if int(s["version"]) != VERSION:
         raise JournalFormatError(f"journal format version {int(s['version'])} is not {VERSION}")
@@ -210,14 +220,58 @@ def write_commit(block: np.ndarray, tid: int, nblocks: int, txn_checksum: int,
 
 def read_commit(block: np.ndarray, seed: int) -> tuple[int, int, int]:
     """(nblocks, txn_checksum, time_ns) of a commit block whose own checksum holds."""
-    raw = block.copy()
-    c = raw[: COMMIT_DTYPE.itemsize].view(COMMIT_DTYPE)[0]
-    stored = int(c["checksum"])
-    raw[: COMMIT_DTYPE.itemsize].view(COMMIT_DTYPE)["checksum"] = 0
-    if crc(seed, raw) != stored:
+    c = _sealed_struct(block, COMMIT_DTYPE, seed)
+    if c is None:
         raise JournalFormatError("commit block checksum mismatch")
     return int(c["nblocks"]), int(c["txn_checksum"]), int(c["sec"]) * 1_000_000_000 + int(c["nsec"])
 
 
 def data_checksum(seed: int, tid: int, data: np.ndarray) -> int:
     return crc(crc(seed, tid.to_bytes(4, "big")), data)
+
+
+@dataclass
+class TransactionLayout:
+    """A frozen transaction on its way to the log: block copies already in ``staging``
+    (after room for the descriptors and revoke blocks), the rest filled in by ``layout``."""
+
+    blocknos: list[int]
+    revokes: list[int]
+    staging: np.ndarray
+    ndesc: int
+    nrev: int
+
+    def layout(self, tid: int, seed: int, now_ns: int) -> np.ndarray:
+        """Fill in descriptors, revoke and commit blocks; return all blocks in log order.
+
+        The copies were put after the descriptor and revoke slots; here they are
+        interleaved in place: [desc, copies...]*, [revoke]*, commit.
+        """
+        bs = self.staging.shape[1]
+        per = tags_per_descriptor(bs)
+        n = len(self.blocknos)
+        copies = self.staging[self.ndesc + self.nrev : self.ndesc + self.nrev + n].copy()
+        out = self.staging
+        pos = 0
+        for d in range(self.ndesc):
+            group = range(d * per, min(n, (d + 1) * per))
+            tags = []
+            for slot, i in enumerate(group, start=pos + 1):
+                data = copies[i]
+                out[slot] = data
+                flags = 0
+                if data[:4].tobytes() == MAGIC_BYTES:
+                    out[slot, :4] = 0
+                    flags = TAG_ESCAPED
+                tags.append((self.blocknos[i], flags, data_checksum(seed, tid, data)))
+            write_descriptor(out[pos], tid, tags, seed)
+            pos += 1 + len(group)
+        per_rev = revokes_per_block(bs)
+        for r in range(self.nrev):
+            write_revoke(out[pos], tid, self.revokes[r * per_rev : (r + 1) * per_rev], seed)
+            pos += 1
+        chain = seed
+        for i in range(pos):
+            chain = crc(chain, out[i])
+        write_commit(out[pos], tid, pos, chain, now_ns, seed)
+        return out
