@@ -120,12 +120,13 @@ class RecordingDevice(BlockDevice):
                 only partly (just those 512-byte sectors).
         """
         torn = dict(torn or {})
+        keep = set(keep)
         flying = self.in_flight(epoch)
-        chosen = sorted(set(keep) | set(torn))
+        chosen = sorted(keep | set(torn))
         for i in chosen:
             if not 0 <= i < len(flying):
                 raise IndexError(f"epoch {epoch} has {len(flying)} in-flight writes, not {i + 1}")
-        overlap = set(keep) & set(torn)
+        overlap = keep & set(torn)
         if overlap:
             raise ValueError(f"writes {sorted(overlap)} are both kept whole and torn")
         image = self.base.copy()
