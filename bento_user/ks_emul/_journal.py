@@ -8,7 +8,8 @@ The file system's side (cf. jbd2's API and xv6's begin_op/end_op):
         ...change bh.data...
         h.dirty_metadata(bh)                 # after
         h.ordered_data(data_bh)              # data that must be on disk before commit
-        h.revoke(freed_metadata_blockno)     # a freed block's old copies must not replay
+        h.revoke(freed_metadata_blockno)     # a freed block's old copies must not replay;
+                                             # reuse it only once this transaction commits
     journal.force_commit()                   # fsync: everything so far is durable
 
 Credits are the most distinct blocks (and revokes) a handle may add; they reserve log
@@ -347,13 +348,13 @@ class Journal:
     def _join_buffer(self, h: Handle, bh: BufferHead) -> None:
         t = h.transaction
         with self._cond:
+            t.revokes.discard(bh.blockno)  # logged again: the revoke no longer applies
             if bh.jtrans is t:
                 return
             if h.credits <= 0:
                 raise JournalError(f"handle out of credits adding block {bh.blockno}")
             h.credits -= 1
             t.buffers[bh.blockno] = bh
-            t.revokes.discard(bh.blockno)  # logged again: the revoke no longer applies
             with self.cache._lock:
                 bh.jtrans = t  # write-back skips it from here on
         bh.wait_io()  # ... and a write-back already under way finishes first
@@ -367,6 +368,10 @@ class Journal:
         bh.mark_dirty()
 
     def _add_data(self, h: Handle, bh: BufferHead) -> None:
+        if bh.jtrans is not None:
+            raise JournalError(
+                f"block {bh.blockno} is journaled metadata, or was freed by a transaction "
+                "that has not committed yet: it cannot be reused as data before that commit")
         with self._cond:
             h.transaction.data[bh.blockno] = bh
 
@@ -379,11 +384,10 @@ class Journal:
                 raise JournalError(f"handle out of credits revoking block {blockno}")
             h.credits -= 1
             t.revokes.add(blockno)
-            bh = t.buffers.pop(blockno, None)
+            # Its new contents are not logged, but the buffer stays pinned until ``t``
+            # commits: before that the block is still in use on disk, with the old
+            # contents (a crash must find them there).
             t.dirtied.discard(blockno)
-            if bh is not None and bh.jtrans is t:
-                with self.cache._lock:
-                    bh.jtrans = None
 
     def _stop(self, h: Handle) -> None:
         t = h.transaction

@@ -107,9 +107,11 @@ def test_a_revoke_keeps_freed_metadata_from_replaying_over_new_data(revoke: bool
     ks, j = opened(rec)
     apply_txn(j, ks, Txn({100: 0xAA}))  # block 100 is metadata ...
     j.force_commit()
-    with j.start(1) as h:                  # ... then freed and reused for file data
+    with j.start(1) as h:                  # ... then freed ...
         if revoke:
             h.revoke(100)
+    j.force_commit()
+    with j.start(1) as h:                  # ... and, once that committed, reused for data
         with ks.getblk(100) as bh:
             bh.data[:] = 0xDD
             bh.mark_dirty()
@@ -117,6 +119,24 @@ def test_a_revoke_keeps_freed_metadata_from_replaying_over_new_data(revoke: bool
     j.force_commit()
     home = home_state(recover_image(rec.crash_image(rec.epochs)))
     assert home[100] == (0xDD if revoke else 0xAA)  # without it, stale metadata wins
+
+
+def test_a_block_freed_in_a_running_transaction_keeps_its_old_contents() -> None:
+    """Until the freeing transaction commits, the block is in use on disk: its
+    uncommitted contents must not reach it, and it cannot become data yet."""
+    rec = RecordingDevice(formatted_ram())
+    ks, j = opened(rec)
+    apply_txn(j, ks, Txn({101: 1}))
+    j.force_commit()
+    apply_txn(j, ks, Txn({101: 2}))
+    apply_txn(j, ks, Txn({}, revokes=[101]))
+    ks.cache.writeback()
+    assert int(rec.inner.blocks[101, 0]) == 0  # neither 2 (uncommitted) nor written
+    with j.start(1) as h, ks.bread(101) as bh:
+        with pytest.raises(JournalError, match="cannot be reused as data"):
+            h.ordered_data(bh)
+    home = home_state(recover_image(rec.crash_image(rec.epochs)))
+    assert home[101] == 1
 
 
 def test_relogging_a_revoked_block_cancels_the_revoke() -> None:
