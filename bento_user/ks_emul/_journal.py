@@ -460,22 +460,18 @@ class Journal:
     def _snapshot(self, t: Transaction) -> fmt.TransactionLayout:
         """Freeze ``t``'s blocks into a staging area and give it an id and log space.
         Caller holds ``_cond`` with ``t`` LOCKED (no handle can change its buffers)."""
-        blocknos = sorted(t.dirtied)
-        revokes = sorted(t.revokes)
-        ndesc = -(-len(blocknos) // self._tags)
-        nrev = -(-len(revokes) // fmt.revokes_per_block(self.cache.block_size))
-        length = ndesc + len(blocknos) + nrev + 1
-        staging = aligned_blocks(length, self.cache.block_size)
-        copies = staging[ndesc + nrev : ndesc + nrev + len(blocknos)]
-        for i, n in enumerate(blocknos):
-            copies[i] = t.buffers[n].data  # type: ignore[assignment]
+        plan = fmt.TransactionLayout(sorted(t.dirtied), sorted(t.revokes),
+                                     self.cache.block_size)
+        for i, n in enumerate(plan.blocknos):
+            plan.staging[plan.slot(i)] = t.buffers[n].data  # type: ignore[assignment]
+        length = len(plan.staging)
         t.tid = self._next_tid
         self._next_tid += 1
         t.log_start, t.log_len = self._head, length
         self._head = self._wrap(self._head + length)
         self._used += length
         self._log.append(t)
-        return fmt.TransactionLayout(blocknos, revokes, staging, ndesc, nrev)
+        return plan
 
     def _write_commit(self, t: Transaction, plan: fmt.TransactionLayout) -> None:
         """Ordered data home; the log blocks; flush; commit block; flush."""
@@ -483,7 +479,7 @@ class Journal:
         self.cache.writeback(data)
         for bh in data:
             bh.wait_io()
-        blocks = plan.layout(t.tid, self.seed, self.clock.now_ns())  # type: ignore[arg-type]
+        blocks = plan.seal(t.tid, self.seed, self.clock.now_ns())  # type: ignore[arg-type]
         self._write_log(t.log_start, blocks[:-1])
         self.device.flush()
         self._write_log(self._wrap(t.log_start + t.log_len - 1), blocks[-1:])

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import crc32c
 import numpy as np
 
+from ..blockdev import aligned_blocks
+
 MAGIC = 0x42454E4A  # b"BENJ"
 MAGIC_BYTES = MAGIC.to_bytes(4, "big")
 VERSION = 1
@@ -230,48 +232,50 @@ def data_checksum(seed: int, tid: int, data: np.ndarray) -> int:
     return crc(crc(seed, tid.to_bytes(4, "big")), data)
 
 
-@dataclass
 class TransactionLayout:
-    """A frozen transaction on its way to the log: block copies already in ``staging``
-    (after room for the descriptors and revoke blocks), the rest filled in by ``layout``."""
+    """Where a transaction's blocks go in the log: [descriptor, copies ...]*,
+    [revoke]*, commit, in one aligned staging array.
 
-    blocknos: list[int]
-    revokes: list[int]
-    staging: np.ndarray
-    ndesc: int
-    nrev: int
+    The journal copies logged block ``i`` straight into ``staging[slot(i)]`` while the
+    transaction is locked; ``seal`` then fills in descriptors, revokes and the commit
+    block around the copies, without moving them.
+    """
 
-    def layout(self, tid: int, seed: int, now_ns: int) -> np.ndarray:
-        """Fill in descriptors, revoke and commit blocks; return all blocks in log order.
+    def __init__(self, blocknos: list[int], revokes: list[int], block_size: int) -> None:
+        self.blocknos = blocknos
+        self.revokes = revokes
+        self.per = tags_per_descriptor(block_size)
+        self.per_revoke = revokes_per_block(block_size)
+        ndesc = -(-len(blocknos) // self.per)
+        nrev = -(-len(revokes) // self.per_revoke)
+        self.staging = aligned_blocks(ndesc + len(blocknos) + nrev + 1, block_size)
 
-        The copies were put after the descriptor and revoke slots; here they are
-        interleaved in place: [desc, copies...]*, [revoke]*, commit.
-        """
-        bs = self.staging.shape[1]
-        per = tags_per_descriptor(bs)
-        n = len(self.blocknos)
-        copies = self.staging[self.ndesc + self.nrev : self.ndesc + self.nrev + n].copy()
+    def slot(self, i: int) -> int:
+        """The log position (within the transaction) of the copy of block ``i``."""
+        return i // self.per * (self.per + 1) + 1 + i % self.per
+
+    def seal(self, tid: int, seed: int, now_ns: int) -> np.ndarray:
+        """Fill in descriptors (escaping copies in place), revoke and commit blocks;
+        return every block of the transaction in log order."""
         out = self.staging
+        n = len(self.blocknos)
         pos = 0
-        for d in range(self.ndesc):
-            group = range(d * per, min(n, (d + 1) * per))
+        for first in range(0, n, self.per):
             tags = []
-            for slot, i in enumerate(group, start=pos + 1):
-                data = copies[i]
-                out[slot] = data
+            for i in range(first, min(n, first + self.per)):
+                data = out[self.slot(i)]
+                csum = data_checksum(seed, tid, data)
                 flags = 0
                 if data[:4].tobytes() == MAGIC_BYTES:
-                    out[slot, :4] = 0
+                    data[:4] = 0
                     flags = TAG_ESCAPED
-                tags.append((self.blocknos[i], flags, data_checksum(seed, tid, data)))
+                tags.append((self.blocknos[i], flags, csum))
             write_descriptor(out[pos], tid, tags, seed)
-            pos += 1 + len(group)
-        per_rev = revokes_per_block(bs)
-        for r in range(self.nrev):
-            write_revoke(out[pos], tid, self.revokes[r * per_rev : (r + 1) * per_rev], seed)
+            pos += 1 + len(tags)
+        for first in range(0, len(self.revokes), self.per_revoke):
+            write_revoke(out[pos], tid, self.revokes[first : first + self.per_revoke], seed)
             pos += 1
-        chain = seed
-        for i in range(pos):
-            chain = crc(chain, out[i])
-        write_commit(out[pos], tid, pos, chain, now_ns, seed)
+        # crc32c streams, so one call over the contiguous blocks equals the per-block
+        # chain that recovery computes.
+        write_commit(out[pos], tid, pos, crc(seed, out[:pos]), now_ns, seed)
         return out

@@ -4,7 +4,6 @@ and several threads."""
 from __future__ import annotations
 
 import errno
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from bento_user.blockdev import Fault, FaultDevice, ImageDevice, RamDevice
 from bento_user.blockdev._memory import is_aligned
 from bento_user.ks_emul import BufferCache
-from tests.conftest import make_image
+from tests.conftest import make_image, run_threads
 
 NBLOCKS = 48
 
@@ -229,11 +228,7 @@ def test_threads_incrementing_shared_blocks_lose_nothing() -> None:
                     bh.mark_dirty()
             cache.bread(int(rng.integers(16, 64))).release()  # churn: forces eviction
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 4)
     cache.sync()
     total = sum(int(dev.blocks[n, :8].view(np.uint64)[0]) for n in range(blocks))
     assert total == 4 * per_thread
@@ -253,9 +248,5 @@ def test_concurrent_readers_see_the_disk(order: list[int]) -> None:
                 if int(bh.data[0]) != n or int(bh.data[-1]) != n:
                     bad.append(n)
 
-    threads = [threading.Thread(target=reader, args=(order[i::3] + order,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(lambda i: reader(order[i::3] + order), 3)
     assert not bad

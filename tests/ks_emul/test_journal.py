@@ -4,7 +4,6 @@ escaping, wrap-around, checksums, aborts, the timer and several threads."""
 from __future__ import annotations
 
 import errno
-import threading
 import time
 
 import numpy as np
@@ -21,6 +20,7 @@ from bento_user.ks_emul import (
 )
 from bento_user.ks_emul import _journal_format as fmt
 from bento_user.ks_emul._recovery import recover
+from tests.conftest import run_threads
 from tests.ks_emul.journal_workload import (
     AREA_LEN,
     AREA_START,
@@ -283,11 +283,7 @@ def test_threads_sharing_blocks_commit_every_increment() -> None:
             if rng.random() < 0.1:
                 j.force_commit()
 
-    threads = [threading.Thread(target=worker, args=(m,)) for m in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 4)
     ks.close()
     count = lambda n: int(ram.blocks[n, :8].view(np.uint64)[0])  # noqa: E731
     assert count(100) == 4 * rounds

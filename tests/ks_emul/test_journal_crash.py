@@ -71,7 +71,7 @@ def test_the_oracle_catches_a_commit_that_is_not_flushed(monkeypatch: pytest.Mon
     fail the check: the test can fail."""
     def unflushed_commit(self: Journal, t, plan) -> None:  # type: ignore[no-untyped-def]
         self.cache.writeback(list(t.data.values()))
-        blocks = plan.layout(t.tid, self.seed, self.clock.now_ns())
+        blocks = plan.seal(t.tid, self.seed, self.clock.now_ns())
         self._write_log(t.log_start, blocks[:-1])
         self.device.flush()
         self._write_log(self._wrap(t.log_start + t.log_len - 1), blocks[-1:])
