@@ -118,6 +118,11 @@ class Transaction:
     def empty(self) -> bool:
         return not (self.dirtied or self.revokes or self.data)
 
+    @property
+    def committed(self) -> bool:
+        """Durable: its commit block is on disk (blocks it freed may be reused)."""
+        return self.state in (State.COMMITTED, State.FINISHED)
+
     def __repr__(self) -> str:
         return f"<Transaction {self.tid} {self.state.value} {len(self.dirtied)} blocks>"
 

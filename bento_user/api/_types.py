@@ -1,0 +1,146 @@
+"""The values that cross the file-system API: requests, attributes, errors.
+
+Plain Python values on purpose: a runtime (FUSE or direct) builds them from its own
+types, so a file system never sees pyfuse3's.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import NewType
+
+InodeNo = NewType("InodeNo", int)
+FileHandle = NewType("FileHandle", int)
+
+ROOT_INODE = InodeNo(1)  # FUSE's root node id; a file system maps its own root to it
+
+# rename flags (linux/fs.h)
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+# setxattr flags
+XATTR_CREATE = 1
+XATTR_REPLACE = 2
+# fallocate modes
+FALLOC_FL_KEEP_SIZE = 1
+
+
+class FsError(OSError):
+    """An operation's failure, reported to the caller as its errno.
+
+    Anything else a file system raises is a bug in it: the FUSE runtime logs it and
+    answers EIO. ``message`` adds the reason for humans (logs, one-line CLI errors).
+    """
+
+    def __init__(self, err: int, message: str | None = None) -> None:
+        super().__init__(err, message or os.strerror(err))
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        return (type(self), (self.errno, self.strerror))
+
+
+def corrupt(message: str) -> FsError:
+    """The error for on-disk structures that break the format: EUCLEAN, with why."""
+    return FsError(errno.EUCLEAN, message)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asks: the calling process's credentials, as FUSE passes them.
+
+    ``groups`` are supplementary groups; FUSE does not pass them (the kernel's
+    ``default_permissions`` check uses them), the direct runtime may.
+    """
+
+    uid: int = 0
+    gid: int = 0
+    pid: int = 0
+    umask: int = 0o022
+    groups: tuple[int, ...] = ()
+
+    def in_group(self, gid: int) -> bool:
+        return gid == self.gid or gid in self.groups
+
+
+ROOT_REQUEST = Request()
+
+
+@dataclass(frozen=True)
+class Attr:
+    """An inode's attributes (``struct stat`` plus the generation)."""
+
+    ino: InodeNo
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    blocks: int  # in 512-byte units, as st_blocks
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    rdev: int = 0
+    generation: int = 0
+    blksize: int = 4096
+
+    @property
+    def kind(self) -> int:
+        return stat.S_IFMT(self.mode)
+
+
+@dataclass(frozen=True)
+class SetAttr:
+    """Which attributes ``setattr`` changes; None leaves one as it is.
+
+    ``atime_ns``/``mtime_ns`` may be ``NOW`` (UTIME_NOW): the file system's clock.
+    """
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+
+    NOW = -1
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One directory entry; ``next_offset`` resumes the scan just after it."""
+
+    name: bytes
+    ino: InodeNo
+    kind: int  # S_IFDIR, S_IFREG, ...
+    next_offset: int
+
+
+@dataclass(frozen=True)
+class StatFs:
+    block_size: int
+    blocks: int
+    blocks_free: int
+    blocks_available: int
+    files: int
+    files_free: int
+    name_max: int = 255
+    fragment_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fragment_size:
+            object.__setattr__(self, "fragment_size", self.block_size)
+
+
+@dataclass
+class UpgradeState:
+    """What a file system hands its successor in a live upgrade.
+
+    ``schema`` names the layout of ``data`` ("xv6/1"); a successor refuses a schema
+    it does not know by raising ``FsError(EPROTO)`` in ``from_upgrade``.
+    """
+
+    schema: str
+    data: dict[str, object] = field(default_factory=dict)

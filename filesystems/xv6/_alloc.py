@@ -1,0 +1,131 @@
+"""Block and inode allocation: next-fit over in-memory copies of the bitmaps.
+
+The on-disk bitmaps are journaled metadata; the in-memory boolean arrays say what may
+be handed out *now*. They differ in one way: a block freed by a transaction that has
+not committed yet is free on disk (in that transaction) but not reusable — if the
+machine crashed before the commit, its old owner would still have it (the jbd2 rule,
+docs/locking.md). Such blocks wait in ``_pending`` until their transaction commits.
+
+Locking: ``lock`` (a leaf mutex, taken inside journal handles) guards everything here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from bento_user.api import corrupt
+from bento_user.ks_emul import Handle, KernelServices, Transaction
+
+from ._format import BITS_PER_BLOCK, Geometry, bit_array
+
+
+class Allocator:
+    def __init__(self, ks: KernelServices, geo: Geometry) -> None:
+        self.ks = ks
+        self.geo = geo
+        self.lock = ks.mutex("xv6.alloc")
+        self.block_used = self._load(geo.bbitmap_start, geo.bbitmap_blocks, geo.nblocks)
+        self.block_used[: geo.data_start] = True  # metadata areas are never handed out
+        self.inode_used = self._load(geo.ibitmap_start, geo.ibitmap_blocks, geo.ninodes)
+        self.inode_used[0] = True
+        self.free_blocks = int(np.count_nonzero(~self.block_used))
+        self.free_inodes = int(np.count_nonzero(~self.inode_used))
+        self._pending: deque[tuple[Transaction, list[int]]] = deque()
+        self._pending_count = 0
+        self._block_cursor = geo.data_start
+        self._inode_cursor = 1
+
+    def _load(self, start: int, nblocks: int, count: int) -> np.ndarray:
+        blocks = []
+        for b in range(start, start + nblocks):
+            with self.ks.bread(b) as bh:
+                blocks.append(bh.data.copy())
+        return bit_array(blocks, count)
+
+    # -- blocks ------------------------------------------------------------------
+
+    def alloc_block(self, h: Handle, goal: int = 0) -> int | None:
+        """A free block (near ``goal`` if given), marked used on disk; None if full."""
+        with self.lock:
+            self._reap()
+            b = _next_fit(self.block_used, goal or self._block_cursor, self.geo.data_start)
+            if b is None:
+                return None
+            self.block_used[b] = True
+            self.free_blocks -= 1
+            self._block_cursor = b + 1
+        self._set_bit(h, self.geo.bbitmap_start, b, True)
+        return b
+
+    def free_block(self, h: Handle, b: int) -> None:
+        """Free ``b`` on disk now; reusable once ``h``'s transaction has committed."""
+        self._set_bit(h, self.geo.bbitmap_start, b, False)
+        with self.lock:
+            if self._pending and self._pending[-1][0] is h.transaction:
+                self._pending[-1][1].append(b)
+            else:
+                self._pending.append((h.transaction, [b]))
+            self._pending_count += 1
+
+    @property
+    def pending_blocks(self) -> int:
+        """Blocks freed by transactions that have not committed yet."""
+        return self._pending_count
+
+    def _reap(self) -> None:
+        while self._pending and self._pending[0][0].committed:
+            _, blocks = self._pending.popleft()
+            self.block_used[blocks] = False
+            self.free_blocks += len(blocks)
+            self._pending_count -= len(blocks)
+
+    # -- inodes ------------------------------------------------------------------
+
+    def alloc_inode(self, h: Handle) -> int | None:
+        with self.lock:
+            i = _next_fit(self.inode_used, self._inode_cursor, 1)
+            if i is None:
+                return None
+            self.inode_used[i] = True
+            self.free_inodes -= 1
+            self._inode_cursor = i + 1
+        self._set_bit(h, self.geo.ibitmap_start, i, True)
+        return i
+
+    def free_inode(self, h: Handle, i: int) -> None:
+        self._set_bit(h, self.geo.ibitmap_start, i, False)
+        with self.lock:
+            self.inode_used[i] = False
+            self.free_inodes += 1
+
+    # -- disk --------------------------------------------------------------------
+
+    def _set_bit(self, h: Handle, area: int, n: int, value: bool) -> None:
+        blockno, bit = area + n // BITS_PER_BLOCK, n % BITS_PER_BLOCK
+        with self.ks.bread(blockno) as bh:
+            h.get_write_access(bh)
+            with self.lock:  # two bits of one byte may change at once
+                byte = bh.data[bit >> 3]
+                mask = np.uint8(1 << (bit & 7))
+                if bool(byte & mask) == value:
+                    what = "inode" if area == self.geo.ibitmap_start else "block"
+                    raise corrupt(f"{what} bitmap: {what} {n} is already "
+                                  f"{'in use' if value else 'free'}")
+                bh.data[bit >> 3] = (byte | mask) if value else (byte & ~mask)
+            h.dirty_metadata(bh)
+
+
+def _next_fit(used: np.ndarray, cursor: int, low: int) -> int | None:
+    """The first False at or after ``cursor``, wrapping around to ``low``."""
+    n = len(used)
+    cursor = min(max(cursor, low), n)
+    for start, stop in ((cursor, n), (low, cursor)):
+        if start >= stop:
+            continue
+        window = used[start:stop]
+        i = int(window.argmin())
+        if not window[i]:
+            return start + i
+    return None

@@ -1,0 +1,91 @@
+"""In-memory inodes: the on-disk fields as Python ints, plus what only memory knows.
+
+An ``Inode`` object exists once per inode number while it is cached (the file
+system's icache guarantees that). Its on-disk fields are loaded once and written back
+by the file system (``store``) inside a journal handle after every change.
+
+Locking: ``lock`` (an rw-semaphore) protects the fields and the file's contents;
+``nlookup`` and ``nopen`` are changed under the file system's icache mutex.
+"""
+
+from __future__ import annotations
+
+import stat
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bento_user.api import Attr, InodeNo, corrupt
+
+from ._format import FORMAT_KINDS, INODE_DTYPE, NADDRS
+
+if TYPE_CHECKING:
+    from bento_user.ks_emul import RWSemaphore
+
+    from ._dir import DirIndex
+
+FIELDS = ("mode", "uid", "gid", "nlink", "size", "blocks", "atime_ns", "mtime_ns",
+          "ctime_ns", "crtime_ns", "generation", "flags", "rdev", "next_orphan",
+          "xattr_block")
+
+
+class Inode:
+    """One inode: disk fields (see ``INODE_DTYPE``) and runtime state."""
+
+    def __init__(self, ino: int, lock: RWSemaphore) -> None:
+        self.ino = ino
+        self.lock = lock
+        self.mode = self.uid = self.gid = self.nlink = 0
+        self.size = self.blocks = 0
+        self.atime_ns = self.mtime_ns = self.ctime_ns = self.crtime_ns = 0
+        self.generation = self.flags = self.rdev = 0
+        self.next_orphan = self.xattr_block = 0
+        self.addrs: list[int] = [0] * NADDRS
+        # runtime state
+        self.nlookup = 0           # FUSE lookup count
+        self.nopen = 0             # open file and directory handles
+        self.orphan = False        # on the on-disk orphan list
+        self.dir: DirIndex | None = None       # name index, built on first use
+        self.xattrs: dict[bytes, bytes] | None = None  # parsed xattr block
+        self.dirty_data: set[int] = set()      # overwritten data blocks (fsync writes them)
+
+    # -- disk form ---------------------------------------------------------------
+
+    def load(self, rec: np.void, max_block: int) -> None:
+        for f in FIELDS:
+            setattr(self, f, int(rec[f]))
+        self.addrs = [int(a) for a in rec["addrs"]]
+        if self.mode and stat.S_IFMT(self.mode) not in FORMAT_KINDS:
+            raise corrupt(f"inode {self.ino}: unknown file type {stat.S_IFMT(self.mode):#o}")
+        for a in (*self.addrs, self.xattr_block):
+            if a >= max_block:
+                raise corrupt(f"inode {self.ino}: block pointer {a} outside the device")
+
+    def store(self, rec: np.void) -> None:
+        for f in FIELDS:
+            rec[f] = getattr(self, f)
+        rec["addrs"] = self.addrs
+
+    # -- views -------------------------------------------------------------------
+
+    @property
+    def kind(self) -> int:
+        return stat.S_IFMT(self.mode)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == stat.S_IFDIR
+
+    def attr(self, block_size: int) -> Attr:
+        return Attr(ino=InodeNo(self.ino), mode=self.mode, nlink=self.nlink, uid=self.uid,
+                    gid=self.gid, size=self.size, blocks=self.blocks * (block_size // 512),
+                    atime_ns=self.atime_ns, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns,
+                    rdev=self.rdev, generation=self.generation, blksize=block_size)
+
+    def __repr__(self) -> str:
+        return f"<Inode {self.ino} {self.kind:#o} size={self.size} nlink={self.nlink}>"
+
+
+def inode_records(block: np.ndarray) -> np.ndarray:
+    """The inode records of one inode-table block (a writable view)."""
+    return block.view(INODE_DTYPE)

@@ -1,0 +1,95 @@
+"""Permission rules as Linux applies them (fs/namei.c, fs/attr.c, fs/inode.c).
+
+The kernel checks most of these in front of a FUSE mount (``default_permissions``);
+the file system checks them itself too, so the direct runtime behaves the same.
+Root (uid 0) stands for the capabilities CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN
+and CAP_FSETID.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from bento_user.api import FsError, Request
+
+from ._inode import Inode
+
+
+def permitted(req: Request, ip: Inode, mask: int) -> bool:
+    """May ``req`` access ``ip`` with ``mask`` (os.R_OK | W_OK | X_OK)?"""
+    if req.uid == 0:
+        # root may read and write anything, and execute what anyone may (or search a dir)
+        return not (mask & os.X_OK) or ip.is_dir or bool(ip.mode & 0o111)
+    if req.uid == ip.uid:
+        bits = (ip.mode >> 6) & 7
+    elif req.in_group(ip.gid):
+        bits = (ip.mode >> 3) & 7
+    else:
+        bits = ip.mode & 7
+    return (bits & mask) == mask
+
+
+def require(req: Request, ip: Inode, mask: int) -> None:
+    if not permitted(req, ip, mask):
+        raise FsError(errno.EACCES)
+
+
+def require_owner(req: Request, ip: Inode) -> None:
+    """chmod, explicit utimes, xattrs on sticky dirs: the owner or root (EPERM)."""
+    if req.uid not in (0, ip.uid):
+        raise FsError(errno.EPERM)
+
+
+def check_sticky(req: Request, dp: Inode, ip: Inode) -> None:
+    """In a sticky directory only the file's owner, the directory's owner or root may
+    remove or rename an entry."""
+    if dp.mode & stat.S_ISVTX and req.uid not in (0, ip.uid, dp.uid):
+        raise FsError(errno.EPERM)
+
+
+def new_owner(req: Request, dp: Inode, mode: int) -> tuple[int, int, int]:
+    """(uid, gid, mode) of a new inode in ``dp``: a setgid directory passes on its
+    group (and, to subdirectories, its setgid bit)."""
+    gid = req.gid
+    if dp.mode & stat.S_ISGID:
+        gid = dp.gid
+        if stat.S_ISDIR(mode):
+            mode |= stat.S_ISGID
+        elif mode & stat.S_ISGID and not req.in_group(gid) and req.uid != 0:
+            mode &= ~stat.S_ISGID
+    return req.uid, gid, mode
+
+
+def chmod_mode(req: Request, ip: Inode, mode: int) -> int:
+    """The mode chmod really sets: setgid is dropped when a non-root caller is not
+    in the file's group; sticky on non-directories stays (Linux allows it)."""
+    require_owner(req, ip)
+    mode &= 0o7777
+    if req.uid != 0 and not req.in_group(ip.gid) and mode & stat.S_ISGID:
+        mode &= ~stat.S_ISGID
+    return mode
+
+
+def check_chown(req: Request, ip: Inode, uid: int | None, gid: int | None) -> None:
+    """Only root gives a file away; an owner may change its group to one of their own."""
+    if req.uid == 0:
+        return
+    if uid is not None and uid != ip.uid:
+        raise FsError(errno.EPERM)
+    if gid is not None and gid != ip.gid and not (req.uid == ip.uid and req.in_group(gid)):
+        raise FsError(errno.EPERM)
+    if req.uid != ip.uid and (uid is not None or gid is not None):
+        raise FsError(errno.EPERM)
+
+
+def killed_suid(mode: int) -> int:
+    """The mode after a chown or an unprivileged write: setuid goes, and setgid when
+    group-executable (otherwise it marks mandatory locking and stays)."""
+    if stat.S_ISDIR(mode):
+        return mode
+    mode &= ~stat.S_ISUID
+    if mode & stat.S_IXGRP:
+        mode &= ~stat.S_ISGID
+    return mode

@@ -1,0 +1,56 @@
+"""Extended attributes: all of an inode's, packed into one journaled block.
+
+Block layout: magic ``b"XATR"``, u32 count, then per attribute ``name_len u8, 0 u8,
+value_len u16, name, value``. One block bounds an inode's attributes to about 4 KiB
+in total, as ext4 without its EA inodes; a set that would not fit gets ENOSPC.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from bento_user.api import FsError, corrupt
+
+from ._format import BLOCK_SIZE
+
+MAGIC = b"XATR"
+_HEAD = struct.Struct("<4sI")
+_ENTRY = struct.Struct("<BBH")
+NAMESPACES = (b"user.", b"trusted.", b"security.")
+
+
+def decode(data: bytes, ino: int) -> dict[bytes, bytes]:
+    magic, count = _HEAD.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise corrupt(f"inode {ino}: extended-attribute block has no XATR magic")
+    out: dict[bytes, bytes] = {}
+    off = _HEAD.size
+    for _ in range(count):
+        if off + _ENTRY.size > BLOCK_SIZE:
+            raise corrupt(f"inode {ino}: extended-attribute block overruns")
+        nlen, _, vlen = _ENTRY.unpack_from(data, off)
+        off += _ENTRY.size
+        if off + nlen + vlen > BLOCK_SIZE or nlen == 0:
+            raise corrupt(f"inode {ino}: extended-attribute entry overruns")
+        out[data[off:off + nlen]] = data[off + nlen:off + nlen + vlen]
+        off += nlen + vlen
+    return out
+
+
+def encode(attrs: dict[bytes, bytes]) -> bytes:
+    parts = [_HEAD.pack(MAGIC, len(attrs))]
+    for name, value in attrs.items():
+        parts += [_ENTRY.pack(len(name), 0, len(value)), name, value]
+    raw = b"".join(parts)
+    if len(raw) > BLOCK_SIZE:
+        raise FsError(errno.ENOSPC, "no room for more extended attributes on this inode")
+    return raw + bytes(BLOCK_SIZE - len(raw))
+
+
+def check_name(name: bytes) -> None:
+    """Linux's rules: a known namespace prefix, at most 255 bytes."""
+    if not name or len(name) > 255:
+        raise FsError(errno.ERANGE if name else errno.EINVAL)
+    if not name.startswith(NAMESPACES) or name in NAMESPACES:
+        raise FsError(errno.EOPNOTSUPP)
