@@ -8,6 +8,7 @@ Modules, bottom-up:
 - ``_ram``       a RAM disk for tests and materialised crash states
 - ``_recording`` logs writes and flushes; rebuilds any post-power-cut disk
 - ``_fault``     fails or tears chosen I/O
+- ``_overlay``   keeps writes in memory over a read-only device (fsck replays there)
 """
 
 from ._device import SECTOR_SIZE as SECTOR_SIZE
@@ -24,3 +25,4 @@ from ._memory import aligned_blocks as aligned_blocks
 from ._ram import RamDevice as RamDevice
 from ._recording import RecordingDevice as RecordingDevice
 from ._recording import WriteRecord as WriteRecord
+from ._overlay import OverlayDevice as OverlayDevice
