@@ -13,10 +13,10 @@ import logging
 import sys
 
 from .. import __version__
-from . import demo
+from . import demo, fsck, mkfs
 from ._errors import UserError
 
-SUBCOMMANDS = [demo]
+SUBCOMMANDS = [mkfs, fsck, demo]
 
 
 def main(argv: list[str] | None = None) -> int:

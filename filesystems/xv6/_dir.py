@@ -29,6 +29,8 @@ from ._format import BLOCK_SIZE, DIRENT_HEADER_SIZE, dirent_size
 from ._inode import Inode
 
 _HEADER = struct.Struct("<IHBB")
+_INO = struct.Struct("<I")
+_REC_LEN = struct.Struct("<H")
 
 
 @dataclass
@@ -70,11 +72,17 @@ def empty_block() -> bytes:
 
 
 class DirIndex:
-    """The names of one directory: name -> (position, inode, kind)."""
+    """The names of one directory: name -> (position, inode, kind); and, per block,
+    its records' layout as ``[offset, rec_len, used]`` lists in offset order (used:
+    bytes the entry needs, 0 for a free record), so changes never re-parse a block."""
 
     def __init__(self) -> None:
         self.names: dict[bytes, tuple[int, int, int]] = {}
+        self.layout: list[list[list[int]]] = []
         self.slack = np.zeros(0, dtype=np.int32)
+
+    def note_block(self, lblk: int) -> None:
+        self.slack[lblk] = max(r[1] - r[2] for r in self.layout[lblk])
 
 
 class Directories:
@@ -103,6 +111,7 @@ class Directories:
                     if r.name in index.names:
                         raise corrupt(f"directory {dp.ino}: name {r.name!r} appears twice")
                     index.names[r.name] = (lblk * BLOCK_SIZE + r.offset, r.ino, r.kind)
+            index.layout.append([[r.offset, r.rec_len, r.rec_len - r.slack] for r in records])
             index.slack[lblk] = max(r.slack for r in records)
         return index
 
@@ -158,39 +167,45 @@ class Directories:
                 h.dirty_metadata(bh)
             dp.size += BLOCK_SIZE
             index.slack = np.append(index.slack, BLOCK_SIZE)
+            index.layout.append([[0, BLOCK_SIZE, 0]])
+        records = index.layout[lblk]
+        i = next(i for i, r in enumerate(records) if r[1] - r[2] >= need)
+        off, rec_len, used = records[i]
         with self.ks.bread(pblk) as bh:
-            records = parse_block(bh.data.tobytes(), dp.ino, lblk, self.ninodes)
-            r = next(r for r in records if r.slack >= need)
             h.get_write_access(bh)
-            if r.ino:  # split: the old entry keeps what it needs, the new one the rest
-                keep = dirent_size(len(r.name))
-                self._put(bh.data, r.offset, r.ino, keep, r.kind, r.name)
-                at, length = r.offset + keep, r.rec_len - keep
+            view = _bytes_view(bh.data)
+            if used:  # split: the old entry keeps what it needs, the new one the rest
+                _REC_LEN.pack_into(view, off + 4, used)
+                at, length = off + used, rec_len - used
+                records[i][1] = used
+                records.insert(i + 1, [at, length, need])
             else:
-                at, length = r.offset, r.rec_len
-            self._put(bh.data, at, ino, length, kind, name)
+                at, length = off, rec_len
+                records[i][2] = need
+            self._put(view, at, ino, length, kind, name)
             h.dirty_metadata(bh)
-            records = parse_block(bh.data.tobytes(), dp.ino, lblk, self.ninodes)
         index.names[name] = (lblk * BLOCK_SIZE + at, ino, kind)
-        index.slack[lblk] = max(r.slack for r in records)
+        index.note_block(lblk)
 
     def remove(self, h: Handle, dp: Inode, name: bytes) -> None:
         index = self.index(dp)
         pos, _, _ = index.names.pop(name)
         lblk, off = divmod(pos, BLOCK_SIZE)
+        records = index.layout[lblk]
+        i = next(i for i, r in enumerate(records) if r[0] == off)
         with self.ks.bread(self.bmap.lookup(dp, lblk)) as bh:
-            records = parse_block(bh.data.tobytes(), dp.ino, lblk, self.ninodes)
-            i = next(i for i, r in enumerate(records) if r.offset == off)
             h.get_write_access(bh)
-            if i == 0:
-                _HEADER.pack_into(_bytes_view(bh.data), off, 0, records[0].rec_len, 0, 0)
-            else:
+            view = _bytes_view(bh.data)
+            if i == 0:  # the first record of a block stays, marked free
+                _INO.pack_into(view, off, 0)
+                records[0][2] = 0
+            else:       # others merge into the record before them
                 prev = records[i - 1]
-                _HEADER.pack_into(_bytes_view(bh.data), prev.offset, prev.ino,
-                                  prev.rec_len + records[i].rec_len, len(prev.name), prev.kind)
+                prev[1] += records[i][1]
+                _REC_LEN.pack_into(view, prev[0] + 4, prev[1])
+                del records[i]
             h.dirty_metadata(bh)
-            records = parse_block(bh.data.tobytes(), dp.ino, lblk, self.ninodes)
-        index.slack[lblk] = max(r.slack for r in records)
+        index.note_block(lblk)
 
     def retarget(self, h: Handle, dp: Inode, name: bytes, ino: int, kind: int) -> None:
         """Point an existing entry at another inode (rename over it, or '..')."""
@@ -205,8 +220,7 @@ class Directories:
             h.dirty_metadata(bh)
         index.names[name] = (pos, ino, kind)
 
-    def _put(self, data: np.ndarray, off: int, ino: int, rec_len: int, kind: int, name: bytes) -> None:
-        view = _bytes_view(data)
+    def _put(self, view: memoryview, off: int, ino: int, rec_len: int, kind: int, name: bytes) -> None:
         _HEADER.pack_into(view, off, ino, rec_len, len(name), kind)
         view[off + DIRENT_HEADER_SIZE: off + DIRENT_HEADER_SIZE + len(name)] = name
 

@@ -134,6 +134,7 @@ class Xv6(Filesystem):
         self.orphan_lock = ks.mutex("xv6.orphans")
         self.icache_lock = ks.mutex("xv6.icache")
         self.icache: dict[int, Inode] = {}
+        self._icache_limit = ICACHE_TARGET
         self.orphans: list[int] = []  # the on-disk list, head first
         self.files: dict[int, OpenFile] = {}
         self._fh = itertools.count(1)
@@ -372,14 +373,16 @@ class Xv6(Filesystem):
         """Drop unreferenced inodes past the target (caller holds ``ns`` for writing,
         so nothing else can be reaching them)."""
         with self.icache_lock:
-            extra = len(self.icache) - ICACHE_TARGET
-            if extra <= 0:
+            if len(self.icache) < self._icache_limit:
                 return
+            extra = len(self.icache) - ICACHE_TARGET
             idle = [ino for ino, ip in self.icache.items()
                     if ip.nlookup == 0 and ip.nopen == 0 and ip.nlink and not ip.orphan
                     and not ip.lock.statistics().owners][:extra]
             for ino in idle:
                 del self.icache[ino]
+            # the scan is linear: run it again only once the cache has grown by half
+            self._icache_limit = max(ICACHE_TARGET, len(self.icache) * 3 // 2)
 
     # ---------------------------------------------------------------- names
 
@@ -420,6 +423,8 @@ class Xv6(Filesystem):
                     raise FsError(errno.ENOENT, "the directory was removed")
                 if self.dirs.lookup(dp, name) is not None:
                     raise FsError(errno.EEXIST)
+                if kind in (stat.S_IFCHR, stat.S_IFBLK) and req.uid != 0:
+                    raise FsError(errno.EPERM)  # CAP_MKNOD
                 if kind == stat.S_IFDIR and dp.nlink >= LINK_MAX:
                     raise FsError(errno.EMLINK)
                 perms = mode & 0o7777 & ~req.umask if kind != stat.S_IFLNK else 0o777
@@ -481,8 +486,6 @@ class Xv6(Filesystem):
             mode |= stat.S_IFREG
         elif kind not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
             raise FsError(errno.EINVAL)
-        if kind in (stat.S_IFCHR, stat.S_IFBLK) and req.uid != 0:
-            raise FsError(errno.EPERM)
         rdev = rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
         return self._create(req, parent, name, mode, rdev).attr(BLOCK_SIZE)
 
@@ -699,8 +702,7 @@ class Xv6(Filesystem):
                 if c.mode is not None:
                     ip.mode = stat.S_IFMT(ip.mode) | perm.chmod_mode(req, ip, c.mode)
                 if c.uid is not None or c.gid is not None:
-                    if (c.uid not in (None, ip.uid)) or (c.gid not in (None, ip.gid)) or req.uid:
-                        ip.mode = perm.killed_suid(ip.mode)
+                    ip.mode = perm.killed_suid(ip.mode)  # Linux: even root, even unchanged
                     ip.uid = ip.uid if c.uid is None else c.uid
                     ip.gid = ip.gid if c.gid is None else c.gid
                 if c.size is not None:
