@@ -376,11 +376,14 @@ class BufferCache:
             raise BlockRangeError(self.device.name, blockno, count, self.device.nblocks)
 
 
+MAX_RUN = 256  # blocks per vectored write: 1 MiB, well under the kernel's IOV_MAX (1024)
+
+
 def _runs(buffers: list[BufferHead]) -> list[list[BufferHead]]:
     """Split buffers sorted by block number into runs of adjacent blocks."""
     runs: list[list[BufferHead]] = []
     for bh in buffers:
-        if runs and runs[-1][-1].blockno + 1 == bh.blockno:
+        if runs and runs[-1][-1].blockno + 1 == bh.blockno and len(runs[-1]) < MAX_RUN:
             runs[-1].append(bh)
         else:
             runs.append([bh])

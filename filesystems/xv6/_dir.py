@@ -99,7 +99,7 @@ class Directories:
         return dp.dir
 
     def _build(self, dp: Inode) -> DirIndex:
-        nblocks = dp.size // BLOCK_SIZE
+        nblocks = self.nblocks(dp)
         index = DirIndex()
         index.slack = np.zeros(nblocks, dtype=np.int32)
         for lblk, pblk in enumerate(self.bmap.lookup_range(dp, 0, nblocks)):
@@ -114,6 +114,14 @@ class Directories:
             index.layout.append([[r.offset, r.rec_len, r.rec_len - r.slack] for r in records])
             index.slack[lblk] = max(r.slack for r in records)
         return index
+
+    @staticmethod
+    def nblocks(dp: Inode) -> int:
+        """Blocks of a directory, checked against what it holds (no holes allowed)."""
+        if dp.size % BLOCK_SIZE or not 0 < dp.size // BLOCK_SIZE <= dp.blocks:
+            raise corrupt(f"directory {dp.ino}: size {dp.size} does not match its "
+                          f"{dp.blocks} blocks")
+        return dp.size // BLOCK_SIZE
 
     def _records(self, dp: Inode, lblk: int, pblk: int) -> list[Record]:
         with self.ks.bread(pblk) as bh:
@@ -131,7 +139,7 @@ class Directories:
         """Live records at byte position >= ``offset``, whole blocks at a time, until at
         least ``want`` were found; each with the position just after it."""
         out: list[tuple[Record, int]] = []
-        nblocks = dp.size // BLOCK_SIZE
+        nblocks = self.nblocks(dp)
         lblk = offset // BLOCK_SIZE
         while lblk < nblocks and len(out) < want:
             pblk = self.bmap.lookup(dp, lblk)

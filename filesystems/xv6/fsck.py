@@ -157,7 +157,8 @@ class _Checker:
             self.problem(f"inode {ino}: block {last} lies past its size {size}")
         if kind == stat.S_IFDIR:
             self.report.directories += 1
-            if size % BLOCK_SIZE or size == 0 or [l for l, _ in mapped] != list(range(size // BLOCK_SIZE)):
+            lblks = [lblk for lblk, _ in mapped]
+            if size % BLOCK_SIZE or size // BLOCK_SIZE != len(lblks) or lblks != list(range(len(lblks))):
                 self.problem(f"directory {ino}: size {size} does not match its blocks")
             self.data_blocks[ino] = [p for _, p in mapped]
         elif kind == stat.S_IFLNK:

@@ -1,0 +1,110 @@
+"""fsck finds each kind of damage, on hand-corrupted images; and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bento_user.blockdev import RamDevice
+from bento_user.cli import main
+from filesystems.xv6._format import INODE_DTYPE, Geometry
+from filesystems.xv6.fsck import fsck, geometry
+
+from .conftest import Mounted, fresh_device
+
+
+def populated() -> tuple[RamDevice, Geometry]:
+    m = Mounted(fresh_device(4096, ninodes=256, journal_blocks=256))
+    c = m.c
+    c.mkdir("/d"); c.mkdir("/d/e")
+    c.write_bytes("/d/f", os.urandom(60 * 4096))   # uses the single-indirect block
+    c.write_bytes("/g", b"g")
+    c.rt.close()
+    dev = RamDevice.from_bytes(m.dev.image())
+    return dev, geometry(dev)
+
+
+def inode(dev: RamDevice, geo: Geometry, ino: int) -> np.void:
+    block, slot = geo.inode_location(ino)
+    return dev.blocks[block].view(INODE_DTYPE)[slot]
+
+
+def set_bit(dev: RamDevice, start: int, n: int, value: bool) -> None:
+    byte = dev.blocks[start + n // 32768].reshape(-1)
+    if value:
+        byte[(n % 32768) // 8] |= 1 << (n % 8)
+    else:
+        byte[(n % 32768) // 8] &= ~np.uint8(1 << (n % 8))
+
+
+# inode numbers in populated(): 1 root, 2 /d, 3 /d/e, 4 /d/f, 5 /g
+CORRUPTIONS: dict[str, tuple[Callable[[RamDevice, Geometry], None], str]] = {
+    "pointer outside the device": (
+        lambda d, g: inode(d, g, 5)["addrs"].__setitem__(0, 9_999_999), "outside the device"),
+    "pointer into metadata": (
+        lambda d, g: inode(d, g, 5)["addrs"].__setitem__(0, 3), "inside the metadata area"),
+    "block claimed twice": (
+        lambda d, g: inode(d, g, 5)["addrs"].__setitem__(0, int(inode(d, g, 4)["addrs"][0])),
+        "claimed by inode 4 and inode 5"),
+    "block count": (lambda d, g: inode(d, g, 4).__setitem__("blocks", 7), "block count 7"),
+    "size too small for blocks": (lambda d, g: inode(d, g, 4).__setitem__("size", 10),
+                                  "past its size"),
+    "link count": (lambda d, g: inode(d, g, 5).__setitem__("nlink", 3), "link count 3"),
+    "block bitmap": (lambda d, g: set_bit(d, g.bbitmap_start, int(inode(d, g, 5)["addrs"][0]), False),
+                     "used but marked free"),
+    "inode bitmap": (lambda d, g: set_bit(d, g.ibitmap_start, 100, True), "marked used but free"),
+    "unreachable inode": (lambda d, g: (inode(d, g, 100).__setitem__("mode", 0o100644),
+                                        inode(d, g, 100).__setitem__("nlink", 1),
+                                        set_bit(d, g.ibitmap_start, 100, True)),
+                          "no directory names it"),
+    "bad directory record": (lambda d, g: d.blocks[int(inode(d, g, 2)["addrs"][0])].view("<u2").__setitem__(2, 3),
+                             "bad record length"),
+    "entry naming a free inode": (
+        lambda d, g: d.blocks[int(inode(d, g, 2)["addrs"][0])].view("<u4").__setitem__(3, 200),
+        "names free inode 200"),
+    "wrong '..'": (lambda d, g: d.blocks[int(inode(d, g, 3)["addrs"][0])].view("<u4").__setitem__(3, 1),
+                   "'..' names 1"),
+    "directory loop": (lambda d, g: d.blocks[int(inode(d, g, 3)["addrs"][0])].view("<u4").__setitem__(0, 2),
+                       "'.' names inode 2"),
+    "huge size": (lambda d, g: inode(d, g, 2).__setitem__("size", 2**60), "does not match its blocks"),
+}
+
+
+def test_a_fresh_populated_image_is_clean() -> None:
+    dev, _ = populated()
+    assert fsck(dev).problems == []
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_fsck_reports_each_corruption(kind: str) -> None:
+    dev, geo = populated()
+    corrupt, expected = CORRUPTIONS[kind]
+    corrupt(dev, geo)
+    problems = fsck(dev).problems
+    assert any(expected in p for p in problems), problems
+
+
+def test_cli_mkfs_fsck_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = tmp_path / "x.img"
+    assert main(["mkfs", str(img)]) == 2                                   # no --size
+    assert main(["mkfs", str(img), "--size", "64M"]) == 0
+    assert main(["mkfs", str(img), "--size", "64M"]) == 1                  # refuses
+    assert "use --force" in capsys.readouterr().err
+    assert main(["mkfs", str(img), "--size", "64M", "--force"]) == 0
+    assert main(["fsck", str(img)]) == 0
+    with open(img, "r+b") as f:                                            # break a bitmap bit
+        geo = geometry(RamDevice.from_bytes(f.read(2 * 4096) + bytes(((64 << 20) // 4096 - 2) * 4096)))
+        f.seek(geo.bbitmap_start * 4096)
+        f.write(b"\0")
+    assert main(["fsck", str(img)]) == 4
+    with open(img, "r+b") as f:
+        f.seek(4096)
+        f.write(b"garbage!")
+    assert main(["fsck", str(img)]) == 8
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"bento fsck: {img}: not an xv6 v2 file system"
+    assert main(["fsck", str(tmp_path / "missing.img")]) == 8
