@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "bento_user.blockdev": {"bento_user.blockdev"},
     "bento_user.ks_emul": {"bento_user.ks_emul", "bento_user.blockdev"},
+    "bento_user.api": {"bento_user.api", "bento_user.ks_emul"},
+    "bento_user.runtime": {"bento_user.runtime", "bento_user.api", "bento_user.ks_emul",
+                           "bento_user.blockdev"},
 }
 FORBIDDEN_FOR_FILESYSTEMS = {"pyfuse3", "trio", "bento_user.cli", "bento_user.runtime"}
 
@@ -70,7 +73,7 @@ def test_file_systems_never_import_the_runtime() -> None:
                 "file-system API and kernel services")
 
 
-@pytest.mark.parametrize("package", ["bento_user.blockdev", "bento_user.ks_emul"])
+@pytest.mark.parametrize("package", ["bento_user.blockdev", "bento_user.ks_emul", "bento_user.api"])
 def test_public_names_are_exported_once_from_private_modules(package: str) -> None:
     pkg = importlib.import_module(package)
     public = [n for n, v in vars(pkg).items() if not n.startswith("_") and isinstance(v, type)]
