@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import Filesystem, FsError
+from ..api import Filesystem
 
 
 @dataclass
@@ -43,8 +43,6 @@ class Dispatcher:
             result = method(*args)
             failed = False
             return result
-        except FsError:
-            raise
         finally:
             self._record(op, time.perf_counter() - start, failed)
 
