@@ -149,8 +149,6 @@ class PathClient:
                 attr = self._lookup(held, cur, part)
             except FsError as e:
                 if e.errno == errno.ENOENT and last:
-                    if must_be_dir and not todo:
-                        pass
                     return cur, part, None
                 raise
             if S_ISLNK(attr.mode) and (not last or follow or must_be_dir):

@@ -109,12 +109,12 @@ class BlockMap:
         if lblk >= MAX_FILE_BLOCKS:
             raise ValueError("file too large")
         slot, idx = _path(lblk)
-        goal = self._goal(ip)
+        goal = self.goal(ip)
         p = self.check(ip, ip.addrs[slot])
         if not idx:
             if p:
                 return p, False
-            p = self._new_block(h, ip, goal)
+            p = self.new_block(h, ip, goal)
             ip.addrs[slot] = p
             return p, True
         if not p:
@@ -127,7 +127,7 @@ class BlockMap:
                     p = q
                     continue
                 last = depth == len(idx) - 1
-                q = self._new_block(h, ip, p) if last else self._new_indirect(h, ip, p)
+                q = self.new_block(h, ip, p) if last else self._new_indirect(h, ip, p)
                 h.get_write_access(bh)
                 self._ptrs(bh)[i] = q
                 h.dirty_metadata(bh)
@@ -136,10 +136,10 @@ class BlockMap:
                 p = q
         return p, False
 
-    def _goal(self, ip: Inode) -> int:
+    def goal(self, ip: Inode) -> int:
         return next((a for a in reversed(ip.addrs[:NDIRECT]) if a), 0)
 
-    def _new_block(self, h: Handle, ip: Inode, goal: int) -> int:
+    def new_block(self, h: Handle, ip: Inode, goal: int) -> int:
         b = self.alloc.alloc_block(h, goal)
         if b is None:
             raise NoSpace
@@ -147,7 +147,7 @@ class BlockMap:
         return b
 
     def _new_indirect(self, h: Handle, ip: Inode, goal: int) -> int:
-        b = self._new_block(h, ip, goal)
+        b = self.new_block(h, ip, goal)
         with self.ks.getblk(b) as bh:
             h.get_create_access(bh)
             bh.data[:] = 0
@@ -204,7 +204,7 @@ class BlockMap:
 
         Up to 4 bitmap credits, 3 indirect blocks, 4 revokes; the caller stores the
         inode afterwards."""
-        self._free(h, ip, pblk, metadata)
+        self.free(h, ip, pblk, metadata)
         slot, idx = _path(lblk)
         if not idx:
             ip.addrs[slot] = 0
@@ -222,10 +222,10 @@ class BlockMap:
                 empty = not ptrs.any()
             if not empty:
                 return
-            self._free(h, ip, chain[depth], metadata=True)
+            self.free(h, ip, chain[depth], metadata=True)
         ip.addrs[slot] = 0
 
-    def _free(self, h: Handle, ip: Inode, b: int, metadata: bool) -> None:
+    def free(self, h: Handle, ip: Inode, b: int, metadata: bool) -> None:
         if metadata:
             h.revoke(b)
         self.alloc.free_block(h, b)

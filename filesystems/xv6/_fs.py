@@ -116,6 +116,7 @@ class Xv6(Filesystem):
         with ks.bread(SUPERBLOCK) as bh:
             geo = read_geometry(bh.data, ks.device.nblocks, what)
             uuid = bytes(superblock_view(bh.data)["uuid"])
+            mount_count = int(superblock_view(bh.data)["mount_count"])
         self.geo: Geometry = geo
         self.uuid = uuid
         journal, report = ks.open_journal(JOURNAL_START, geo.journal_blocks, uuid)
@@ -145,16 +146,15 @@ class Xv6(Filesystem):
         if not self.read_only:
             self._reclaim_orphans()
             with self._tx() as h:
-                self._update_sb(h, lambda sb: (sb.__setitem__("state", STATE_MOUNTED),
-                                               sb.__setitem__("mount_count", sb["mount_count"] + 1),
-                                               sb.__setitem__("mount_time_ns", ks.now_ns())))
+                self._update_sb(h, state=STATE_MOUNTED, mount_count=mount_count + 1,
+                                mount_time_ns=ks.now_ns())
 
     def destroy(self) -> None:
         if self.read_only:
             return
         try:
             with self._tx() as h:
-                self._update_sb(h, lambda sb: sb.__setitem__("state", STATE_CLEAN))
+                self._update_sb(h, state=STATE_CLEAN)
             self.journal.force_commit()
         except OSError:
             log.exception("xv6: could not mark the file system clean")
@@ -212,10 +212,12 @@ class Xv6(Filesystem):
             ip.nlookup += 1
         return ip.attr(BLOCK_SIZE)
 
-    def _update_sb(self, h: Handle, change: object) -> None:
+    def _update_sb(self, h: Handle, **fields: int) -> None:
         with self.ks.bread(SUPERBLOCK) as bh:
             h.get_write_access(bh)
-            change(superblock_view(bh.data))  # type: ignore[operator]
+            sb = superblock_view(bh.data)
+            for name, value in fields.items():
+                sb[name] = value
             seal_superblock(bh.data)
             h.dirty_metadata(bh)
 
@@ -229,7 +231,7 @@ class Xv6(Filesystem):
             ip.next_orphan = self.orphans[0] if self.orphans else 0
             self.orphans.insert(0, ip.ino)
             ip.orphan = True
-            self._update_sb(h, lambda sb: sb.__setitem__("orphan_head", ip.ino))
+            self._update_sb(h, orphan_head=ip.ino)
         self._store(h, ip)
 
     def _orphan_remove(self, h: Handle, ip: Inode) -> None:
@@ -242,7 +244,7 @@ class Xv6(Filesystem):
             ip.orphan = False
             ip.next_orphan = 0
             if i == 0:
-                self._update_sb(h, lambda sb: sb.__setitem__("orphan_head", nxt))
+                self._update_sb(h, orphan_head=nxt)
             else:
                 prev = self._iget(self.orphans[i - 1])
                 prev.next_orphan = nxt
@@ -286,7 +288,7 @@ class Xv6(Filesystem):
             self._free_blocks(ip, 0)
             with self._tx() as h:
                 if ip.xattr_block:
-                    self.bmap._free(h, ip, ip.xattr_block, metadata=True)
+                    self.bmap.free(h, ip, ip.xattr_block, metadata=True)
                     ip.xattr_block = 0
                 self._orphan_remove(h, ip)
                 generation = ip.generation
@@ -958,10 +960,10 @@ class Xv6(Filesystem):
 
     def _sync_inode(self, ip: Inode) -> None:
         with ip.lock.read():
-            dirty = [b for b in ip.dirty_data if self.ks.cache.cached(b) is not None]
+            dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
             ip.dirty_data.clear()
         if dirty:
-            self.ks.cache.writeback([bh for b in dirty if (bh := self.ks.cache.cached(b))])
+            self.ks.cache.writeback(dirty)
         self.journal.force_commit()
         if dirty:
             self.ks.device.flush()
@@ -1061,16 +1063,15 @@ class Xv6(Filesystem):
         with self._tx() as h:
             if not attrs:
                 if ip.xattr_block:
-                    self.bmap._free(h, ip, ip.xattr_block, metadata=True)
+                    self.bmap.free(h, ip, ip.xattr_block, metadata=True)
                     ip.xattr_block = 0
             else:
                 if not ip.xattr_block:
-                    b = self.alloc.alloc_block(h, self.bmap._goal(ip))
-                    if b is None:
-                        raise FsError(errno.ENOSPC)
-                    ip.xattr_block = b
-                    ip.blocks += 1
-                    bh = self.ks.getblk(b)
+                    try:
+                        ip.xattr_block = self.bmap.new_block(h, ip, self.bmap.goal(ip))
+                    except NoSpace:
+                        raise FsError(errno.ENOSPC) from None
+                    bh = self.ks.getblk(ip.xattr_block)
                 else:
                     bh = self.ks.bread(ip.xattr_block)
                 with bh:
