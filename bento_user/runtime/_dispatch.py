@@ -27,15 +27,22 @@ class OpStatistics:
     RESERVOIR = 4096
 
 
+# A trace hook: (op, args, result, error, start, seconds), see runtime/trace.py.
+TraceHook = Callable[[str, tuple[Any, ...], Any, BaseException | None, float, float], None]
+
+
 class Dispatcher:
     """Calls ``fs``'s operations by name, keeping per-operation statistics."""
 
     def __init__(self, fs: Filesystem) -> None:
         self.fs = fs
         self.stats: dict[str, OpStatistics] = {}
+        self.trace: TraceHook | None = None
         self._lock = threading.Lock()
 
     def call(self, op: str, *args: Any) -> Any:
+        if self.trace is not None:
+            return self._call_traced(op, args)
         method: Callable[..., Any] = getattr(self.fs, op)
         start = time.perf_counter()
         failed = True
@@ -45,6 +52,24 @@ class Dispatcher:
             return result
         finally:
             self._record(op, time.perf_counter() - start, failed)
+
+    def _call_traced(self, op: str, args: tuple[Any, ...]) -> Any:
+        assert self.trace is not None
+        start = time.perf_counter()
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = getattr(self.fs, op)(*args)
+            if op == "readdir":
+                result = list(result)  # the trace reads it; and so must the caller
+            return result
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            seconds = time.perf_counter() - start
+            self._record(op, seconds, error is not None)
+            self.trace(op, args, result, error, start, seconds)
 
     def _record(self, op: str, seconds: float, failed: bool) -> None:
         with self._lock:

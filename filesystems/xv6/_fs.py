@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 LINK_MAX = 65000
 OP_CREDITS = 48          # the most blocks one namespace operation touches
+WRITE_CREDITS = 64       # one handle of a write: data blocks are not logged
 ICACHE_TARGET = 50_000   # unreferenced inodes beyond this are dropped from memory
 _ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 
@@ -873,7 +874,9 @@ class Xv6(Filesystem):
         pos, end = offset, offset + len(src)
         retried = False
         while pos < end:
-            with self._tx(self.credits) as h:
+            # a handle per ~50 blocks: asking for the transaction's whole capacity
+            # would commit the running transaction on every write
+            with self._tx(WRITE_CREDITS) as h:
                 try:
                     while pos < end and h.credits > 12:
                         lblk, off = divmod(pos, BLOCK_SIZE)

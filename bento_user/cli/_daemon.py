@@ -1,0 +1,73 @@
+"""Running a mount in the background and returning only once it is ready.
+
+The parent forks a daemon (double fork, new session, stdio to the log) and waits on
+a pipe for one line: ``ok`` when the mount serves, ``error CODE MESSAGE`` when it
+could not be made. A daemon that dies without a word is reported too. The fork
+happens before anything starts a thread (the journal's commit thread, trio).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from ._errors import UserError
+
+Ready = Callable[[str | None, int], None]
+
+
+def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            line = pipe.read().decode(errors="replace").strip()
+        os.waitpid(pid, 0)  # the intermediate child exits at once
+        if line == "ok":
+            return 0
+        if line.startswith("error "):
+            _, code, message = line.split(" ", 2)
+            raise UserError(message, int(code))
+        raise UserError(f"the mount daemon exited before the mount was ready; see {log_path}")
+    # first child: detach from the terminal's session, then fork again so the daemon
+    # is not a session leader and can never acquire a terminal
+    os.close(r)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    _redirect_stdio(log_path)
+    told = False
+
+    def ready(error: str | None, code: int = 1) -> None:
+        nonlocal told
+        if told:
+            return
+        told = True
+        os.write(w, b"ok\n" if error is None else f"error {code} {error}\n".encode())
+        os.close(w)
+
+    status = 1
+    try:
+        status = work(ready)
+    except BaseException as e:  # report, then let the log keep the traceback
+        ready(f"{type(e).__name__}: {e}", 1)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _redirect_stdio(log_path: str) -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir("/")

@@ -1,0 +1,178 @@
+"""``bento mount IMAGE MOUNTPOINT``: serve a file system on an image through FUSE.
+
+Daemonises by default and returns once the mount serves requests (``-f`` stays in
+the foreground). Everything that can be checked before forking is: the mount point,
+the image, FUSE itself; what only the daemon can find (a corrupt image, the image in
+use) comes back through the readiness pipe as the same one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import shutil
+import sys
+
+from ..api import FsError
+from ..runtime import control
+from ..runtime.fuse import FuseOptions
+from ..runtime.loader import LoadError, instantiate, load_filesystem_class
+from ..runtime.mount import Mount, MountConfig
+from ._daemon import Ready, run_in_background
+from ._errors import UserError
+
+EXIT_BUSY, EXIT_CORRUPT = 3, 4
+
+# Options mount(8) and fstab pass that mean nothing to a FUSE daemon.
+IGNORED = {"defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_netdev",
+           "owner", "group"}
+# Options libfuse applies to the kernel mount itself.
+KERNEL = {"dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mount", help="mount an image through FUSE",
+                       description="Mount IMAGE on MOUNTPOINT. Options (-o, comma-separated): "
+                       "ro, rw, noatime, relatime, strictatime, entry_timeout=S, "
+                       "attr_timeout=S, no_writeback_cache, no_keep_cache, "
+                       "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
+                       "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
+    p.add_argument("image", help="image file or block device")
+    p.add_argument("mountpoint")
+    p.add_argument("--fs", default="xv6", help="xv6, provenance or module:Class (default xv6)")
+    p.add_argument("-f", "--foreground", action="store_true", help="do not daemonise")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="log every request (implies nothing about -f)")
+    p.add_argument("--pdb", action="store_true",
+                   help="on a file-system bug, enter a post-mortem debugger (implies -f)")
+    p.add_argument("--trace", metavar="FILE", help="record every call as JSON lines")
+    p.add_argument("--log", metavar="FILE", help="daemon log (default: next to its socket)")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS")
+    p.set_defaults(run=run)
+
+
+def parse_options(values: list[str], config: MountConfig) -> None:
+    fuse = config.fuse
+    for opt in (o.strip() for v in values for o in v.split(",")):
+        name, _, value = opt.partition("=")
+        try:
+            if not opt or name in IGNORED or name.startswith("x-") or name == "comment":
+                continue
+            elif name == "ro":
+                config.read_only = True
+            elif name == "rw":
+                config.read_only = False
+            elif name in ("noatime", "relatime", "strictatime"):
+                config.fs_options["atime"] = name
+                if name == "noatime":
+                    fuse.extra.add("noatime")
+            elif name in ("entry_timeout", "attr_timeout"):
+                setattr(fuse, name, float(value))
+            elif name == "timeout":
+                fuse.entry_timeout = fuse.attr_timeout = float(value)
+            elif name in ("writeback_cache", "keep_cache", "allow_other", "default_permissions"):
+                setattr(fuse, name, True)
+            elif name.startswith("no_") and name[3:] in ("writeback_cache", "keep_cache",
+                                                         "allow_other", "default_permissions"):
+                setattr(fuse, name[3:], False)
+            elif name == "cache_mib":
+                config.cache_blocks = int(value) * 256
+            elif name == "commit":
+                config.commit_interval = float(value)
+            elif name in ("fsname", "subtype") and value:
+                fuse.extra.add(opt)
+            elif name in KERNEL:
+                fuse.extra.add(name)
+            else:
+                raise UserError(f"unknown mount option {opt!r}", 2)
+        except ValueError:
+            raise UserError(f"mount option {opt!r}: bad value", 2) from None
+    if fuse.entry_timeout < 0 or fuse.attr_timeout < 0 or config.cache_blocks < 64:
+        raise UserError("timeouts must be >= 0 and cache_mib >= 1", 2)
+
+
+def check_mountpoint(path: str) -> None:
+    if not os.path.exists(path):
+        raise UserError(f"{path}: mount point does not exist", 2)
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: mount point is not a directory", 2)
+    if os.path.ismount(path):
+        raise UserError(f"{path}: already a mount point (busy)", EXIT_BUSY)
+    if control.find_socket(path) is not None:
+        try:
+            control.call(path, "status", timeout=2.0)
+        except OSError:
+            pass  # a dead daemon's socket; bind() replaces it
+        else:
+            raise UserError(f"{path}: a bento daemon already serves it", EXIT_BUSY)
+
+
+def check_fuse() -> None:
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as e:
+        raise UserError(f"FUSE is not available: /dev/fuse: {e.strerror} "
+                        "(is the fuse3 package installed and the module loaded?)") from None
+    if shutil.which("fusermount3") is None:
+        raise UserError("FUSE is not available: fusermount3 not found (apt install fuse3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    image = os.path.abspath(args.image)
+    mountpoint = os.path.abspath(args.mountpoint)
+    config = MountConfig(image=image, mountpoint=mountpoint, fs_spec=args.fs,
+                         trace_path=os.path.abspath(args.trace) if args.trace else None)
+    parse_options(args.options, config)
+    config.fs_options["read_only"] = config.read_only
+    config.fuse.pdb = args.pdb
+    if not os.path.exists(image):
+        raise UserError(f"{args.image}: no such image", 2)
+    check_mountpoint(mountpoint)
+    check_fuse()
+    try:
+        config.fs_class = load_filesystem_class(args.fs)
+    except LoadError as e:
+        raise UserError(str(e), 2) from None
+    os.makedirs(control.control_dir(), mode=0o700, exist_ok=True)
+    config.log_path = os.path.abspath(args.log) if args.log else os.path.join(
+        control.control_dir(), control.socket_name(mountpoint).replace(".sock", ".log"))
+    if args.foreground or args.pdb:
+        return serve(config, _foreground_ready(mountpoint))
+    logging.getLogger().setLevel(logging.DEBUG if getattr(args, "debug", False) else logging.INFO)
+    return run_in_background(lambda ready: serve(config, ready), config.log_path)
+
+
+def serve(config: MountConfig, ready: Ready) -> int:
+    """The daemon's whole life; errors before the mount serves go to ``ready``."""
+    assert config.fs_class is not None
+    try:
+        fs = instantiate(config.fs_class, **config.fs_options)
+        mount = Mount(config, fs)
+    except FsError as e:
+        code = EXIT_CORRUPT if e.errno == errno.EUCLEAN else 1
+        ready(f"{config.image}: cannot mount: {e.strerror}", code)
+        return code
+    except OSError as e:
+        code = EXIT_BUSY if e.errno == errno.EBUSY else 1
+        ready(e.strerror if e.filename is None else f"{e.filename}: {e.strerror}", code)
+        return code
+    failed: list[str] = []
+
+    def on_ready(error: str | None) -> None:
+        if error:
+            failed.append(error)
+        ready(error, 1)
+
+    mount.serve(on_ready)
+    return 1 if failed else 0
+
+
+def _foreground_ready(mountpoint: str) -> Ready:
+    def ready(error: str | None, code: int = 1) -> None:
+        if error:
+            raise UserError(error, code)
+        print(f"bento: serving {mountpoint} in the foreground; Ctrl-C unmounts",
+              file=sys.stderr, flush=True)
+    return ready

@@ -1,0 +1,59 @@
+"""``bento stat MOUNTPOINT``: what a running mount has been doing.
+
+Per-operation counts, errors and latency percentiles (from the dispatcher's
+reservoir of the last 4,096 calls per operation), the buffer cache's hit rate and
+dirty buffers, the journal's commits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..runtime import control
+from ._errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stat", help="per-operation counts and latencies of a mount")
+    p.add_argument("mountpoint")
+    p.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        status = control.call(args.mountpoint, "status")
+        stats = control.call(args.mountpoint, "stats")
+    except control.NotMounted as e:
+        raise UserError(str(e.strerror)) from None
+    if args.json:
+        print(json.dumps({"status": status, "stats": stats}, indent=2))
+        return 0
+    print(render(status, stats))
+    return 0
+
+
+def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
+    lines = [f"{status['mountpoint']}: {status['fs']} on {status['image']}, pid {status['pid']}, "
+             f"up {stats['uptime_s']:.0f} s"]
+    lines.append(f"{'operation':<12}{'calls':>10}{'errors':>8}{'p50 µs':>10}{'p90 µs':>10}"
+                 f"{'p99 µs':>10}{'max µs':>11}{'total s':>9}")
+    for name, o in sorted(stats["operations"].items(), key=lambda kv: -kv[1]["total_s"]):
+        lines.append(f"{name:<12}{o['calls']:>10,}{o['errors']:>8,}{o['p50_us']:>10.0f}"
+                     f"{o['p90_us']:>10.0f}{o['p99_us']:>10.0f}{o['max_us']:>11.0f}"
+                     f"{o['total_s']:>9.2f}")
+    c = stats["cache"]
+    lines.append(f"buffer cache: {c['hit_rate']:.1%} hits ({c['hits']:,} hits, {c['misses']:,} "
+                 f"misses), {c['cached']:,}/{c['capacity']:,} blocks cached, {c['dirty']:,} dirty; "
+                 f"{c['bytes_read'] / 2**20:,.1f} MiB read, "
+                 f"{c['bytes_written'] / 2**20:,.1f} MiB written")
+    j = stats.get("journal")
+    if j:
+        lines.append(f"journal: {j['commits']:,} commits ({j['forced']:,} forced, {j['timer']:,} "
+                     f"by timer), {j['blocks_logged']:,} blocks logged, log {j['log_used']:,}/"
+                     f"{j['log_size']:,} blocks in use, {j['commit_seconds']:.2f} s committing")
+    if stats.get("bugs"):
+        lines.append(f"file-system bugs answered with EIO: {stats['bugs']} (see {status['log']})")
+    return "\n".join(lines)

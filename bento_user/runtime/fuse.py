@@ -1,0 +1,323 @@
+"""The FUSE runtime: a file system mounted through pyfuse3 on trio.
+
+Every FUSE request becomes one call (readdirplus: a few) on the current file system
+through the ``Dispatcher``, made inline on the trio thread: handlers never await, so
+requests run one at a time, and code in the runtime between calls (the control
+socket, a live upgrade) sees no request half-done. A hop to a worker thread costs
+~170 µs per request on our machines (../shared/research/fuse_perf.md §1.6), more than
+most operations take.
+
+The error sandbox lives here: pyfuse3 ends the whole mount on any exception that is
+not a ``FUSEError``, so each call maps ``FsError`` to its errno and anything else — a
+bug in the file system — to a logged traceback and EIO (or, with ``pdb``, a
+post-mortem debugger in the foreground).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import pdb
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyfuse3
+
+from ..api import (
+    ROOT_REQUEST,
+    Attr,
+    FileHandle,
+    FsError,
+    InodeNo,
+    Request,
+    SetAttr,
+)
+from ._dispatch import Dispatcher
+
+log = logging.getLogger("bento.fuse")
+
+_ACCMODE = os.O_ACCMODE
+_DOTS = (b".", b"..")
+
+
+@dataclass
+class FuseOptions:
+    """How the mount uses the kernel's caches; see ``bento mount --help``.
+
+    ``writeback_cache`` lets the kernel gather small writes into 1 MiB ones (4-10x
+    faster 4 KiB writes, measured) at the price of the kernel opening write-only
+    files read-write; ``keep_cache`` keeps a file's pages across opens.
+    """
+
+    entry_timeout: float = 60.0
+    attr_timeout: float = 60.0
+    writeback_cache: bool = True
+    keep_cache: bool = True
+    default_permissions: bool = True
+    allow_other: bool = True
+    pdb: bool = False  # post-mortem debugger on a file-system bug (foreground only)
+    extra: set[str] = field(default_factory=set)  # mount options passed to libfuse
+
+
+class FuseOperations(pyfuse3.Operations):
+    """Translates pyfuse3's requests into ``Filesystem`` calls and back."""
+
+    supports_dot_lookup = True
+
+    def __init__(self, dispatch: Dispatcher, options: FuseOptions) -> None:
+        super().__init__()
+        self.dispatch = dispatch
+        self.options = options
+        self.enable_writeback_cache = options.writeback_cache
+        self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
+        self._requests: dict[tuple[int, int, int, int], Request] = {}
+        self.bugs = 0  # non-FsError exceptions answered with EIO
+        self.initialized = False  # the kernel's INIT has arrived
+        # Set by the control socket: called instead of the operation, once, to stop
+        # it in a debugger (``bento debug``).
+        self.intercept: Callable[[str, Callable[..., Any], tuple[Any, ...]], Any] | None = None
+        self.intercept_op: str | None = None
+
+    def init(self) -> None:
+        self.initialized = True
+
+    # -- the sandbox ---------------------------------------------------------------
+
+    def _call(self, op: str, *args: Any) -> Any:
+        try:
+            if self.intercept is not None and self.intercept_op in (None, op):
+                hook, self.intercept = self.intercept, None
+                return hook(op, lambda *a: self.dispatch.call(op, *a), args)
+            return self.dispatch.call(op, *args)
+        except FsError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            self.bugs += 1
+            log.exception("file-system bug in %s%r: answering EIO", op, _short(args))
+            if self.options.pdb:
+                pdb.post_mortem(sys.exc_info()[2])
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    def _quiet(self, op: str, *args: Any) -> None:
+        """For calls the kernel does not wait for (forget, release): never raise."""
+        try:
+            self._call(op, *args)
+        except pyfuse3.FUSEError:
+            pass
+
+    def _req(self, ctx: pyfuse3.RequestContext) -> Request:
+        key = (ctx.uid, ctx.gid, ctx.pid, ctx.umask)
+        req = self._requests.get(key)
+        if req is None:
+            if len(self._requests) > 4096:
+                self._requests.clear()
+            req = self._requests[key] = Request(uid=ctx.uid, gid=ctx.gid, pid=ctx.pid,
+                                                umask=ctx.umask)
+        return req
+
+    def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = a.ino
+        e.generation = a.generation
+        e.entry_timeout = self.options.entry_timeout
+        e.attr_timeout = self.options.attr_timeout
+        e.st_mode = a.mode
+        e.st_nlink = a.nlink
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_rdev = a.rdev
+        e.st_size = a.size
+        e.st_blocks = a.blocks
+        e.st_blksize = a.blksize
+        e.st_atime_ns = a.atime_ns
+        e.st_mtime_ns = a.mtime_ns
+        e.st_ctime_ns = a.ctime_ns
+        return e
+
+    def _file_info(self, fh: FileHandle) -> pyfuse3.FileInfo:
+        return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache)
+
+    # -- names ---------------------------------------------------------------------
+
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        self._quiet("forget", list(inode_list))
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("mknod", self._req(ctx), parent_inode, name, mode, rdev))
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("mkdir", self._req(ctx), parent_inode, name, mode))
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("symlink", self._req(ctx), parent_inode, name, target))
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("link", self._req(ctx), inode, new_parent_inode, new_name))
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._call("unlink", self._req(ctx), parent_inode, name)
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._call("rmdir", self._req(ctx), parent_inode, name)
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        self._call("rename", self._req(ctx), parent_inode_old, name_old, parent_inode_new,
+                   name_new, flags)
+
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return self._call("readlink", self._req(ctx), inode)
+
+    # -- attributes ----------------------------------------------------------------
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self._call("getattr", self._req(ctx), inode))
+
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        changes = SetAttr(
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            ctime_ns=attr.st_ctime_ns if fields.update_ctime else None,
+        )
+        return self._entry(self._call("setattr", self._req(ctx), inode, changes, fh))
+
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        try:
+            self._call("access", self._req(ctx), inode, mode)
+        except pyfuse3.FUSEError as e:
+            if e.errno == errno.EACCES:
+                return False
+            raise
+        return True
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = self._call("statfs", self._req(ctx))
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = s.block_size
+        out.f_frsize = s.fragment_size
+        out.f_blocks = s.blocks
+        out.f_bfree = s.blocks_free
+        out.f_bavail = s.blocks_available
+        out.f_files = s.files
+        out.f_ffree = s.files_free
+        out.f_favail = s.files_free
+        out.f_namemax = s.name_max
+        return out
+
+    # -- files ---------------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        return self._file_info(self._open(self._req(ctx), inode, flags))
+
+    def _open(self, req: Request, inode: int, flags: int) -> FileHandle:
+        try:
+            return self._call("open", req, inode, flags)
+        except pyfuse3.FUSEError as e:
+            # With the writeback cache the kernel turns O_WRONLY into O_RDWR (it may
+            # read pages to fill partial writes). If only the read permission is
+            # missing, the caller asked for write-only: check that, then open for
+            # the kernel's use.
+            if not (e.errno == errno.EACCES and self.options.writeback_cache
+                    and flags & _ACCMODE == os.O_RDWR):
+                raise
+            self._call("access", req, inode, os.W_OK)
+            return self._call("open", ROOT_REQUEST, inode, flags)
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode, flags)
+        return self._file_info(fh), self._entry(attr)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self._call("read", fh, off, size)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return self._call("write", fh, off, buf)
+
+    async def flush(self, fh: int) -> None:
+        self._call("flush", fh)
+
+    async def release(self, fh: int) -> None:
+        self._quiet("release", fh)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        self._call("fsync", fh, bool(datasync))
+
+    # -- directories ---------------------------------------------------------------
+
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        req = self._req(ctx)
+        fh = self._call("opendir", req, inode)
+        self._dirs[fh] = (InodeNo(inode), req)
+        return fh
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        """readdirplus: each entry goes with its attributes and counts one lookup
+        (pyfuse3 clears READDIRPLUS_AUTO, so the kernel always asks for plus)."""
+        ino, _ = self._dirs[fh]
+        offset = start_id
+        while True:
+            entries = list(self._call("readdir", fh, offset))
+            if not entries:
+                return
+            for d in entries:
+                try:
+                    if d.name in _DOTS:  # the kernel keeps no dentry for these
+                        attr = self._call("getattr", ROOT_REQUEST, d.ino)
+                    else:  # the kernel, not the caller, looks: no search permission needed
+                        attr = self._call("lookup", ROOT_REQUEST, ino, d.name)
+                except pyfuse3.FUSEError as e:
+                    if e.errno in (errno.ENOENT, errno.ESTALE):  # gone since the scan
+                        offset = d.next_offset
+                        continue
+                    raise
+                if not pyfuse3.readdir_reply(token, d.name, self._entry(attr), d.next_offset):
+                    if d.name not in _DOTS:
+                        self._quiet("forget", [(attr.ino, 1)])
+                    return
+                offset = d.next_offset
+
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+        self._quiet("releasedir", fh)
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        self._call("fsyncdir", fh, bool(datasync))
+
+    # -- extended attributes -------------------------------------------------------
+
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        return self._call("getxattr", self._req(ctx), inode, name)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        self._call("setxattr", self._req(ctx), inode, name, value, 0)
+
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return self._call("listxattr", self._req(ctx), inode)
+
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._call("removexattr", self._req(ctx), inode, name)
+
+
+def _short(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Arguments for a log line: data payloads by length only."""
+    return tuple(f"<{len(a)} bytes>" if isinstance(a, (bytes, memoryview)) and len(a) > 64
+                 else a for a in args)

@@ -1,0 +1,231 @@
+"""A mount's life: open the image, mount through FUSE, serve, unmount cleanly.
+
+``serve()`` runs in the daemon (or in the foreground with ``-f``). It reports through
+``ready(None)`` once requests can be served, or ``ready(error)`` if the mount could
+not be made, so ``bento mount`` returns only when the mount works or with the reason
+it does not. SIGINT/SIGTERM and ``bento umount`` end it the same way: the file system
+is destroyed (journal committed), the device flushed and closed.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyfuse3
+import trio
+
+from ..api import Filesystem
+from ..blockdev import ImageDevice
+from ..ks_emul import KernelServices
+from . import control
+from ._dispatch import Dispatcher
+from .fuse import FuseOperations, FuseOptions
+from .remote_pdb import debug_call
+from .trace import TraceWriter
+
+log = logging.getLogger("bento.mount")
+
+READ_AHEAD_KB = 1024  # 1 MiB READs instead of 128 KiB (fuse_perf.md §2.2: +30-70 %)
+
+
+@dataclass
+class MountConfig:
+    image: str
+    mountpoint: str
+    fs_spec: str = "xv6"
+    fs_class: type[Filesystem] | None = None
+    fs_options: dict[str, Any] = field(default_factory=dict)
+    read_only: bool = False
+    fuse: FuseOptions = field(default_factory=FuseOptions)
+    cache_blocks: int = 65536  # 256 MiB of buffer cache
+    commit_interval: float = 5.0
+    trace_path: str | None = None
+    log_path: str | None = None
+
+
+class Mount:
+    """Everything one mount owns. Built in the daemon, after the fork: the journal's
+    commit thread must not be forked away."""
+
+    def __init__(self, config: MountConfig, fs: Filesystem) -> None:
+        self.config = config
+        self.mountpoint = os.path.realpath(config.mountpoint)
+        device = ImageDevice(config.image, read_only=config.read_only)
+        self.ks = KernelServices(device, cache_blocks=config.cache_blocks,
+                                 commit_interval=config.commit_interval)
+        self.dispatch = Dispatcher(fs)
+        try:
+            fs.init(self.ks)
+        except BaseException:
+            device.close()
+            raise
+        self.ops = FuseOperations(self.dispatch, config.fuse)
+        self.trace: TraceWriter | None = None
+        if config.trace_path:
+            self.trace = TraceWriter(config.trace_path, config)
+            self.dispatch.trace = self.trace.record
+        self.started = time.time()
+        self._listener = control.bind(self.mountpoint)
+
+    @property
+    def fs(self) -> Filesystem:
+        return self.dispatch.fs
+
+    def mount_options(self) -> set[str]:
+        opts = {f"fsname={os.path.realpath(self.config.image)}", "subtype=bento", "auto_unmount"}
+        # Users other than root may ask for allow_other only if /etc/fuse.conf allows.
+        if self.config.fuse.allow_other:
+            opts.add("allow_other")
+        if self.config.fuse.default_permissions:
+            opts.add("default_permissions")
+        if self.config.read_only:
+            opts.add("ro")
+        return opts | self.config.fuse.extra
+
+    def serve(self, ready: Callable[[str | None], None]) -> None:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        try:
+            pyfuse3.init(self.ops, self.mountpoint, self.mount_options())
+        except RuntimeError as e:
+            self._close_fs()
+            ready(f"{self.mountpoint}: cannot mount: {e}")
+            return
+        clean = False
+        try:
+            log.info("mounted %s on %s (%s)", self.config.image, self.mountpoint,
+                     type(self.fs).__name__)
+            trio.run(self._main, ready)
+            clean = True
+        finally:
+            pyfuse3.close(unmount=True)
+            self._close_fs()
+            log.info("unmounted %s%s", self.mountpoint, "" if clean else " after an error")
+
+    def _close_fs(self) -> None:
+        try:
+            self.fs.destroy()
+        finally:
+            self.ks.close()
+            if self.trace is not None:
+                self.trace.close()
+
+    async def _main(self, ready: Callable[[str | None], None]) -> None:
+        server = control.ControlServer(self._listener, {
+            "status": self._status, "stats": self._stats, "sync": self._sync,
+            "debug": self._debug,
+        })
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._on_signals)
+            nursery.start_soon(server.serve)
+            nursery.start_soon(self._raise_read_ahead)
+            ready(None)
+            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            nursery.cancel_scope.cancel()
+
+    async def _raise_read_ahead(self) -> None:
+        """1 MiB READs instead of 128 KiB. The kernel clamps read-ahead to what INIT
+        negotiated, so this waits for INIT, then sets and checks it."""
+        while not self.ops.initialized:
+            await trio.sleep(0.01)
+        try:
+            path = f"/sys/class/bdi/{_bdi(self.mountpoint)}/read_ahead_kb"
+            for _ in range(50):
+                await trio.sleep(0.02)
+                with open(path, "w") as f:
+                    f.write(str(READ_AHEAD_KB))
+                with open(path) as f:
+                    if int(f.read()) == READ_AHEAD_KB:
+                        return
+            log.warning("read_ahead_kb on %s did not stay at %d", self.mountpoint, READ_AHEAD_KB)
+        except (OSError, ValueError) as e:
+            log.warning("could not raise read_ahead_kb on %s: %s", self.mountpoint, e)
+
+    async def _on_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("%s: unmounting", signal.Signals(signum).name)
+                pyfuse3.terminate()
+                return
+
+    # -- control commands -------------------------------------------------------------
+
+    async def _status(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "uid": os.getuid(), "image": self.config.image,
+                "mountpoint": self.mountpoint, "fs": f"{type(self.fs).__module__}:"
+                f"{type(self.fs).__name__}", "started": self.started,
+                "log": self.config.log_path, "trace": self.config.trace_path}
+
+    async def _stats(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        ops = {}
+        for name, s in sorted(self.dispatch.stats.items()):
+            samples = np.array(s.samples) * 1e6
+            p50, p90, p99 = np.percentile(samples, [50, 90, 99]) if len(samples) else (0, 0, 0)
+            ops[name] = {"calls": s.calls, "errors": s.errors, "total_s": s.seconds,
+                         "p50_us": p50, "p90_us": p90, "p99_us": p99,
+                         "max_us": float(samples.max()) if len(samples) else 0.0}
+        cache = self.ks.cache.statistics()
+        answer: dict[str, Any] = {
+            "ok": True, "uptime_s": time.time() - self.started, "operations": ops,
+            "bugs": self.ops.bugs,
+            "cache": {"hit_rate": cache.hit_rate, "hits": cache.hits, "misses": cache.misses,
+                      "cached": cache.cached, "dirty": cache.dirty, "capacity": cache.capacity,
+                      "reads": cache.reads, "writes": cache.writes,
+                      "bytes_read": cache.bytes_read, "bytes_written": cache.bytes_written},
+        }
+        if self.ks.journal is not None:
+            j = self.ks.journal.statistics()
+            answer["journal"] = {"commits": j.commits, "forced": j.forced_commits,
+                                 "timer": j.timer_commits, "blocks_logged": j.blocks_logged,
+                                 "log_used": j.log_used, "log_size": j.log_size,
+                                 "checkpoints": j.checkpoints,
+                                 "commit_seconds": j.commit_seconds}
+        return answer
+
+    async def _sync(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.ks.sync()
+        return {"ok": True, "seconds": time.perf_counter() - start}
+
+    async def _debug(self, request: dict[str, Any], conn: Any) -> dict[str, Any] | None:
+        """Arm a stop in the next request (of one kind), then lend the connection to
+        the debugger until that request is done."""
+        op = request.get("on")
+        done = trio.Event()
+
+        def hook(name: str, call: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+            try:
+                return debug_call(conn.fileno(), name, getattr(self.fs, name), args)
+            finally:
+                done.set()
+
+        if self.ops.intercept is not None:
+            return {"ok": False, "error": "another debugger is already waiting"}
+        self.ops.intercept_op = op
+        self.ops.intercept = hook
+        await control._send(conn, {"ok": True, "pid": os.getpid(), "on": op})
+        try:
+            await done.wait()
+        finally:
+            if not done.is_set():
+                self.ops.intercept = None
+        return None
+
+
+def _bdi(mountpoint: str) -> str | None:
+    """The mount's backing-device name ("0:53"), from mountinfo: stat() on the
+    mount would wait for our own loop."""
+    dev = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == mountpoint:
+                dev = fields[2]
+    return dev
