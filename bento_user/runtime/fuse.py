@@ -226,23 +226,32 @@ class FuseOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         return self._file_info(self._open(self._req(ctx), inode, flags))
 
+    def _for_kernel(self, flags: int) -> int:
+        """With the writeback cache the kernel reads pages through any handle to fill
+        partial writes, so a write-only open must give a readable handle. The caller
+        still cannot read: the kernel checks its own file's mode."""
+        if self.options.writeback_cache and flags & _ACCMODE == os.O_WRONLY:
+            return flags & ~_ACCMODE | os.O_RDWR
+        return flags
+
     def _open(self, req: Request, inode: int, flags: int) -> FileHandle:
+        asked, flags = flags, self._for_kernel(flags)
         try:
             return self._call("open", req, inode, flags)
         except pyfuse3.FUSEError as e:
-            # With the writeback cache the kernel turns O_WRONLY into O_RDWR (it may
-            # read pages to fill partial writes). If only the read permission is
-            # missing, the caller asked for write-only: check that, then open for
-            # the kernel's use.
+            # The kernel may ask read-write for a write-only open (above, or on its
+            # own); if only the read permission is missing, check the write one and
+            # open for the kernel's use.
             if not (e.errno == errno.EACCES and self.options.writeback_cache
-                    and flags & _ACCMODE == os.O_RDWR):
+                    and flags & _ACCMODE == os.O_RDWR and asked & _ACCMODE != os.O_RDONLY):
                 raise
             self._call("access", req, inode, os.W_OK)
             return self._call("open", ROOT_REQUEST, inode, flags)
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode, flags)
+        attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode,
+                              self._for_kernel(flags))
         return self._file_info(fh), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
