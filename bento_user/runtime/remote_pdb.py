@@ -45,7 +45,7 @@ def debug_call(conn_fd: int, op: str, method: Callable[..., Any], args: tuple[An
                      "then completes\n")
         return SocketPdb(stream).runcall(method, *args)
     finally:
-        stream.flush()
+        stream.close()
         sock.close()
 
 
@@ -55,15 +55,18 @@ class _Stream:
     client reads as end of input (detach) and writes to it are dropped."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self._file = sock.makefile("rw", encoding="utf-8", errors="replace", newline="\n")
+        # Two files: a text file open for both discards what it has read ahead
+        # whenever it is written to, which would lose typed-ahead commands.
+        self._in = sock.makefile("r", encoding="utf-8", errors="replace", newline="\n")
+        self._out = sock.makefile("w", encoding="utf-8", errors="replace", newline="\n")
         self._broken = False
 
     def readline(self) -> str:
+        self.flush()
         if self._broken:
             return ""
         try:
-            self._file.flush()
-            return self._file.readline()
+            return self._in.readline()
         except (OSError, ValueError):
             self._broken = True
             return ""
@@ -71,7 +74,7 @@ class _Stream:
     def write(self, text: str) -> int:
         if not self._broken:
             try:
-                self._file.write(text)
+                self._out.write(text)
             except (OSError, ValueError):
                 self._broken = True
         return len(text)
@@ -79,9 +82,17 @@ class _Stream:
     def flush(self) -> None:
         if not self._broken:
             try:
-                self._file.flush()
+                self._out.flush()
             except (OSError, ValueError):
                 self._broken = True
+
+    def close(self) -> None:
+        self.flush()
+        for f in (self._in, self._out):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 def _describe(args: tuple[Any, ...]) -> str:

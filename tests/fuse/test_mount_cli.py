@@ -1,0 +1,240 @@
+"""The ``bento`` mount commands on real mounts: errors, control socket, debugging,
+traces, the exception sandbox, a killed daemon."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import BENTO, REPO, Mount, bento
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert done.stdout == "" or code == 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
+def test_mount_errors(tmp_path: Path) -> None:
+    m = Mount(tmp_path)
+    one_line_error(bento("mount", str(m.image), str(tmp_path / "nope"), check=False), 2,
+                   "does not exist")
+    one_line_error(bento("mount", str(tmp_path / "none.img"), str(m.path), check=False), 2,
+                   "no such image")
+    one_line_error(bento("mount", str(m.image), str(m.path), "-o", "bogus", check=False), 2,
+                   "unknown mount option")
+    one_line_error(bento("mount", str(m.image), str(m.path), "--fs", "no.such:Fs", check=False),
+                   2, "cannot import")
+    one_line_error(bento("umount", str(m.path), check=False), 1, "no bento mount")
+    m.mount()
+    try:
+        one_line_error(bento("mount", str(m.image), str(m.path), check=False), 3, "busy")
+        other = tmp_path / "other"
+        other.mkdir()
+        one_line_error(bento("mount", str(m.image), str(other), check=False), 3, "in use")
+        with open(m.path / "held", "w"):
+            one_line_error(bento("umount", str(m.path), check=False), 3, "busy")
+    finally:
+        m.umount()
+    m.fsck()
+    corrupt = tmp_path / "corrupt.img"
+    shutil.copy(m.image, corrupt)
+    with open(corrupt, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\0" * 4096)  # the superblock
+    one_line_error(bento("mount", str(corrupt), str(m.path), check=False), 4, "cannot mount")
+    assert not os.path.ismount(m.path)
+
+
+def test_stat_sync_and_mount_table(mnt: Mount) -> None:
+    for i in range(50):
+        (mnt.path / f"f{i}").write_bytes(b"x" * 10_000)
+    assert len(os.listdir(mnt.path)) == 50
+    out = bento("stat", str(mnt.path)).stdout
+    assert "create" in out and "buffer cache:" in out and "journal:" in out
+    stats = json.loads(bento("stat", str(mnt.path), "--json").stdout)["stats"]
+    assert stats["operations"]["create"]["calls"] == 50
+    assert stats["operations"]["create"]["p99_us"] > 0
+    assert "committed and flushed" in bento("sync", str(mnt.path)).stdout
+    table = Path("/proc/self/mounts").read_text()
+    line = next(l for l in table.splitlines() if l.split()[1] == str(mnt.path))
+    assert line.split()[0] == str(mnt.image) and line.split()[2] == "fuse.bento"
+    assert "allow_other" in line and "default_permissions" in line
+    st = os.statvfs(mnt.path)
+    assert st.f_bsize == 4096 and st.f_blocks > 200_000
+    bdi = os.major(os.stat(mnt.path).st_dev), os.minor(os.stat(mnt.path).st_dev)
+    assert Path(f"/sys/class/bdi/{bdi[0]}:{bdi[1]}/read_ahead_kb").read_text().strip() == "1024"
+
+
+@pytest.fixture
+def public_mnt() -> Iterator[Mount]:
+    """A mount other users can reach (pytest's tmp_path is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="bento-public-"))
+    os.chmod(root, 0o755)
+    m = Mount(root)
+    m.mount()
+    try:
+        yield m
+    finally:
+        if m.mounted:
+            m.umount()
+        m.fsck()
+        shutil.rmtree(root)
+
+
+def test_other_users_and_read_only(public_mnt: Mount) -> None:
+    mnt = public_mnt
+    (mnt.path / "shared").write_text("for everyone\n")
+    os.chmod(mnt.path / "shared", 0o644)
+    private = mnt.path / "private"
+    private.write_text("root only\n")
+    os.chmod(private, 0o600)
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    assert subprocess.run([*as_nobody, "cat", str(mnt.path / "shared")], capture_output=True,
+                          text=True).stdout == "for everyone\n"
+    denied = subprocess.run([*as_nobody, "cat", str(private)], capture_output=True, text=True)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    mnt.umount()
+    mnt.mount("-o", "ro,noatime")
+    assert (mnt.path / "shared").read_text() == "for everyone\n"
+    with pytest.raises(OSError) as e:
+        (mnt.path / "new").write_text("x")
+    assert e.value.errno == errno.EROFS
+
+
+def test_file_system_bug_answers_eio_and_mount_goes_on(tmp_path: Path) -> None:
+    m = Mount(tmp_path, fs="tests.fuse.buggy_fs:BuggyXv6")
+    m.mount()
+    try:
+        (m.path / "fine").write_text("ok")
+        for _ in range(3):
+            with pytest.raises(OSError) as e:
+                os.stat(m.path / "boom")
+            assert e.value.errno == errno.EIO
+        assert (m.path / "fine").read_text() == "ok"
+        (m.path / "after").write_text("still serving")
+        status = json.loads(bento("stat", str(m.path), "--json").stdout)
+        assert status["stats"]["bugs"] >= 1
+        log = Path(status["status"]["log"]).read_text()
+        assert "ZeroDivisionError: injected bug" in log and "Traceback" in log
+    finally:
+        m.umount()
+    m.fsck()
+
+
+def test_sigkill_then_remount_recovers(mnt: Mount) -> None:
+    durable = mnt.path / "durable"
+    with open(durable, "wb") as f:
+        f.write(b"fsynced" * 10_000)
+        os.fsync(f.fileno())
+    os.mkdir(mnt.path / "dir")
+    fd = os.open(mnt.path, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(fd)  # fsyncdir: the new entry is committed too
+    os.close(fd)
+    for i in range(100):
+        (mnt.path / "dir" / f"maybe{i}").write_bytes(b"?" * 3000)  # may or may not survive
+    os.kill(mnt.pid(), signal.SIGKILL)
+    mnt.mounted = False
+    mnt.wait_unmounted()  # auto_unmount: fusermount3 notices the daemon is gone
+    mnt.fsck()  # replays the journal in memory: clean
+    mnt.mount()
+    assert durable.read_bytes() == b"fsynced" * 10_000
+    for name in os.listdir(mnt.path / "dir"):
+        assert (mnt.path / "dir" / name).read_bytes() in (b"", b"?" * 3000)
+
+
+def test_sigterm_unmounts_cleanly(mnt: Mount) -> None:
+    (mnt.path / "a").write_text("kept")
+    pid = mnt.pid()
+    os.kill(pid, signal.SIGTERM)
+    mnt.wait_unmounted()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    mnt.mounted = False
+    out = mnt.fsck()
+    assert "clean" in out
+    mnt.mount()
+    assert (mnt.path / "a").read_text() == "kept"
+
+
+def test_sigusr1_dumps_stacks(mnt: Mount) -> None:
+    status = json.loads(bento("stat", str(mnt.path), "--json").stdout)["status"]
+    os.kill(status["pid"], signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "most recent call first" not in Path(status["log"]).read_text():
+        assert time.monotonic() < deadline, "no stack dump in the log"
+        time.sleep(0.05)
+
+
+def test_debug_stops_a_request_in_pdb(mnt: Mount) -> None:
+    debugger = subprocess.Popen(
+        [BENTO, "debug", str(mnt.path), "--on", "mkdir"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 10
+    assert debugger.stderr is not None
+    assert "waiting for the next mkdir" in debugger.stderr.readline()
+    made = threading.Thread(target=os.mkdir, args=(mnt.path / "debugged",))
+    made.start()
+    out, _ = debugger.communicate("p name\nwhere\nq\n", timeout=30)
+    made.join(timeout=30)
+    assert time.monotonic() < deadline + 30
+    assert "stopped in mkdir" in out and "b'debugged'" in out and "(bento-pdb)" in out
+    assert "_fs.py" in out  # the stop is in the file system's own code
+    assert (mnt.path / "debugged").is_dir()
+    (mnt.path / "later").write_text("the mount carries on")
+
+
+def test_trace_then_replay(tmp_path: Path) -> None:
+    m = Mount(tmp_path)
+    pristine = tmp_path / "pristine.img"
+    shutil.copy(m.image, pristine)
+    trace = tmp_path / "trace.jsonl"
+    m.mount("--trace", str(trace))
+    try:
+        (m.path / "d").mkdir()
+        (m.path / "d" / "f").write_bytes(b"data" * 5000)
+        os.rename(m.path / "d" / "f", m.path / "g")
+        os.symlink("g", m.path / "link")
+        os.listdir(m.path)
+        with pytest.raises(FileNotFoundError):
+            os.stat(m.path / "missing")
+        assert (m.path / "g").read_bytes() == b"data" * 5000
+    finally:
+        m.umount()
+    lines = trace.read_text().splitlines()
+    ops = {json.loads(line)["op"] for line in lines[1:]}
+    assert {"mkdir", "create", "write", "rename", "symlink", "lookup", "readdir"} <= ops
+    out = bento("replay", str(trace), str(pristine)).stdout
+    assert f"{len(lines) - 1} calls replayed, 0 diverged" in out
+    done = subprocess.run(["cmp", str(pristine), str(m.image)], capture_output=True)
+    assert done.returncode != 0  # the replay changed the copy, as the mount did its image
+
+
+@pytest.mark.skipif(not os.path.exists("/sbin/mount.fuse.bento"),
+                    reason="mount helper not installed (scripts/setup.sh installs it)")
+def test_mount_t_fuse_bento(tmp_path: Path) -> None:
+    m = Mount(tmp_path)
+    done = subprocess.run(["mount", "-t", "fuse.bento", "-o", "noatime,nodev",
+                           str(m.image), str(m.path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    try:
+        (m.path / "via-mount").write_text("helper")
+    finally:
+        bento("umount", str(m.path))
+    m.fsck()
