@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(fuse3 libfuse3-dev pkg-config e2fsprogs fuse2fs)
+apt_packages=(fuse3 libfuse3-dev pkg-config e2fsprogs fuse2fs git sqlite3 fio util-linux)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -29,4 +29,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$want" > "$stamp"
+fi
+
+# mount(8) runs /sbin/mount.fuse.bento for "mount -t fuse.bento" and fstab lines
+if [ "$(id -u)" = 0 ] && [ "$(readlink /sbin/mount.fuse.bento 2>/dev/null)" != "$PWD/.venv/bin/mount.fuse.bento" ]; then
+    ln -sf "$PWD/.venv/bin/mount.fuse.bento" /sbin/mount.fuse.bento
 fi
