@@ -66,7 +66,8 @@ def assets() -> tuple[Path, Path, int]:
     if not repo.exists():
         django = next(tree.glob("Django-*"))
         sh("cp", "-a", str(django), str(repo))
-        git = ("git", "-c", "user.name=bench", "-c", "user.email=bench@localhost")
+        git = ("git", "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+               "-c", "safe.directory=*")
         sh(*git, "init", "-q", cwd=repo)
         sh(*git, "add", "-A", cwd=repo)
         sh(*git, "commit", "-q", "-m", "Django", cwd=repo)
@@ -161,8 +162,8 @@ def run_workloads(t: Target, tarball: Path, repo: Path, fio_seconds: int) -> dic
     r: dict[str, float] = {}
     (m / "untar").mkdir()
     r["untar_s"] = timed(lambda: sh("tar", "-xf", str(tarball), "-C", str(m / "untar")))
-    r["git_clone_s"] = timed(lambda: sh("git", "clone", "-q", "--no-local", str(repo),
-                                        str(m / "clone")))
+    r["git_clone_s"] = timed(lambda: sh("git", "-c", "safe.directory=*", "clone", "-q",
+                                        "--no-local", str(repo), str(m / "clone")))
     create, stat, delete = map(float, sh(sys.executable, "-c", SMALL_FILES,
                                          str(m / "small")).split())
     r["create_10k_s"], r["stat_10k_s"], r["delete_10k_s"] = create, stat, delete
@@ -242,7 +243,7 @@ def main() -> int:
         raise SystemExit("run as root (loop devices, drop_caches, mounts)")
     tarball, repo, entries = assets()
     print(f"untar tree: {entries:,} entries; repository: "
-          f"{sh('git', '-C', str(repo), 'ls-files').count(chr(10)):,} files", flush=True)
+          f"{sh('git', '-c', 'safe.directory=*', '-C', str(repo), 'ls-files').count(chr(10)):,} files", flush=True)
     results: dict[str, dict[str, float]] = {}
     for name in args.targets.split(","):
         t = Target(name, args.work, args.cache_mib)

@@ -237,6 +237,17 @@ class BufferCache:
                 len(self._dirty), self.capacity,
             )
 
+    def find(self, blockno: int) -> BufferHead | None:
+        """The block's buffer with a reference held if it is cached and up to date,
+        else None; never reads. For file systems that move file data to and from
+        the device themselves and must see (and keep current) cached copies."""
+        with self._lock:
+            bh = self._map.get(blockno)
+            if bh is None or not bh.uptodate:
+                return None
+            bh.refcount += 1
+            return bh
+
     def cached(self, blockno: int) -> BufferHead | None:
         """The cached buffer for a block, without taking a reference (for inspection)."""
         return self._map.get(blockno)

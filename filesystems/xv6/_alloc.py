@@ -59,6 +59,29 @@ class Allocator:
         self._set_bit(h, self.geo.bbitmap_start, b, True)
         return b
 
+    def alloc_runs(self, h: Handle, goal: int, count: int, max_runs: int) -> list[tuple[int, int]]:
+        """Up to ``count`` blocks as at most ``max_runs`` runs of adjacent blocks
+        (start, length), found next-fit from ``goal``; fewer only when the disk is
+        full. Each run touches at most two bitmap blocks."""
+        runs: list[tuple[int, int]] = []
+        with self.lock:
+            self._reap()
+            cursor = goal or self._block_cursor
+            while count and len(runs) < max_runs:
+                b = _next_fit(self.block_used, cursor, self.geo.data_start)
+                if b is None:
+                    break
+                window = self.block_used[b:b + min(count, BITS_PER_BLOCK)]
+                n = int(window.argmax()) if window.any() else len(window)
+                self.block_used[b:b + n] = True
+                self.free_blocks -= n
+                self._block_cursor = cursor = b + n
+                runs.append((b, n))
+                count -= n
+        for b, n in runs:
+            self._set_bits(h, self.geo.bbitmap_start, b, n)
+        return runs
+
     def free_block(self, h: Handle, b: int) -> None:
         """Free ``b`` on disk now; reusable once ``h``'s transaction has committed."""
         self._set_bit(h, self.geo.bbitmap_start, b, False)
@@ -102,6 +125,22 @@ class Allocator:
 
     # -- disk --------------------------------------------------------------------
 
+    def _set_bits(self, h: Handle, area: int, n: int, count: int) -> None:
+        """Mark ``count`` adjacent blocks from ``n`` used on disk, one bitmap block
+        at a time."""
+        while count:
+            blockno, bit = area + n // BITS_PER_BLOCK, n % BITS_PER_BLOCK
+            k = min(count, BITS_PER_BLOCK - bit)
+            with self.ks.bread(blockno) as bh:
+                h.get_write_access(bh)
+                with self.lock:
+                    ok = _set_bits_in(bh.data, bit, k)
+                if not ok:
+                    raise corrupt(f"block bitmap: a block in {n}..{n + k - 1} is already in use")
+                h.dirty_metadata(bh)
+            n += k
+            count -= k
+
     def _set_bit(self, h: Handle, area: int, n: int, value: bool) -> None:
         blockno, bit = area + n // BITS_PER_BLOCK, n % BITS_PER_BLOCK
         with self.ks.bread(blockno) as bh:
@@ -115,6 +154,18 @@ class Allocator:
                                   f"{'in use' if value else 'free'}")
                 bh.data[bit >> 3] = (byte | mask) if value else (byte & ~mask)
             h.dirty_metadata(bh)
+
+
+def _set_bits_in(data: np.ndarray, first: int, n: int) -> bool:
+    """Set bits first..first+n-1 of a bitmap block; False if any was set already."""
+    lo, hi = first >> 3, (first + n + 7) >> 3
+    bits = np.unpackbits(data[lo:hi], bitorder="little")
+    span = bits[first - lo * 8:first - lo * 8 + n]
+    if span.any():
+        return False
+    span[:] = 1
+    data[lo:hi] = np.packbits(bits, bitorder="little")
+    return True
 
 
 def _next_fit(used: np.ndarray, cursor: int, low: int) -> int | None:

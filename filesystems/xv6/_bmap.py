@@ -69,15 +69,22 @@ class BlockMap:
                 p = self.check(ip, int(self._ptrs(bh)[i]))
         return p
 
-    def lookup_range(self, ip: Inode, first: int, count: int) -> list[int]:
-        """Physical blocks of ``first .. first+count-1`` (0 for holes), one bread per
-        indirect block rather than one per logical block."""
-        out: list[int] = []
+    def check_array(self, ip: Inode, ptrs: np.ndarray) -> np.ndarray:
+        used = ptrs[ptrs != 0]
+        if len(used) and (used.min() < self.geo.data_start or used.max() >= self.geo.nblocks):
+            bad = int(used[(used < self.geo.data_start) | (used >= self.geo.nblocks)][0])
+            self.check(ip, bad)
+        return ptrs
+
+    def lookup_range(self, ip: Inode, first: int, count: int) -> np.ndarray:
+        """Physical blocks of ``first .. first+count-1`` (0 for holes) as an int64
+        array, one bread per indirect block rather than one per logical block."""
+        out = np.zeros(count, dtype=np.int64)
         lblk, end = first, first + count
         while lblk < end:
             if lblk < NDIRECT:
                 n = min(end, NDIRECT) - lblk
-                out.extend(self.check(ip, p) for p in ip.addrs[lblk:lblk + n])
+                out[lblk - first:lblk - first + n] = ip.addrs[lblk:lblk + n]
                 lblk += n
                 continue
             slot, idx = _path(lblk)
@@ -88,14 +95,11 @@ class BlockMap:
                     break
                 with self.ks.bread(p) as bh:
                     p = self.check(ip, int(self._ptrs(bh)[i]))
-            if not p:
-                out.extend([0] * n)
-            else:
+            if p:
                 with self.ks.bread(p) as bh:
-                    ptrs = self._ptrs(bh)[idx[-1]:idx[-1] + n].tolist()
-                out.extend(self.check(ip, q) for q in ptrs)
+                    out[lblk - first:lblk - first + n] = self._ptrs(bh)[idx[-1]:idx[-1] + n]
             lblk += n
-        return out
+        return self.check_array(ip, out)
 
     # -- allocation --------------------------------------------------------------
 
@@ -135,6 +139,61 @@ class BlockMap:
                     return q, True
                 p = q
         return p, False
+
+    def map_alloc_leaf(self, h: Handle, ip: Inode, lblk: int, count: int) -> np.ndarray:
+        """Physical blocks for ``lblk`` on, allocating holes as runs: at most
+        ``count`` of them, stopping at the end of the direct slots or of one
+        last-level indirect block. Fewer when the disk is nearly full (NoSpace if
+        none). New blocks are returned unwritten: the caller writes them before the
+        handle stops (ordered data). Uses up to 9 bitmap credits, 3 new indirect
+        blocks, the leaf and the inode's block."""
+        if lblk + count > MAX_FILE_BLOCKS:
+            raise ValueError("file too large")
+        if lblk < NDIRECT:
+            n = min(count, NDIRECT - lblk)
+            ptrs = np.array(ip.addrs[lblk:lblk + n], dtype=np.int64)
+            ptrs = self._fill_holes(h, ip, ptrs, self.goal(ip))
+            ip.addrs[lblk:lblk + len(ptrs)] = ptrs.tolist()
+            return ptrs
+        slot, idx = _path(lblk)
+        n = min(count, PTRS_PER_BLOCK - idx[-1])
+        p = self.check(ip, ip.addrs[slot])
+        if not p:
+            p = ip.addrs[slot] = self._new_indirect(h, ip, self.goal(ip))
+        for i in idx[:-1]:
+            with self.ks.bread(p) as bh:
+                q = self.check(ip, int(self._ptrs(bh)[i]))
+                if not q:
+                    q = self._new_indirect(h, ip, p)
+                    h.get_write_access(bh)
+                    self._ptrs(bh)[i] = q
+                    h.dirty_metadata(bh)
+            p = q
+        with self.ks.bread(p) as bh:
+            leaf = self._ptrs(bh)[idx[-1]:idx[-1] + n]
+            ptrs = self.check_array(ip, leaf.astype(np.int64))
+            if not ptrs.all():
+                h.get_write_access(bh)
+                ptrs = self._fill_holes(h, ip, ptrs, p)
+                leaf[:len(ptrs)] = ptrs
+                h.dirty_metadata(bh)
+        return ptrs
+
+    def _fill_holes(self, h: Handle, ip: Inode, ptrs: np.ndarray, goal: int) -> np.ndarray:
+        """``ptrs`` with its zeros replaced by new blocks, cut short before the
+        first hole the allocator could not fill."""
+        holes = np.flatnonzero(ptrs == 0)
+        if not len(holes):
+            return ptrs
+        prev = ptrs[:holes[0]]
+        runs = self.alloc.alloc_runs(h, int(prev[-1]) + 1 if len(prev) else goal,
+                                     len(holes), max_runs=4)
+        got = sum(n for _, n in runs)
+        if not got:
+            raise NoSpace
+        ptrs[holes[:got]] = np.concatenate([np.arange(b, b + n) for b, n in runs])
+        ip.blocks += got
+        return ptrs if got == len(holes) else ptrs[:holes[got]]
 
     def goal(self, ip: Inode) -> int:
         return next((a for a in reversed(ip.addrs[:NDIRECT]) if a), 0)

@@ -102,7 +102,7 @@ class Directories:
         nblocks = self.nblocks(dp)
         index = DirIndex()
         index.slack = np.zeros(nblocks, dtype=np.int32)
-        for lblk, pblk in enumerate(self.bmap.lookup_range(dp, 0, nblocks)):
+        for lblk, pblk in enumerate(self.bmap.lookup_range(dp, 0, nblocks).tolist()):
             if not pblk:
                 raise corrupt(f"directory {dp.ino}: hole at block {lblk}")
             records = self._records(dp, lblk, pblk)

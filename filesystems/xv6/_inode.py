@@ -48,6 +48,7 @@ class Inode:
         self.dir: DirIndex | None = None       # name index, built on first use
         self.xattrs: dict[bytes, bytes] | None = None  # parsed xattr block
         self.dirty_data: set[int] = set()      # overwritten data blocks (fsync writes them)
+        self.unflushed = False     # data written to the device since the last flush
 
     # -- disk form ---------------------------------------------------------------
 

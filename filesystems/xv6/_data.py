@@ -1,0 +1,83 @@
+"""File data between requests and the device, a whole run of blocks per call.
+
+Regular files' data does not go through the buffer cache block by block (that costs
+~20 µs of Python per 4 KiB block, 50 MB/s): whole blocks are read and written with one
+vectored device call per run of adjacent blocks, through a page-aligned staging area
+(O_DIRECT needs one). Blocks the cache holds are taken from it on reads (a partial
+write may have left a dirty copy there) and kept current on writes, so the two
+paths never disagree. Written blocks are on the device, not yet durable: the
+owner's next fsync, or the commit that points at new blocks, flushes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bento_user.blockdev import aligned_blocks
+from bento_user.ks_emul import KernelServices
+
+from ._format import BLOCK_SIZE
+
+STAGING_BLOCKS = 1024  # 4 MiB
+
+
+class FileData:
+    def __init__(self, ks: KernelServices) -> None:
+        self.ks = ks
+        self.device = ks.device
+        self._staging = aligned_blocks(STAGING_BLOCKS, BLOCK_SIZE)
+        self._lock = ks.mutex("xv6.staging")
+
+    def read(self, pblks: np.ndarray, first_offset: int, length: int) -> bytes:
+        """``length`` bytes from ``first_offset`` into the blocks ``pblks`` (0: a hole)."""
+        parts = []
+        for start in range(0, len(pblks), STAGING_BLOCKS):
+            chunk = pblks[start:start + STAGING_BLOCKS]
+            lo = first_offset if start == 0 else 0
+            with self._lock:
+                buf = self._staging[:len(chunk)]
+                self._fill(chunk, buf)
+                parts.append(buf.reshape(-1)[lo:lo + length].tobytes())
+            length -= len(parts[-1])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _fill(self, pblks: np.ndarray, buf: np.ndarray) -> None:
+        holes = pblks == 0
+        buf[holes] = 0
+        cached = np.zeros(len(pblks), dtype=bool)
+        for i in np.flatnonzero(~holes).tolist():
+            bh = self.ks.cache.find(int(pblks[i]))
+            if bh is not None:
+                with bh:
+                    buf[i] = bh.data
+                cached[i] = True
+        for s, e in _runs(pblks, holes | cached):
+            self.device.read_blocks(int(pblks[s]), [buf[s:e]])
+
+    def write(self, pblks: np.ndarray, data: np.ndarray) -> None:
+        """Write whole blocks: ``data`` holds ``len(pblks)`` of them."""
+        blocks = data.reshape(len(pblks), BLOCK_SIZE)
+        for i, p in enumerate(pblks.tolist()):
+            bh = self.ks.cache.find(p)
+            if bh is not None:
+                with bh:
+                    bh.data[:] = blocks[i]
+        for start in range(0, len(pblks), STAGING_BLOCKS):
+            chunk = pblks[start:start + STAGING_BLOCKS]
+            with self._lock:
+                buf = self._staging[:len(chunk)]
+                buf[:] = blocks[start:start + len(chunk)]
+                for s, e in _runs(chunk, np.zeros(len(chunk), dtype=bool)):
+                    self.device.write_blocks(int(chunk[s]), [buf[s:e]])
+
+
+def _runs(pblks: np.ndarray, skip: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index ranges of adjacent, physically consecutive blocks, leaving
+    out the positions in ``skip``."""
+    keep = ~skip
+    if not keep.any():
+        return []
+    idx = np.flatnonzero(keep)
+    breaks = np.flatnonzero((np.diff(idx) != 1) | (np.diff(pblks[idx]) != 1)) + 1
+    bounds = np.split(idx, breaks)
+    return [(int(b[0]), int(b[-1]) + 1) for b in bounds]
