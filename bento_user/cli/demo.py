@@ -1,134 +1,129 @@
-"""``bento demo``: what exists so far, end to end, on a real O_DIRECT image.
+"""``bento demo``: the whole stack on a fresh image, with real programs.
 
-For now that is the foundation: a journal on an image, group commit, a simulated
-power cut (recording device), recovery, and the counters. Later layers (mkfs, mount,
-real programs, live upgrade, provenance) extend it.
+mkfs, mount (daemonised), untar a real source tree and compare it, ``git clone`` this
+repository and ``git fsck`` it, compile and run a C program, a SQLite database,
+``bento stat``, unmount, fsck. Later issues add the live upgrade to provenance.
+``--journal`` runs the kernel-services demo instead (journal, power cut, recovery).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
+import shutil
+import sqlite3
+import subprocess
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from ..blockdev import ImageDevice, RamDevice, RecordingDevice
-from ..ks_emul import Journal, KernelServices
+from ._demo_journal import run_journal_demo, step
 from ._errors import UserError
 
-JOURNAL_START, JOURNAL_LEN = 1, 1024
-META = range(2048, 2048 + 64)  # blocks the demo treats as metadata
+REPO = Path(__file__).resolve().parents[2]
+HELLO = r"""
+#include <stdio.h>
+int main(void) { puts("    hello from a program compiled on a bento mount"); return 0; }
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo on a fresh image")
     p.add_argument("--dir", type=Path, default=Path(".demo"),
-                   help="where to put the image (default: ./.demo)")
-    p.add_argument("--size-mib", type=int, default=64, help="image size (default: 64)")
+                   help="where to put the image and mount point (default: ./.demo)")
+    p.add_argument("--size", default="2G", help="image size (default: 2G)")
+    p.add_argument("--journal", action="store_true",
+                   help="run the kernel-services demo (journal, power cut) instead")
     p.set_defaults(run=run)
 
 
-def step(msg: str) -> None:
-    print(f"==> {msg}", flush=True)
+def sh(*cmd: str | Path, cwd: Path | None = None) -> str:
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise UserError(f"{' '.join(map(str, cmd))} failed: {done.stderr.strip()[-300:]}")
+    return done.stdout
 
 
-def transact(j: Journal, ks: KernelServices, rng: random.Random, n: int) -> None:
-    """``n`` operations, each changing 1-4 metadata blocks in one handle."""
-    for _ in range(n):
-        blocks = rng.sample(META, rng.randint(1, 4))
-        with j.start(len(blocks)) as h:
-            for b in blocks:
-                with ks.bread(b) as bh:
-                    h.get_write_access(bh)
-                    bh.data[:8].view(np.uint64)[0] += 1
-                    h.dirty_metadata(bh)
+def timed(what: str, *cmd: str | Path, cwd: Path | None = None) -> str:
+    t0 = time.perf_counter()
+    out = sh(*cmd, cwd=cwd)
+    print(f"    {what}: {time.perf_counter() - t0:.2f} s")
+    return out
 
 
-def counters(read_block: Callable[[int], bytes]) -> int:
-    """The sum of the 64-bit counters that start the demo's metadata blocks."""
-    return sum(int(np.frombuffer(read_block(b)[:8], np.uint64)[0]) for b in META)
+def bento(argv: list[str]) -> int:
+    from . import main  # the package imports this module first
+
+    return main(argv)
 
 
-def through_cache(ks: KernelServices) -> Callable[[int], bytes]:
-    """Read blocks as the file system sees them (committed, maybe not yet home)."""
-    def read(blockno: int) -> bytes:
-        with ks.bread(blockno) as bh:
-            return bh.data.tobytes()  # type: ignore[union-attr]
-    return read
+def check(code: int, what: str) -> None:
+    if code:
+        raise UserError(f"{what} failed (exit {code})")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.size_mib < 16:
-        raise UserError("--size-mib must be at least 16")
-    args.dir.mkdir(parents=True, exist_ok=True)
-    image = args.dir / "demo.img"
-    with open(image, "wb") as f:
-        f.truncate(args.size_mib << 20)
-    fs_uuid = uuid.uuid4().bytes
-    rng = random.Random(1)
+    if args.journal:
+        return run_journal_demo(args)
+    if os.getuid() != 0:
+        raise UserError("the demo mounts an image: run it as root (or use --journal)")
+    work = args.dir.resolve()
+    image, mnt = work / "demo.img", work / "mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(mnt):  # left by an interrupted run
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
 
-    step(f"image {image}: {args.size_mib} MiB")
-    dev = ImageDevice(image)
-    print(f"    O_DIRECT: {'yes' if dev.direct_io else 'no (host refused; buffered + fdatasync)'}")
-    ks = KernelServices(dev, cache_blocks=4096, commit_interval=None)
-    Journal.format(ks.cache, JOURNAL_START, JOURNAL_LEN, fs_uuid)
-    j, _ = ks.open_journal(JOURNAL_START, JOURNAL_LEN, fs_uuid)
-
-    step("2,000 operations through the journal, fsync every 100")
-    t0 = time.perf_counter()
-    for _ in range(20):
-        transact(j, ks, rng, 100)
-        j.force_commit()
-    elapsed = time.perf_counter() - t0
-    js, cs = j.statistics(), ks.cache.statistics()
-    print(f"    {2000 / elapsed:,.0f} operations/s; {js.commits} commits, "
-          f"{js.blocks_logged} blocks logged, {js.checkpoints} checkpoints")
-    print(f"    buffer cache: {cs.hit_rate:.1%} hits, {cs.reads} device reads, "
-          f"{cs.writes} device writes")
-    expected = counters(through_cache(ks))
-    ks.close()
-    with ImageDevice(image, read_only=True) as check:
-        home = counters(check.read_block)
-    print(f"    clean unmount: {home} increments home, {expected} expected")
-    if home != expected:
-        raise UserError("the clean unmount lost work")
-
-    step("power cut: 300 more operations, fsync after 200 and after 300, "
-         "the plug pulled during the second fsync")
-    rec = RecordingDevice(RamDevice.from_bytes(image.read_bytes()))
-    ks = KernelServices(rec, cache_blocks=4096, commit_interval=None)
-    j, _ = ks.open_journal(JOURNAL_START, JOURNAL_LEN, fs_uuid)
-    transact(j, ks, rng, 200)
-    j.force_commit()
-    synced = counters(through_cache(ks))
-    transact(j, ks, rng, 100)
-    j.force_commit()
-    everything = counters(through_cache(ks))
-    epoch = rec.epochs - 1  # after the commit's first flush, before its last
-    flying = rec.in_flight(epoch)
-    keep = [i for i in range(len(flying)) if rng.random() < 0.5]
-    crashed = rec.crash_device(epoch, keep)
-    print(f"    {rec.epochs} flushes, {len(rec.writes)} block writes; the crash kept "
-          f"{len(keep)} of the {len(flying)} writes in flight (the commit block)")
-
-    step("mount after the crash: journal recovery")
-    ks2 = KernelServices(crashed, cache_blocks=4096, commit_interval=None)
-    _, report = ks2.open_journal(JOURNAL_START, JOURNAL_LEN, fs_uuid)
-    got = counters(through_cache(ks2))
-    ks2.close()
-    print(f"    replayed {report.transactions} transactions ({report.blocks_replayed} blocks); "
-          f"the scan stopped at: {report.stop_reason}")
-    print(f"    {got} increments on disk: {synced} were fsync'd before the crash, "
-          f"{everything} would be with the interrupted fsync")
-    os.unlink(image)
-    if got not in (synced, everything):
-        raise UserError("recovery did not give the state of a committed prefix")
-    print("    all-or-nothing: " + ("the interrupted fsync landed whole" if got == everything
-                                     else "the interrupted fsync left no trace"))
+    step(f"mkfs: a fresh {args.size} xv6 image at {image}")
+    check(bento(["mkfs", str(image), "--size", args.size, "--force"]), "mkfs")
+    step(f"mount it on {mnt} (daemonised; returns when the mount serves)")
+    check(bento(["mount", str(image), str(mnt)]), "mount")
+    try:
+        real_programs(work, mnt)
+        step("bento stat: what the file system did")
+        check(bento(["stat", str(mnt)]), "stat")
+    finally:
+        step("unmount: the daemon commits, flushes and exits before this returns")
+        check(bento(["umount", str(mnt)]), "umount")
+    step("fsck the image")
+    check(bento(["fsck", str(image)]), "fsck")
     return 0
 
+
+def real_programs(work: Path, mnt: Path) -> None:
+    tree = Path("/usr/include")
+    tarball = work / "include.tar"
+    step(f"untar a real source tree ({tree}, "
+         f"{sum(len(d) + len(f) for _, d, f in os.walk(tree)):,} entries) and diff it")
+    sh("tar", "-cf", tarball, "-C", tree.parent, tree.name)
+    timed("tar -x", "tar", "-xf", tarball, "-C", mnt)
+    timed("diff -r against the original", "diff", "-r", "--no-dereference", tree,
+          mnt / tree.name)
+    tarball.unlink()
+
+    if (REPO / ".git").exists():
+        step("git clone --no-local this repository, then git fsck and git log")
+        clone = mnt / "bento-user"
+        timed("git clone", "git", "-c", "safe.directory=*", "clone", "-q", "--no-local",
+              REPO, clone)
+        timed("git fsck", "git", "fsck", "--strict", cwd=clone)
+        print("    " + sh("git", "log", "-1", "--format=%h %s", cwd=clone).strip()[:100])
+        timed("python -m compileall on the clone", shutil.which("python3") or "python3",
+              "-m", "compileall", "-q", clone / "bento_user")
+
+    step("compile a C program on the mount and run it")
+    (mnt / "hello.c").write_text(HELLO)
+    timed("gcc", "gcc", "-O2", "-o", mnt / "hello", mnt / "hello.c")
+    print(sh(mnt / "hello").rstrip())
+
+    step("a SQLite database: 20 transactions of 500 rows, integrity check")
+    t0 = time.perf_counter()
+    db = sqlite3.connect(mnt / "demo.sqlite")
+    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    for batch in range(20):
+        with db:
+            db.executemany("INSERT INTO t VALUES (?, ?)",
+                           [(batch * 500 + i, "x" * 100) for i in range(500)])
+    ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+    db.close()
+    print(f"    10,000 rows in {time.perf_counter() - t0:.2f} s; integrity_check: {ok}")
+    used = shutil.disk_usage(mnt)
+    print(f"    df: {used.used / 2**20:,.0f} MiB used of {used.total / 2**20:,.0f} MiB")

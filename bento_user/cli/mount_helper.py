@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import main as bento_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ["mount", args.source, args.target, "--fs", fs]
     if rest:
         command += ["-o", ",".join(rest)]
+    from . import main as bento_main
+
     return bento_main(command)
 
 
