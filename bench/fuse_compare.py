@@ -194,7 +194,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     for k in metrics:
         cells = [f"{results[n][k]:,.2f}" if k.endswith("_s") else f"{results[n][k]:,.0f}"
                  for n in names]
-        b = results["bento"][k]
+        b = results.get("bento", {}).get(k)
 
         def speed(other: str) -> str:
             o = results.get(other, {}).get(k)

@@ -8,7 +8,9 @@ transaction and the device stay where they are.
 
 from __future__ import annotations
 
-from ..blockdev import BlockDevice
+import numpy as np
+
+from ..blockdev import BlockDevice, aligned_blocks
 from ._buffer_cache import BufferCache
 from ._buffer_head import BufferHead
 from ._journal import Journal
@@ -55,6 +57,21 @@ class KernelServices:
 
     def brelse(self, bh: BufferHead) -> None:
         self.cache.brelse(bh)
+
+    # -- block I/O around the cache (the kernel's bios) --------------------------------
+
+    def io_buffers(self, count: int) -> np.ndarray:
+        """``count`` blocks of page-aligned memory, as O_DIRECT transfers need."""
+        return aligned_blocks(count, self.block_size)
+
+    def read_blocks(self, start: int, buffers: list[np.ndarray]) -> None:
+        """Read blocks straight from the device, bypassing the cache: for file data a
+        file system moves itself (it must consult ``cache.find`` for cached copies)."""
+        self.device.read_blocks(start, buffers)
+
+    def write_blocks(self, start: int, buffers: list[np.ndarray]) -> None:
+        """Write blocks straight to the device; durable after the next flush."""
+        self.device.write_blocks(start, buffers)
 
     # -- journal -----------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bento_user.blockdev import aligned_blocks
 from bento_user.ks_emul import KernelServices
 
 from ._format import BLOCK_SIZE
@@ -24,8 +23,7 @@ STAGING_BLOCKS = 1024  # 4 MiB
 class FileData:
     def __init__(self, ks: KernelServices) -> None:
         self.ks = ks
-        self.device = ks.device
-        self._staging = aligned_blocks(STAGING_BLOCKS, BLOCK_SIZE)
+        self._staging = ks.io_buffers(STAGING_BLOCKS)
         self._lock = ks.mutex("xv6.staging")
 
     def read(self, pblks: np.ndarray, first_offset: int, length: int) -> bytes:
@@ -52,7 +50,7 @@ class FileData:
                     buf[i] = bh.data
                 cached[i] = True
         for s, e in _runs(pblks, holes | cached):
-            self.device.read_blocks(int(pblks[s]), [buf[s:e]])
+            self.ks.read_blocks(int(pblks[s]), [buf[s:e]])
 
     def write(self, pblks: np.ndarray, data: np.ndarray) -> None:
         """Write whole blocks: ``data`` holds ``len(pblks)`` of them."""
@@ -68,7 +66,7 @@ class FileData:
                 buf = self._staging[:len(chunk)]
                 buf[:] = blocks[start:start + len(chunk)]
                 for s, e in _runs(chunk, np.zeros(len(chunk), dtype=bool)):
-                    self.device.write_blocks(int(chunk[s]), [buf[s:e]])
+                    self.ks.write_blocks(int(chunk[s]), [buf[s:e]])
 
 
 def _runs(pblks: np.ndarray, skip: np.ndarray) -> list[tuple[int, int]]:

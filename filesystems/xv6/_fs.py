@@ -82,6 +82,10 @@ log = logging.getLogger(__name__)
 LINK_MAX = 65000
 OP_CREDITS = 48          # the most blocks one namespace operation touches
 WRITE_CREDITS = 64       # one handle of a write: data blocks are not logged
+# Writes of at least this many whole blocks go straight to the device (_data.py);
+# smaller ones through the buffer cache, whose write-back merges them later instead
+# of paying a synchronous device round trip each.
+DIRECT_MIN_BLOCKS = 16
 ICACHE_TARGET = 50_000   # unreferenced inodes beyond this are dropped from memory
 _ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 
@@ -877,7 +881,7 @@ class Xv6(Filesystem):
                     while pos < end and h.credits > 16:
                         lblk, off = divmod(pos, BLOCK_SIZE)
                         whole = (end - pos) // BLOCK_SIZE if off == 0 else 0
-                        if whole and stat.S_ISREG(ip.mode):
+                        if whole >= DIRECT_MIN_BLOCKS and stat.S_ISREG(ip.mode):
                             n = self._write_run(h, ip, lblk, whole, src[pos - offset:],
                                                 zero_only)
                         else:
