@@ -874,8 +874,8 @@ class Xv6(Filesystem):
         pos, end = offset, offset + len(src)
         retried = False
         while pos < end:
-            # a handle per ~50 blocks: asking for the transaction's whole capacity
-            # would commit the running transaction on every write
+            # 64 credits: asking for the transaction's whole capacity would commit
+            # the running transaction on every write
             with self._tx(WRITE_CREDITS) as h:
                 try:
                     while pos < end and h.credits > 16:
