@@ -114,18 +114,18 @@ class ControlServer:
             try:
                 uid = peer_uid(conn)
                 if uid not in (0, self.owner):
-                    await _send(conn, {"ok": False, "error": f"permission denied: uid {uid} "
+                    await send_answer(conn, {"ok": False, "error": f"permission denied: uid {uid} "
                                        f"does not own this mount"})
                     return
                 request = json.loads(await _recv_line(conn))
                 handler = self.handlers.get(request.get("cmd"))
                 if handler is None:
-                    await _send(conn, {"ok": False,
+                    await send_answer(conn, {"ok": False,
                                        "error": f"unknown command {request.get('cmd')!r}"})
                     return
                 answer = await handler(request, conn)
                 if answer is not None:  # None: the handler used the connection itself
-                    await _send(conn, answer)
+                    await send_answer(conn, answer)
             except (OSError, ValueError, trio.BrokenResourceError):
                 pass  # the client went away or spoke nonsense; nothing to answer
 
@@ -142,7 +142,7 @@ async def _recv_line(conn: trio.socket.SocketType) -> bytes:
     return data
 
 
-async def _send(conn: trio.socket.SocketType, answer: dict[str, Any]) -> None:
+async def send_answer(conn: trio.socket.SocketType, answer: dict[str, Any]) -> None:
     data = (json.dumps(answer) + "\n").encode()
     while data:
         n = await conn.send(data)

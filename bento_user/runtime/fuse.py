@@ -78,7 +78,7 @@ class FuseOperations(pyfuse3.Operations):
         self.initialized = False  # the kernel's INIT has arrived
         # Set by the control socket: called instead of the operation, once, to stop
         # it in a debugger (``bento debug``).
-        self.intercept: Callable[[str, Callable[..., Any], tuple[Any, ...]], Any] | None = None
+        self.intercept: Callable[[str, tuple[Any, ...]], Any] | None = None
         self.intercept_op: str | None = None
 
     def init(self) -> None:
@@ -90,7 +90,7 @@ class FuseOperations(pyfuse3.Operations):
         try:
             if self.intercept is not None and self.intercept_op in (None, op):
                 hook, self.intercept = self.intercept, None
-                return hook(op, lambda *a: self.dispatch.call(op, *a), args)
+                return hook(op, args)
             return self.dispatch.call(op, *args)
         except FsError as e:
             raise pyfuse3.FUSEError(e.errno) from None

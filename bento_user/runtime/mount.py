@@ -200,7 +200,7 @@ class Mount:
         op = request.get("on")
         done = trio.Event()
 
-        def hook(name: str, call: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        def hook(name: str, args: tuple[Any, ...]) -> Any:
             try:
                 return debug_call(conn.fileno(), name, getattr(self.fs, name), args)
             finally:
@@ -210,7 +210,7 @@ class Mount:
             return {"ok": False, "error": "another debugger is already waiting"}
         self.ops.intercept_op = op
         self.ops.intercept = hook
-        await control._send(conn, {"ok": True, "pid": os.getpid(), "on": op})
+        await control.send_answer(conn, {"ok": True, "pid": os.getpid(), "on": op})
         try:
             await done.wait()
         finally:
