@@ -18,7 +18,7 @@ import sys
 from ..api import FsError
 from ..runtime import control
 from ..runtime.fuse import FuseOptions
-from ..runtime.loader import LoadError, instantiate, load_filesystem_class
+from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_class
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background
 from ._errors import UserError
@@ -41,7 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
     p.add_argument("image", help="image file or block device")
     p.add_argument("mountpoint")
-    p.add_argument("--fs", default="xv6", help="xv6, provenance or module:Class (default xv6)")
+    p.add_argument("--fs", default="xv6", help="xv6, provenance, a module, module:Class or "
+                   "a path to a .py file or package (default xv6)")
+    p.add_argument("--watch", action="store_true",
+                   help="live-upgrade whenever a source file of the file system changes "
+                   "(each pause is logged; with -f, on the terminal)")
     p.add_argument("-f", "--foreground", action="store_true", help="do not daemonise")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="log every request (implies nothing about -f)")
@@ -122,8 +126,9 @@ def check_fuse() -> None:
 def run(args: argparse.Namespace) -> int:
     image = os.path.abspath(args.image)
     mountpoint = os.path.abspath(args.mountpoint)
-    config = MountConfig(image=image, mountpoint=mountpoint, fs_spec=args.fs,
-                         trace_path=os.path.abspath(args.trace) if args.trace else None)
+    config = MountConfig(image=image, mountpoint=mountpoint, fs_spec=absolute(args.fs),
+                         trace_path=os.path.abspath(args.trace) if args.trace else None,
+                         watch=args.watch)
     parse_options(args.options, config)
     config.fs_options["read_only"] = config.read_only
     config.fuse.pdb = args.pdb
@@ -132,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     check_mountpoint(mountpoint)
     check_fuse()
     try:
-        config.fs_class = load_filesystem_class(args.fs)
+        config.fs_class = load_filesystem_class(config.fs_spec)
     except LoadError as e:
         raise UserError(str(e), 2) from None
     os.makedirs(control.control_dir(), mode=0o700, exist_ok=True)

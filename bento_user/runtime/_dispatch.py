@@ -1,9 +1,10 @@
 """The one place where runtime calls reach a file system.
 
 Both runtimes (FUSE and direct) call the file system through a ``Dispatcher``: it
-counts and times every operation (``bento stat`` reads these), and it is where a
-live upgrade will swap the instance. Errors pass through unchanged: what to do with
-a non-``FsError`` exception is each runtime's policy.
+counts and times every operation (``bento stat`` reads these), and every call passes
+its upgrade gate, which a live upgrade closes to swap the instance (upgrade.py).
+Errors pass through unchanged: what to do with a non-``FsError`` exception is each
+runtime's policy.
 """
 
 from __future__ import annotations
@@ -27,6 +28,47 @@ class OpStatistics:
     RESERVOIR = 4096
 
 
+class Gate:
+    """Every call passes through; an upgrade closes it.
+
+    Calls hold it shared (``enter``/``leave``), ``close`` waits until none is inside
+    and holds new ones at the door — a reader-writer lock whose writer goes first.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._closed = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            self._inside += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._inside -= 1
+            if self._closed and not self._inside:
+                self._cond.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Stop new calls and wait for those inside; False (and open again) if they
+        do not all leave within ``timeout`` seconds."""
+        with self._cond:
+            self._closed = True
+            if self._cond.wait_for(lambda: not self._inside, timeout):
+                return True
+            self._closed = False
+            self._cond.notify_all()
+            return False
+
+    def open(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
+
+
 # A trace hook: (op, args, result, error, start, seconds), see runtime/trace.py.
 TraceHook = Callable[[str, tuple[Any, ...], Any, BaseException | None, float, float], None]
 
@@ -38,9 +80,17 @@ class Dispatcher:
         self.fs = fs
         self.stats: dict[str, OpStatistics] = {}
         self.trace: TraceHook | None = None
+        self.gate = Gate()
         self._lock = threading.Lock()
 
     def call(self, op: str, *args: Any) -> Any:
+        self.gate.enter()
+        try:
+            return self._call(op, args)
+        finally:
+            self.gate.leave()
+
+    def _call(self, op: str, args: tuple[Any, ...]) -> Any:
         if self.trace is not None:
             return self._call_traced(op, args)
         method: Callable[..., Any] = getattr(self.fs, op)

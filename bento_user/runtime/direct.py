@@ -32,6 +32,7 @@ from ..api import (
 )
 from ..blockdev import BlockDevice
 from ..ks_emul import KernelServices
+from . import upgrade
 from ._dispatch import Dispatcher
 
 Path = str | bytes
@@ -42,7 +43,6 @@ class DirectRuntime:
     """A file system running on ``ks``; ``close()`` unmounts it cleanly."""
 
     def __init__(self, fs: Filesystem, ks: KernelServices) -> None:
-        self.fs = fs
         self.ks = ks
         self.dispatch = Dispatcher(fs)
         fs.init(ks)
@@ -57,8 +57,18 @@ class DirectRuntime:
             ks.device.close()
             raise
 
+    @property
+    def fs(self) -> Filesystem:
+        return self.dispatch.fs
+
     def call(self, op: str, *args: Any) -> Any:
         return self.dispatch.call(op, *args)
+
+    def upgrade(self, new_cls: type[Filesystem], *,
+                timeout: float = upgrade.DEFAULT_TIMEOUT) -> upgrade.UpgradeReport:
+        """Live-upgrade to ``new_cls`` (see upgrade.py); UpgradeError leaves the
+        current instance in place."""
+        return upgrade.swap(self.dispatch, self.ks, new_cls, timeout=timeout)
 
     def client(self, req: Request = ROOT_REQUEST) -> PathClient:
         return PathClient(self, req)

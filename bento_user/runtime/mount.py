@@ -9,7 +9,9 @@ is destroyed (journal committed), the device flushed and closed.
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
+import functools
 import logging
 import os
 import signal
@@ -25,7 +27,7 @@ import trio
 from ..api import Filesystem
 from ..blockdev import ImageDevice
 from ..ks_emul import KernelServices
-from . import control
+from . import control, loader, upgrade
 from ._dispatch import Dispatcher
 from .fuse import FuseOperations, FuseOptions
 from .remote_pdb import debug_call
@@ -33,6 +35,7 @@ from .trace import TraceWriter
 
 log = logging.getLogger("bento.mount")
 
+WATCH_INTERVAL = 0.5  # seconds between polls of the source files (--watch)
 READ_AHEAD_KB = 1024  # 1 MiB READs instead of 128 KiB (fuse_perf.md §2.2: +30-70 %)
 
 
@@ -49,6 +52,7 @@ class MountConfig:
     commit_interval: float = 5.0
     trace_path: str | None = None
     log_path: str | None = None
+    watch: bool = False  # upgrade whenever a source file of the file system changes
 
 
 class Mount:
@@ -73,6 +77,9 @@ class Mount:
             self.trace = TraceWriter(config.trace_path, config)
             self.dispatch.trace = self.trace.record
         self.started = time.time()
+        self.loaded = loader.Loaded.of(type(fs), config.fs_spec)  # the running code (what --watch watches)
+        self.upgrades: list[upgrade.UpgradeReport] = []
+        self._upgrading = trio.Lock()
         self._listener = control.bind(self.mountpoint)
 
     @property
@@ -120,15 +127,77 @@ class Mount:
     async def _main(self, ready: Callable[[str | None], None]) -> None:
         server = control.ControlServer(self._listener, {
             "status": self._status, "stats": self._stats, "sync": self._sync,
-            "debug": self._debug,
+            "debug": self._debug, "upgrade": self._upgrade,
         })
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._on_signals)
             nursery.start_soon(server.serve)
             nursery.start_soon(self._raise_read_ahead)
+            if self.config.watch:
+                nursery.start_soon(self._watch)
             ready(None)
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()
+
+    # -- live upgrade -----------------------------------------------------------------
+
+    async def upgrade(self, target: str, timeout: float = upgrade.DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Import ``target`` afresh and swap it in (upgrade.py). Requests are served
+        meanwhile except while the gate is closed: the import and a first commit run
+        in a worker thread, so the pause commits only what arrived since."""
+        async with self._upgrading:
+            start = time.perf_counter()
+            try:
+                loaded = await trio.to_thread.run_sync(
+                    functools.partial(loader.load, target, fresh=True))
+            except loader.LoadError as e:
+                log.warning("upgrade to %s: %s", target, e)
+                return {"ok": False, "error": str(e)}
+            imported = time.perf_counter()
+            try:
+                journal = self.ks.journal
+                if journal is not None and not self.config.read_only:
+                    await trio.to_thread.run_sync(journal.force_commit)
+                report = upgrade.swap(self.dispatch, self.ks, loaded.cls, timeout=timeout)
+            except (upgrade.UpgradeError, OSError) as e:
+                loaded.restore()
+                log.warning("upgrade to %s failed: %s", target, e)
+                return {"ok": False, "error": str(e)}
+            self.loaded = loaded
+            self.upgrades.append(report)
+            total = time.perf_counter() - start
+            log.info("upgraded %s -> %s: pause %.2f ms (commit %.2f, prepare %.2f, build %.2f), "
+                     "import %.1f ms, total %.1f ms", report.old, report.new,
+                     report.pause_s * 1e3, report.commit_s * 1e3, report.prepare_s * 1e3,
+                     report.build_s * 1e3, (imported - start) * 1e3, total * 1e3)
+            return {"ok": True, **dataclasses.asdict(report), "import_s": imported - start,
+                    "total_s": total}
+
+    async def _upgrade(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        target, timeout = request.get("target"), request.get("timeout_s", upgrade.DEFAULT_TIMEOUT)
+        if not isinstance(target, str) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            return {"ok": False, "error": "upgrade needs a target and a positive time-out"}
+        return await self.upgrade(target, float(timeout))
+
+    async def _watch(self) -> None:
+        """The development loop: poll the running code's source files; when they
+        have changed and stayed unchanged for a moment, upgrade to them."""
+        seen = _file_stamps(self.loaded.source_files())
+        log.info("watching %d source files of %s", len(seen), self.loaded.name)
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            now = _file_stamps(self.loaded.source_files())
+            if now == seen:
+                continue
+            await trio.sleep(WATCH_INTERVAL)  # an editor may write several files
+            if _file_stamps(self.loaded.source_files()) != now:
+                continue
+            changed = sorted(os.path.basename(f) for f in now if now[f] != seen.get(f))
+            seen = now  # a failed upgrade waits for the next edit
+            log.info("source changed (%s): upgrading", ", ".join(changed) or "files")
+            answer = await self.upgrade(self.loaded.target)
+            if answer["ok"]:
+                seen = _file_stamps(self.loaded.source_files())
 
     async def _raise_read_ahead(self) -> None:
         """1 MiB READs instead of 128 KiB. The kernel clamps read-ahead to what INIT
@@ -161,7 +230,8 @@ class Mount:
         return {"ok": True, "pid": os.getpid(), "uid": os.getuid(), "image": self.config.image,
                 "mountpoint": self.mountpoint, "fs": f"{type(self.fs).__module__}:"
                 f"{type(self.fs).__name__}", "started": self.started,
-                "log": self.config.log_path, "trace": self.config.trace_path}
+                "log": self.config.log_path, "trace": self.config.trace_path,
+                "upgrades": len(self.upgrades), "watch": self.config.watch}
 
     async def _stats(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
         ops = {}
@@ -172,9 +242,12 @@ class Mount:
                          "p50_us": p50, "p90_us": p90, "p99_us": p99,
                          "max_us": float(samples.max()) if len(samples) else 0.0}
         cache = self.ks.cache.statistics()
+        pauses = [r.pause_s * 1e3 for r in self.upgrades]
         answer: dict[str, Any] = {
             "ok": True, "uptime_s": time.time() - self.started, "operations": ops,
             "bugs": self.ops.bugs,
+            "upgrades": {"count": len(pauses), "last_pause_ms": pauses[-1] if pauses else None,
+                         "max_pause_ms": max(pauses, default=None)},
             "cache": {"hit_rate": cache.hit_rate, "hits": cache.hits, "misses": cache.misses,
                       "cached": cache.cached, "dirty": cache.dirty, "capacity": cache.capacity,
                       "reads": cache.reads, "writes": cache.writes,
@@ -217,6 +290,17 @@ class Mount:
             if not done.is_set():
                 self.ops.intercept = None
         return None
+
+
+def _file_stamps(paths: list[str]) -> dict[str, tuple[int, int]]:
+    stamps = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # deleted mid-edit: the next poll sees it again or its absence
+        stamps[path] = (st.st_mtime_ns, st.st_size)
+    return stamps
 
 
 def _bdi(mountpoint: str) -> str | None:

@@ -49,11 +49,13 @@ from bento_user.api import (
     Request,
     SetAttr,
     StatFs,
+    UpgradeState,
     corrupt,
 )
 from bento_user.ks_emul import Handle, Journal, KernelServices
 
 from . import _perm as perm
+from . import _upgrade as upgrade_state
 from . import _xattr as xattr
 from ._alloc import Allocator
 from ._bmap import BlockMap, NoSpace
@@ -116,6 +118,17 @@ class Xv6(Filesystem):
     # ---------------------------------------------------------------- life cycle
 
     def init(self, ks: KernelServices) -> None:
+        mount_count = self._attach(ks)
+        if not self.read_only:
+            self._reclaim_orphans()
+            with self._tx() as h:
+                self._update_sb(h, state=STATE_MOUNTED, mount_count=mount_count + 1,
+                                mount_time_ns=ks.now_ns())
+
+    def _attach(self, ks: KernelServices) -> int:
+        """Everything ``init`` and ``from_upgrade`` share: read the superblock, open
+        (or find) the journal, build the in-memory structures. Changes nothing on
+        disk except by journal recovery. Returns the mount count."""
         self.ks = ks
         self.read_only = self.read_only or ks.device.read_only
         what = ks.device.name
@@ -146,15 +159,13 @@ class Xv6(Filesystem):
         self.orphans: list[int] = []  # the on-disk list, head first
         self.files: dict[int, OpenFile] = {}
         self._fh = itertools.count(1)
+        # A predecessor's state (live upgrade), taken up as inodes and handles are used.
+        self._inherited = upgrade_state.Inherited()
         root = self._iget(ROOT_INO)
         if not root.is_dir:
             raise corrupt(f"{what}: the root inode is not a directory")
         root.nlookup = 1 << 40  # the kernel never forgets the root
-        if not self.read_only:
-            self._reclaim_orphans()
-            with self._tx() as h:
-                self._update_sb(h, state=STATE_MOUNTED, mount_count=mount_count + 1,
-                                mount_time_ns=ks.now_ns())
+        return mount_count
 
     def destroy(self) -> None:
         if self.read_only:
@@ -165,6 +176,52 @@ class Xv6(Filesystem):
             self.journal.force_commit()
         except OSError:
             log.exception("xv6: could not mark the file system clean")
+
+    # ------------------------------------------------------------ live upgrade
+
+    def prepare_upgrade(self) -> UpgradeState:
+        """Lookup counts, open handles, fsync's debts and the orphan list, as plain
+        data (_upgrade.py). Only reads: if the upgrade fails, this instance serves on.
+        The runtime has committed the journal, so the bitmaps on disk are the
+        allocator's truth for the successor."""
+        with self.icache_lock:
+            lookups = [(ino, ip.nlookup) for ino, ip in self.icache.items()
+                       if ip.nlookup and ino != ROOT_INO]
+            debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
+                     for ino, ip in self.icache.items() if ip.dirty_data or ip.unflushed]
+            files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.files.items()]
+            old = self._inherited  # what a predecessor left that nothing has used yet
+            lookups += old.lookups.items()
+            debts += [(ino, dirty, unflushed) for ino, (dirty, unflushed) in old.debts.items()]
+            files += [(fh, *rest) for fh, rest in old.files.items()]
+            next_fh = next(self._fh)
+            self._fh = itertools.count(next_fh)
+        return upgrade_state.encode(upgrade_state.Snapshot(
+            options={"read_only": self.read_only, "atime": self.atime}, lookups=lookups,
+            debts=debts, files=files, next_fh=next_fh, orphans=list(self.orphans)))
+
+    @classmethod
+    def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Xv6:
+        """The successor: attach to the same services, take the state lazily."""
+        snap, inherited = upgrade_state.decode(state, cls.__name__)
+        fs = cls(read_only=bool(snap.options["read_only"]), atime=str(snap.options["atime"]))
+        fs._attach(ks)
+        fs.orphans = snap.orphans
+        fs._inherited = inherited
+        fs._fh = itertools.count(snap.next_fh)
+        return fs
+
+    def _adopt(self, fh: int) -> OpenFile | None:
+        """Turn a handle inherited from a predecessor into an ``OpenFile``."""
+        with self.icache_lock:
+            taken = self._inherited.files.pop(fh, None)
+        if taken is None:
+            return None
+        ino, flags, req = taken
+        of = OpenFile(self._iget(ino), flags, req)  # nopen came with the inode
+        with self.icache_lock:
+            self.files[fh] = of
+        return of
 
     # ------------------------------------------------------------ helpers: inodes
 
@@ -190,7 +247,18 @@ class Xv6(Filesystem):
         if ip.mode == 0 or ino >= self.geo.ninodes:
             raise FsError(errno.ESTALE, f"inode {ino} is free")
         with self.icache_lock:
-            return self.icache.setdefault(ino, ip)
+            cached = self.icache.get(ino)
+            if cached is not None:
+                return cached
+            old = self._inherited
+            if old:
+                ip.nlookup = old.lookups.pop(ino, 0)
+                ip.nopen = old.nopen.pop(ino, 0)
+                dirty, ip.unflushed = old.debts.pop(ino, ((), False))
+                ip.dirty_data = set(dirty)
+            ip.orphan = ino in self.orphans
+            self.icache[ino] = ip
+            return ip
 
     def _store(self, h: Handle, ip: Inode) -> None:
         """Write the inode's fields into its block, inside handle ``h``."""
@@ -411,8 +479,11 @@ class Xv6(Filesystem):
             try:
                 with self.icache_lock:
                     ip = self.icache.get(ino)
-                    if ip is None:
+                    if ip is None and ino not in self._inherited.lookups:
                         continue
+                if ip is None:
+                    ip = self._iget(ino)  # counts inherited from an upgrade
+                with self.icache_lock:
                     ip.nlookup = max(0, ip.nlookup - n)
                 self._maybe_evict(ip)
             except Exception:  # forget must not fail; the inode stays on the orphan list
@@ -741,7 +812,7 @@ class Xv6(Filesystem):
                 raise FsError(errno.EINVAL)
             if c.size > MAX_FILE_SIZE:
                 raise FsError(errno.EFBIG)
-            of = self.files.get(fh) if fh is not None else None
+            of = (self.files.get(fh) or self._adopt(fh)) if fh is not None else None
             if of is None:
                 perm.require(req, ip, os.W_OK)
             elif of.flags & _ACCMODE == os.O_RDONLY:
@@ -802,7 +873,9 @@ class Xv6(Filesystem):
     def _file(self, fh: int) -> OpenFile:
         of = self.files.get(fh)
         if of is None:
-            raise FsError(errno.EBADF)
+            of = self._adopt(fh)
+            if of is None:
+                raise FsError(errno.EBADF)
         return of
 
     def create(self, req: Request, parent: InodeNo, name: bytes, mode: int,
@@ -970,6 +1043,8 @@ class Xv6(Filesystem):
         self._file(fh)
 
     def release(self, fh: FileHandle) -> None:
+        if fh not in self.files:
+            self._adopt(fh)
         with self.icache_lock:
             of = self.files.pop(fh, None)
             if of is None:
