@@ -98,8 +98,8 @@ def _hook(what: str, fn, *args):  # type: ignore[no-untyped-def]
             raise UpgradeError(f"{what} is not implemented: the file system does not "
                                "support live upgrade") from None
         if e.errno == errno.EPROTO:
-            raise UpgradeError(f"{what} refused the state: {e}") from None
-        raise UpgradeError(f"{what} failed: {e}") from None
+            raise UpgradeError(f"{what} refused the state: {e.strerror}") from None
+        raise UpgradeError(f"{what} failed: {e.strerror}") from None
     except Exception as e:
         log.exception("%s failed", what)
         raise UpgradeError(f"{what} failed: {type(e).__name__}: {e}") from None

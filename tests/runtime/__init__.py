@@ -1,0 +1,1 @@
+"""The runtimes without FUSE: live upgrade through the direct runtime, the loader."""
