@@ -182,7 +182,10 @@ def connect(mountpoint: str, timeout: float | None = 10.0) -> socket.socket:
 
 
 def send(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
-    sock.sendall((json.dumps(request) + "\n").encode())
+    try:
+        sock.sendall((json.dumps(request) + "\n").encode())
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused before reading (a stranger's uid): its answer says why
     data = b""
     while not data.endswith(b"\n"):
         chunk = sock.recv(65536)

@@ -151,7 +151,7 @@ class Mount:
                 loaded = await trio.to_thread.run_sync(
                     functools.partial(loader.load, target, fresh=True))
             except loader.LoadError as e:
-                log.warning("upgrade to %s: %s", target, e)
+                log.warning("upgrade failed: %s", e)
                 return {"ok": False, "error": str(e)}
             imported = time.perf_counter()
             try:
