@@ -16,6 +16,7 @@ what ``sys.modules`` says it is.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -195,11 +196,25 @@ def _import_path(where: str, fresh: bool) -> tuple[types.ModuleType, str, dict[s
 # -- fresh imports --------------------------------------------------------------------
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
-    """Compiles the source every time (never reads or writes ``__pycache__``)."""
+    """Compiles the source as it is now (never trusts ``__pycache__``).
+
+    Compiled code is remembered by the source's hash: the same bytes give the same
+    code object, which is immutable, and executing it again still makes fresh
+    modules and classes. Compiling holds the GIL for tens of milliseconds, stalling
+    the requests served meanwhile; an upgrade that changes one file recompiles one.
+    """
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
+        source = self.get_data(path)
+        key = (path, hashlib.sha256(source).digest())
+        code = _COMPILED.get(key)
+        if code is None:
+            code = _COMPILED[key] = self.source_to_code(source, path)
+        return code
+
+
+_COMPILED: dict[tuple[str, bytes], types.CodeType] = {}
 
 
 class _SourceOnlyFinder(importlib.abc.MetaPathFinder):

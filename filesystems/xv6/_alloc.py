@@ -12,6 +12,7 @@ Locking: ``lock`` (a leaf mutex, taken inside journal handles) guards everything
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -22,20 +23,42 @@ from ._format import BITS_PER_BLOCK, Geometry, bit_array
 
 
 class Allocator:
-    def __init__(self, ks: KernelServices, geo: Geometry) -> None:
+    """Args:
+        inherited: a predecessor's ``handover()`` (live upgrade): its arrays are
+            taken as they are instead of being unpacked from the bitmaps again.
+    """
+
+    def __init__(self, ks: KernelServices, geo: Geometry,
+                 inherited: dict[str, Any] | None = None) -> None:
         self.ks = ks
         self.geo = geo
         self.lock = ks.mutex("xv6.alloc")
-        self.block_used = self._load(geo.bbitmap_start, geo.bbitmap_blocks, geo.nblocks)
-        self.block_used[: geo.data_start] = True  # metadata areas are never handed out
-        self.inode_used = self._load(geo.ibitmap_start, geo.ibitmap_blocks, geo.ninodes)
-        self.inode_used[0] = True
-        self.free_blocks = int(np.count_nonzero(~self.block_used))
-        self.free_inodes = int(np.count_nonzero(~self.inode_used))
+        if inherited is not None:
+            self.block_used, self.inode_used = inherited["block_used"], inherited["inode_used"]
+            self.free_blocks, self.free_inodes = inherited["free_blocks"], inherited["free_inodes"]
+            self._block_cursor, self._inode_cursor = inherited["cursors"]
+        else:
+            self.block_used = self._load(geo.bbitmap_start, geo.bbitmap_blocks, geo.nblocks)
+            self.block_used[: geo.data_start] = True  # metadata areas are never handed out
+            self.inode_used = self._load(geo.ibitmap_start, geo.ibitmap_blocks, geo.ninodes)
+            self.inode_used[0] = True
+            self.free_blocks = int(np.count_nonzero(~self.block_used))
+            self.free_inodes = int(np.count_nonzero(~self.inode_used))
+            self._block_cursor, self._inode_cursor = geo.data_start, 1
         self._pending: deque[tuple[Transaction, list[int]]] = deque()
         self._pending_count = 0
-        self._block_cursor = geo.data_start
-        self._inode_cursor = 1
+
+    def handover(self) -> dict[str, Any] | None:
+        """The in-memory bitmaps for a successor, once every freed block's
+        transaction has committed (the runtime commits before an upgrade); None
+        while some have not: the successor then reads the bitmaps on disk."""
+        with self.lock:
+            self._reap()
+            if self._pending:
+                return None
+            return {"block_used": self.block_used, "inode_used": self.inode_used,
+                    "free_blocks": self.free_blocks, "free_inodes": self.free_inodes,
+                    "cursors": (self._block_cursor, self._inode_cursor)}
 
     def _load(self, start: int, nblocks: int, count: int) -> np.ndarray:
         blocks = []

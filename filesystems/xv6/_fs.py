@@ -31,6 +31,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -125,10 +126,11 @@ class Xv6(Filesystem):
                 self._update_sb(h, state=STATE_MOUNTED, mount_count=mount_count + 1,
                                 mount_time_ns=ks.now_ns())
 
-    def _attach(self, ks: KernelServices) -> int:
+    def _attach(self, ks: KernelServices, alloc: dict[str, Any] | None = None) -> int:
         """Everything ``init`` and ``from_upgrade`` share: read the superblock, open
-        (or find) the journal, build the in-memory structures. Changes nothing on
-        disk except by journal recovery. Returns the mount count."""
+        (or find) the journal, build the in-memory structures (``alloc``: a
+        predecessor's allocator). Changes nothing on disk except by journal
+        recovery. Returns the mount count."""
         self.ks = ks
         self.read_only = self.read_only or ks.device.read_only
         what = ks.device.name
@@ -147,7 +149,7 @@ class Xv6(Filesystem):
         if journal.max_transaction < OP_CREDITS:
             raise FsError(errno.EINVAL, f"{what}: the journal is too small for xv6 operations "
                           f"({journal.max_transaction} blocks per transaction, {OP_CREDITS} needed)")
-        self.alloc = Allocator(ks, self.geo)
+        self.alloc = Allocator(ks, self.geo, alloc)
         self.bmap = BlockMap(ks, self.geo, self.alloc)
         self.data = FileData(ks)
         self.dirs = Directories(ks, self.bmap, self.geo.ninodes)
@@ -198,14 +200,15 @@ class Xv6(Filesystem):
             self._fh = itertools.count(next_fh)
         return upgrade_state.encode(upgrade_state.Snapshot(
             options={"read_only": self.read_only, "atime": self.atime}, lookups=lookups,
-            debts=debts, files=files, next_fh=next_fh, orphans=list(self.orphans)))
+            debts=debts, files=files, next_fh=next_fh, orphans=list(self.orphans),
+            alloc=self.alloc.handover()))
 
     @classmethod
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Xv6:
         """The successor: attach to the same services, take the state lazily."""
         snap, inherited = upgrade_state.decode(state, cls.__name__)
         fs = cls(read_only=bool(snap.options["read_only"]), atime=str(snap.options["atime"]))
-        fs._attach(ks)
+        fs._attach(ks, snap.alloc)
         fs.orphans = snap.orphans
         fs._inherited = inherited
         fs._fh = itertools.count(snap.next_fh)

@@ -2,7 +2,7 @@
 
 The kernel holds lookup counts and open file handles; fsync owes the disk the data
 blocks overwritten in the cache (``Inode.dirty_data``, ``unflushed``); the orphan
-list's order is kept in memory. All of it travels as plain data (``UpgradeState``,
+list's order is kept in memory; the allocator's bitmaps are unpacked in memory. All of it travels as plain data (``UpgradeState``,
 schema ``xv6/1``); inode fields, name indexes and cached blocks do not travel: the
 disk and the buffer cache, which stay, have them.
 
@@ -50,6 +50,7 @@ class Snapshot:
     files: list[tuple[int, int, int, Request]]  # fh, ino, flags, opener
     next_fh: int
     orphans: list[int]
+    alloc: dict[str, Any] | None  # the allocator's arrays (Allocator.handover)
 
 
 def encode(s: Snapshot) -> UpgradeState:
@@ -64,6 +65,7 @@ def encode(s: Snapshot) -> UpgradeState:
         "requests": list(requests),
         "next_fh": s.next_fh,
         "orphans": s.orphans,
+        "alloc": s.alloc,
     })
 
 
@@ -75,7 +77,8 @@ def decode(state: UpgradeState, reader: str) -> tuple[Snapshot, Inherited]:
         d = state.data
         lookups, files, requests = d["lookups"], d["files"], d["requests"]
         snap = Snapshot(options=dict(d["options"]), lookups=[], debts=list(d["debts"]),
-                        files=[], next_fh=int(d["next_fh"]), orphans=[int(i) for i in d["orphans"]])
+                        files=[], next_fh=int(d["next_fh"]), orphans=[int(i) for i in d["orphans"]],
+                        alloc=d.get("alloc"))
         ino_col, fh_col = files[:, 1].tolist(), files[:, 0].tolist()
         inherited = Inherited(
             lookups=dict(zip(lookups[:, 0].tolist(), lookups[:, 1].tolist())),
