@@ -53,12 +53,22 @@ class Filesystem:
         """Unmount: make everything durable. Must not raise for a healthy mount."""
 
     def prepare_upgrade(self) -> UpgradeState:
-        """Hand over in-memory state; the instance is not called again afterwards."""
+        """Hand over in-memory state as plain data (ints, strings, bytes, lists,
+        dicts, NumPy arrays, the API's own values): never objects of your own
+        classes, which would carry the old code into the new version.
+
+        Called with no operation in flight and the journal just committed. Only
+        read: if the upgrade fails, this instance serves on as if nothing happened;
+        if it succeeds, it is not called again (no ``destroy``).
+        """
         raise _nosys()
 
     @classmethod
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Filesystem:
-        """Build the successor from a predecessor's state (refuse unknown schemas)."""
+        """Build the successor on the same kernel services (the cache, the open
+        journal: ``ks.open_journal`` returns it) from a predecessor's state; raise
+        ``FsError(EPROTO)`` for a schema you do not read. Do not change the disk
+        here: the runtime may still throw the new instance away (a time-out)."""
         raise _nosys()
 
     # -- names -------------------------------------------------------------------

@@ -54,6 +54,13 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
         lines.append(f"journal: {j['commits']:,} commits ({j['forced']:,} forced, {j['timer']:,} "
                      f"by timer), {j['blocks_logged']:,} blocks logged, log {j['log_used']:,}/"
                      f"{j['log_size']:,} blocks in use, {j['commit_seconds']:.2f} s committing")
+    u = stats.get("upgrades")
+    if u and u["count"]:
+        lines.append(f"live upgrades: {u['count']:,} (last pause {u['last_pause_ms']:.2f} ms, "
+                     f"longest {u['max_pause_ms']:.2f} ms)"
+                     + ("; watching the source for changes" if status.get("watch") else ""))
+    elif status.get("watch"):
+        lines.append("live upgrades: none yet; watching the source for changes")
     if stats.get("bugs"):
         lines.append(f"file-system bugs answered with EIO: {stats['bugs']} (see {status['log']})")
     return "\n".join(lines)
