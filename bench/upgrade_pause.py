@@ -186,13 +186,19 @@ def chart(rows: np.ndarray, reports: list[dict], t0: float, path: Path) -> None:
         sel = rows[:, 2] == i
         top.scatter(rows[sel, 0] - t0, rows[sel, 1] * 1e3, s=1, alpha=0.35, color=colors[i],
                     label=op, rasterized=True)
-    for r in reports:
-        top.axvspan(r["closed_at"] - t0, r["closed_at"] - t0 + max(r["pause_s"], 0.002),
-                    color="tab:red", alpha=0.25, lw=0)
+    at = np.array([r["closed_at"] for r in reports]) - t0
+    top.axvspan(at.min(), at.max(), color="tab:red", alpha=0.06, lw=0)
+    top.scatter(at, [r["pause_s"] * 1e3 for r in reports], marker="v", s=22, color="tab:red",
+                label="upgrade pause", zorder=3)
     top.set_yscale("log")
-    top.set_ylabel("syscall latency (ms)")
-    top.set_title("Load syscalls through 100 live upgrades (red: upgrade gate closed)")
-    top.legend(markerscale=8, loc="upper right", fontsize=8)
+    top.set_xlabel("seconds since the first upgrade")
+    top.set_ylabel("latency (ms)")
+    top.set_title(f"Syscalls of 4 load processes through {len(reports)} live upgrades "
+                  "(red: each upgrade's pause)")
+    legend = top.legend(loc="upper right", fontsize=8)
+    for handle in legend.legend_handles:
+        handle.set_sizes([20])  # type: ignore[union-attr]
+        handle.set_alpha(1)
     x = np.arange(len(reports))
     parts = [("commit_s", "commit", "tab:orange"), ("prepare_s", "prepare_upgrade", "tab:cyan"),
              ("build_s", "from_upgrade", "tab:green")]
