@@ -16,6 +16,7 @@ from ..api import FsError
 from ..blockdev import ImageDevice
 from ..runtime.direct import DirectRuntime
 from ..runtime.loader import LoadError, instantiate, load_filesystem_class
+from ..runtime.upgrade import UpgradeError
 from ..runtime.trace import Replayer, read_trace
 from ._errors import UserError
 
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             n = rec.get("n", 0)
             try:
                 replayer.step(rec, debug=n == args.stop_at)
+            except (UpgradeError, LoadError) as e:
+                raise UserError(f"record {n}: the upgrade could not be replayed: {e}") from None
             except Exception:
                 if not args.pdb:
                     raise UserError(f"call {n} ({rec['op']}) raised a file-system bug; "
@@ -64,5 +67,7 @@ def run(args: argparse.Namespace) -> int:
     report = replayer.report
     for d in report.divergences[:args.show]:
         print(f"call {d.n} {d.op}: recorded {d.expected}, replay gave {d.got}")
-    print(f"{args.trace}: {report.calls} calls replayed, {len(report.divergences)} diverged")
+    upgrades = f" through {report.upgrades} live upgrades" if report.upgrades else ""
+    print(f"{args.trace}: {report.calls} calls replayed{upgrades}, "
+          f"{len(report.divergences)} diverged")
     return 1 if report.divergences else 0

@@ -165,6 +165,8 @@ class Mount:
                 return {"ok": False, "error": str(e)}
             self.loaded = loaded
             self.upgrades.append(report)
+            if self.trace is not None:
+                self.trace.upgrade(loaded.target, report.new)
             total = time.perf_counter() - start
             log.info("upgraded %s -> %s: pause %.2f ms (commit %.2f, prepare %.2f, build %.2f), "
                      "import %.1f ms, total %.1f ms", report.old, report.new,

@@ -9,7 +9,8 @@ the same calls, so a bug seen under a mount can be stepped through in pdb
 
 Inode numbers and file handles of the replay may differ from the recording's (a
 file system is free to choose them); the replay maps each recorded one to the one
-its own run returned.
+its own run returned. A live upgrade is a record too (``{"upgrade": TARGET}``): the
+replay upgrades at the same point, so a bug that needs the handover reproduces.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 import crc32c
 
 from ..api import Attr, DirEntry, FsError, Request, SetAttr, StatFs, UpgradeState
+from . import loader
 
 FORMAT = 1
 _TYPES: dict[str, type] = {t.__name__: t for t in (Attr, DirEntry, Request, SetAttr, StatFs,
@@ -64,6 +66,10 @@ def encode(value: Any) -> Any:
     return {"repr": repr(value)}
 
 
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(v) for v in value]
@@ -73,9 +79,9 @@ def decode(value: Any) -> Any:
         return value["s"].encode()
     if "b64" in value:
         return base64.b64decode(value["b64"])
-    if "@" in value:
+    if "@" in value:  # a frozen dataclass: JSON's lists were its tuples (hashable)
         cls = _TYPES[value["@"]]
-        return cls(**{k: decode(v) for k, v in value.items() if k != "@"})
+        return cls(**{k: _tuples(decode(v)) for k, v in value.items() if k != "@"})
     raise ValueError(f"cannot decode {value!r}")
 
 
@@ -114,6 +120,13 @@ class TraceWriter:
             self._seq += 1
             rec["n"] = self._seq
             self._file.write(json.dumps(rec) + "\n")
+            self._file.flush()
+
+    def upgrade(self, target: str, new: str) -> None:
+        """A live upgrade to ``target`` (class ``new``) happened here."""
+        with self._lock:
+            self._seq += 1
+            self._file.write(json.dumps({"upgrade": target, "fs": new, "n": self._seq}) + "\n")
             self._file.flush()
 
     def close(self) -> None:
@@ -157,6 +170,7 @@ class Divergence:
 @dataclass
 class ReplayReport:
     calls: int = 0
+    upgrades: int = 0
     divergences: list[Divergence] = field(default_factory=list)
 
 
@@ -189,6 +203,10 @@ class Replayer:
             self.fhs[recorded[1]] = got[1]
 
     def step(self, rec: dict[str, Any], debug: bool = False) -> None:
+        if "upgrade" in rec:
+            self.runtime.upgrade(loader.load(rec["upgrade"], fresh=True).cls)
+            self.report.upgrades += 1
+            return
         op = rec["op"]
         args = self._map_args(op, decode(rec["args"]))
         got: Any = None

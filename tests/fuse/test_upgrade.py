@@ -230,6 +230,30 @@ def test_watch_upgrades_on_every_edit(tmp_path: Path) -> None:
     m.fsck()
 
 
+def test_a_trace_spanning_upgrades_replays_exactly(tmp_path: Path) -> None:
+    m = Mount(tmp_path)
+    pristine = tmp_path / "pristine.img"
+    shutil.copy(m.image, pristine)
+    trace = tmp_path / "trace.jsonl"
+    m.mount("--trace", str(trace))
+    try:
+        (m.path / "d").mkdir()
+        with open(m.path / "d" / "f", "wb") as f:
+            f.write(b"before" * 1000)
+            f.flush()
+            assert upgrade(m, "xv6").returncode == 0
+            f.write(b"after" * 1000)  # through a handle opened before the upgrade
+        os.rename(m.path / "d" / "f", m.path / "g")
+        assert upgrade(m, "filesystems.xv6").returncode == 0
+        assert (m.path / "g").read_bytes() == b"before" * 1000 + b"after" * 1000
+    finally:
+        m.umount()
+    records = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
+    assert [r["upgrade"] for r in records if "upgrade" in r] == ["xv6", "filesystems.xv6"]
+    out = bento("replay", str(trace), str(pristine)).stdout
+    assert f"{len(records) - 2} calls replayed through 2 live upgrades, 0 diverged" in out
+
+
 def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
