@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     config.log_path = os.path.abspath(args.log) if args.log else os.path.join(
         control.control_dir(), control.socket_name(mountpoint).replace(".sock", ".log"))
     if args.foreground or args.pdb:
+        if args.watch:  # each upgrade's pause, on the terminal
+            logging.getLogger("bento").setLevel(logging.INFO)
         return serve(config, _foreground_ready(mountpoint))
     logging.getLogger().setLevel(logging.DEBUG if getattr(args, "debug", False) else logging.INFO)
     return run_in_background(lambda ready: serve(config, ready), config.log_path)

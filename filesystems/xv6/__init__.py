@@ -10,6 +10,7 @@ Modules, bottom-up (cf. xv6's fs.c):
 - ``_xattr``   the extended-attribute block
 - ``_perm``    Linux's permission rules
 - ``_fs``      ``Xv6``: the operations, locking, orphans
+- ``_upgrade`` the live-upgrade state handed to the next version
 - ``mkfs``, ``fsck``  the tools
 """
 
