@@ -77,7 +77,7 @@ class Mount:
             self.trace = TraceWriter(config.trace_path, config)
             self.dispatch.trace = self.trace.record
         self.started = time.time()
-        self.loaded = loader.Loaded.of(type(fs), config.fs_spec)  # the running code (what --watch watches)
+        self.loaded = loader.Loaded.of(type(fs), config.fs_spec)  # the code running now
         self.upgrades: list[upgrade.UpgradeReport] = []
         self._upgrading = trio.Lock()
         self._listener = control.bind(self.mountpoint)
@@ -159,10 +159,13 @@ class Mount:
                 if journal is not None and not self.config.read_only:
                     await trio.to_thread.run_sync(journal.force_commit)
                 report = upgrade.swap(self.dispatch, self.ks, loaded.cls, timeout=timeout)
-            except (upgrade.UpgradeError, OSError) as e:
+            except Exception as e:  # whatever it was, the mount serves on
                 loaded.restore()
+                if not isinstance(e, (upgrade.UpgradeError, OSError)):
+                    log.exception("upgrade to %s", target)
                 log.warning("upgrade to %s failed: %s", target, e)
-                return {"ok": False, "error": str(e)}
+                return {"ok": False, "error": str(e) if isinstance(e, upgrade.UpgradeError)
+                        else f"{type(e).__name__}: {e}"}
             self.loaded = loaded
             self.upgrades.append(report)
             if self.trace is not None:

@@ -24,7 +24,9 @@ import errno
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +35,8 @@ from ..ks_emul import KernelServices
 from ._dispatch import Dispatcher
 
 log = logging.getLogger("bento.upgrade")
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0  # seconds to drain in-flight calls and build the new instance
 
@@ -71,7 +75,11 @@ def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
     try:
         t0 = time.perf_counter()
         if ks.journal is not None and not ks.device.read_only:
-            ks.journal.force_commit()
+            try:
+                ks.journal.force_commit()
+            except OSError as e:
+                raise UpgradeError(f"the running transaction could not commit: "
+                                   f"{e.strerror or e}") from None
         t1 = time.perf_counter()
         state = _hook(f"{old_name}.prepare_upgrade", old.prepare_upgrade)
         if not isinstance(state, UpgradeState):
@@ -100,7 +108,8 @@ def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
                          prepare_s=t2 - t1, build_s=t3 - t2, closed_at=closed_at, state=sizes)
 
 
-def _hook(what: str, fn, *args):  # type: ignore[no-untyped-def]
+def _hook(what: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, its failure turned into a one-line UpgradeError."""
     try:
         return fn(*args)
     except FsError as e:
@@ -116,24 +125,25 @@ def _hook(what: str, fn, *args):  # type: ignore[no-untyped-def]
 
 
 _PLAIN = (type(None), bool, int, float, str, bytes)
+_CONTAINERS = (list, tuple, set, frozenset)
 
 
 def check_plain(value: object, where: str) -> None:
     """An upgrade state must be plain data: anything else would carry the old
     version's classes (and their code) into the new one."""
-    if isinstance(value, _PLAIN):
+    if type(value) in _PLAIN or isinstance(value, np.generic):  # exact: no subclasses
         return
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             raise UpgradeError(f"{where}: a NumPy array of Python objects is not plain data")
         return
-    if isinstance(value, dict):
+    if type(value) is dict:
         for k, v in value.items():
             check_plain(k, where)
             check_plain(v, where)
         return
-    if isinstance(value, (list, tuple, set, frozenset)) and type(value) in (list, tuple, set, frozenset):
-        for v in value:
+    if type(value) in _CONTAINERS:
+        for v in value:  # type: ignore[attr-defined]
             check_plain(v, where)
         return
     if type(value).__module__.split(".")[0] == "bento_user":

@@ -271,9 +271,15 @@ def test_upgrades_under_concurrent_load() -> None:
 
 
 def test_check_plain() -> None:
-    check_plain({"a": [1, 2.0, "s", b"b", None, (True,)], 3: np.zeros(4, np.int64),
+    check_plain({"a": [1, 2.0, "s", b"b", None, (True,), np.int64(3)], 3: np.zeros(4, np.int64),
                  "req": ROOT_REQUEST}, "state")
     with pytest.raises(UpgradeError, match="NumPy array of Python objects"):
         check_plain([np.array([object()])], "state")
     with pytest.raises(UpgradeError, match="holds a builtins.object"):
         check_plain({"x": {object()}}, "state")
+
+    class Handle(int):  # a file system's own int subclass still carries its code
+        pass
+
+    with pytest.raises(UpgradeError, match=r"holds a tests.runtime.test_upgrade.test_check_plain.<locals>.Handle"):
+        check_plain([Handle(3)], "state")
