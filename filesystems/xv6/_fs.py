@@ -182,10 +182,9 @@ class Xv6(Filesystem):
     # ------------------------------------------------------------ live upgrade
 
     def prepare_upgrade(self) -> UpgradeState:
-        """Lookup counts, open handles, fsync's debts and the orphan list, as plain
-        data (_upgrade.py). Only reads: if the upgrade fails, this instance serves on.
-        The runtime has committed the journal, so the bitmaps on disk are the
-        allocator's truth for the successor."""
+        """Lookup counts, open handles, fsync's debts, the orphan list and the
+        allocator's arrays, as plain data (_upgrade.py). Only reads: if the upgrade
+        fails, this instance serves on."""
         with self.icache_lock:
             lookups = [(ino, ip.nlookup) for ino, ip in self.icache.items()
                        if ip.nlookup and ino != ROOT_INO]
@@ -211,8 +210,20 @@ class Xv6(Filesystem):
         fs._attach(ks, snap.alloc)
         fs.orphans = snap.orphans
         fs._inherited = inherited
+        for ip in fs.icache.values():  # the root, loaded by _attach
+            fs._take_inherited(ip)
         fs._fh = itertools.count(snap.next_fh)
         return fs
+
+    def _take_inherited(self, ip: Inode) -> None:
+        """Give a newly loaded inode what a predecessor knew of it. Caller holds
+        ``icache_lock``."""
+        old = self._inherited
+        ip.nlookup += old.lookups.pop(ip.ino, 0)
+        ip.nopen += old.nopen.pop(ip.ino, 0)
+        dirty, unflushed = old.debts.pop(ip.ino, ((), False))
+        ip.dirty_data.update(dirty)
+        ip.unflushed = ip.unflushed or unflushed
 
     def _adopt(self, fh: int) -> OpenFile | None:
         """Turn a handle inherited from a predecessor into an ``OpenFile``."""
@@ -253,12 +264,8 @@ class Xv6(Filesystem):
             cached = self.icache.get(ino)
             if cached is not None:
                 return cached
-            old = self._inherited
-            if old:
-                ip.nlookup = old.lookups.pop(ino, 0)
-                ip.nopen = old.nopen.pop(ino, 0)
-                dirty, ip.unflushed = old.debts.pop(ino, ((), False))
-                ip.dirty_data = set(dirty)
+            if self._inherited:
+                self._take_inherited(ip)
             ip.orphan = ino in self.orphans
             self.icache[ino] = ip
             return ip
