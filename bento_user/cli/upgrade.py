@@ -21,8 +21,10 @@ from ._errors import UserError
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upgrade", help="replace a mounted file system's code, live",
                        description="Live-upgrade the file system mounted on MOUNTPOINT to "
-                       "TARGET (xv6, provenance, module, module:Class, or a .py file or "
-                       "package directory). Open files and working directories stay valid.")
+                       "TARGET: xv6, provenance, a module or module:Class (imported with the "
+                       "daemon's sys.path), or a path with a / to a .py file or package "
+                       "directory (optionally :Class). Open files and working directories "
+                       "stay valid.")
     p.add_argument("mountpoint")
     p.add_argument("target")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
