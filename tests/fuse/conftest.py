@@ -8,6 +8,7 @@ survived. Needs root and /dev/fuse, as CI has.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +72,15 @@ class Mount:
         import json
 
         return int(json.loads(status)["status"]["pid"])
+
+    def mount_traced(self) -> tuple[Path, Path]:
+        """Copy the fresh image aside, then mount with a trace: (trace, the copy) is
+        what ``bento replay`` needs."""
+        pristine = self.image.with_name("pristine.img")
+        shutil.copy(self.image, pristine)
+        trace = self.image.with_name("trace.jsonl")
+        self.mount("--trace", str(trace))
+        return trace, pristine
 
     def wait_unmounted(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -201,10 +201,7 @@ def test_debug_stops_a_request_in_pdb(mnt: Mount) -> None:
 
 def test_trace_then_replay(tmp_path: Path) -> None:
     m = Mount(tmp_path)
-    pristine = tmp_path / "pristine.img"
-    shutil.copy(m.image, pristine)
-    trace = tmp_path / "trace.jsonl"
-    m.mount("--trace", str(trace))
+    trace, pristine = m.mount_traced()
     try:
         (m.path / "d").mkdir()
         (m.path / "d" / "f").write_bytes(b"data" * 5000)

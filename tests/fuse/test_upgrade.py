@@ -232,10 +232,7 @@ def test_watch_upgrades_on_every_edit(tmp_path: Path) -> None:
 
 def test_a_trace_spanning_upgrades_replays_exactly(tmp_path: Path) -> None:
     m = Mount(tmp_path)
-    pristine = tmp_path / "pristine.img"
-    shutil.copy(m.image, pristine)
-    trace = tmp_path / "trace.jsonl"
-    m.mount("--trace", str(trace))
+    trace, pristine = m.mount_traced()
     try:
         (m.path / "d").mkdir()
         with open(m.path / "d" / "f", "wb") as f:
