@@ -9,6 +9,7 @@ Modules, bottom-up:
 - ``_journal_format`` the journal's on-disk blocks (docs/journal-format.md)
 - ``_recovery``       scan, revoke, replay at mount
 - ``_journal``        handles, transactions, commit, checkpoint
+- ``_process``        who is asking: a pid's executable, command line, uid, parent
 - ``_services``       ``KernelServices``: the one object a file system is handed
 
 The locking rules across them are in docs/locking.md.
@@ -30,6 +31,7 @@ from ._locks import LockStatistics as LockStatistics
 from ._locks import Mutex as Mutex
 from ._locks import RWSemaphore as RWSemaphore
 from ._locks import Semaphore as Semaphore
+from ._process import ProcessInfo as ProcessInfo
 from ._recovery import JournalCorruptError as JournalCorruptError
 from ._recovery import RecoveryReport as RecoveryReport
 from ._services import KernelServices as KernelServices

@@ -15,6 +15,7 @@ from ._buffer_cache import BufferCache
 from ._buffer_head import BufferHead
 from ._journal import Journal
 from ._locks import Lockdep, Mutex, RWSemaphore, Semaphore
+from ._process import ProcessInfo, ProcessTable
 from ._recovery import RecoveryReport
 from ._time import Clock
 
@@ -46,6 +47,7 @@ class KernelServices:
         self.commit_interval = commit_interval
         self.journal: Journal | None = None
         self.block_size = device.block_size
+        self.processes = ProcessTable()
 
     # -- buffer cache ------------------------------------------------------------------
 
@@ -105,6 +107,11 @@ class KernelServices:
 
     def now_ns(self) -> int:
         return self.clock.now_ns()
+
+    def process(self, pid: int) -> ProcessInfo:
+        """What the kernel knows of process ``pid`` (the pid a ``Request`` carries):
+        executable, command line, uid, parent — best-effort, cached per process."""
+        return self.processes.lookup(pid)
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from bento_user.api import corrupt
 
 BLOCK_SIZE = 4096
 MAGIC = b"XV6FSv2\0"
-VERSION = 2
+VERSION = 3            # 3: the superblock names a hidden inode (provenance's log)
 SUPERBLOCK = 1          # block 0 is the boot block, left zero
 JOURNAL_START = 2
 MIN_JOURNAL = 256       # room for transactions of the largest operation (48 blocks)
@@ -64,6 +64,7 @@ SUPERBLOCK_DTYPE = np.dtype([
     ("mkfs_time_ns", "<i8"),
     ("mount_time_ns", "<i8"),
     ("mount_count", "<u4"),
+    ("hidden_ino", "<u4"),
     ("checksum", "<u4"),
 ])
 
@@ -206,6 +207,8 @@ def read_geometry(block: np.ndarray, device_blocks: int, what: str) -> Geometry:
         raise corrupt(f"{what}: root inode {int(sb['root_ino'])}, expected {ROOT_INO}")
     if int(sb["orphan_head"]) >= ninodes:
         raise corrupt(f"{what}: orphan list head {int(sb['orphan_head'])} is not an inode")
+    if int(sb["hidden_ino"]) >= ninodes or int(sb["hidden_ino"]) == ROOT_INO:
+        raise corrupt(f"{what}: hidden inode {int(sb['hidden_ino'])} is not a file's inode")
     return got
 
 

@@ -138,6 +138,8 @@ class Xv6(Filesystem):
             geo = read_geometry(bh.data, ks.device.nblocks, what)
             uuid = bytes(superblock_view(bh.data)["uuid"])
             mount_count = int(superblock_view(bh.data)["mount_count"])
+            # a file with no name, kept for its owner (provenance's log); unreachable
+            self.hidden_ino = int(superblock_view(bh.data)["hidden_ino"])
         self.geo: Geometry = geo
         self.uuid = uuid
         journal, report = ks.open_journal(JOURNAL_START, geo.journal_blocks, uuid)
@@ -246,8 +248,11 @@ class Xv6(Filesystem):
         if self.read_only:
             raise FsError(errno.EROFS)
 
-    def _iget(self, ino: int) -> Inode:
-        """The in-memory inode (loaded on first use). ESTALE for a free inode."""
+    def _iget(self, ino: int, hidden_ok: bool = False) -> Inode:
+        """The in-memory inode (loaded on first use). ESTALE for a free inode, and
+        for the hidden one unless its owner asks (``hidden_ok``)."""
+        if ino == self.hidden_ino and ino and not hidden_ok:
+            raise FsError(errno.ESTALE, f"inode {ino} is hidden")
         with self.icache_lock:
             ip = self.icache.get(ino)
             if ip is not None:

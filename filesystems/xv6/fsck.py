@@ -102,6 +102,7 @@ class _Checker:
         self.geo = geo
         sb = superblock_view(sb_block)
         self.orphan_head = int(sb["orphan_head"])
+        self.hidden = int(sb["hidden_ino"])  # named by the superblock, by no directory
         if int(sb["state"]) != STATE_CLEAN:
             self.report.notes.append("the file system was not unmounted cleanly")
 
@@ -287,8 +288,20 @@ class _Checker:
 
     def link_counts(self) -> None:
         self.progress("pass 4: link counts", 0)
+        if self.hidden:
+            rec = self.table[self.hidden]
+            if not self.used[self.hidden] or not stat.S_ISREG(int(rec["mode"])):
+                self.problem(f"the hidden inode {self.hidden} is not a regular file in use")
+            elif int(rec["nlink"]) != 1 or self.refs[self.hidden]:
+                self.problem(f"the hidden inode {self.hidden}: link count {int(rec['nlink'])} "
+                             f"and {int(self.refs[self.hidden])} entries (1 and none expected)")
+            else:
+                self.report.notes.append(f"hidden inode {self.hidden}: {int(rec['size']):,} "
+                                         "bytes (provenance records)")
         for ino in np.flatnonzero(self.used).tolist():
             nlink, refs = int(self.table[ino]["nlink"]), int(self.refs[ino])
+            if ino == self.hidden:
+                continue
             if nlink == 0 and refs == 0 and self.orphan(ino):
                 continue
             if refs == 0 and not self.orphan(ino):
