@@ -71,6 +71,12 @@ class Filesystem:
         here: the runtime may still throw the new instance away (a time-out)."""
         raise _nosys()
 
+    def report(self, name: str) -> bytes:
+        """A named report about the file system's own state, for tools (``bento prov``
+        asks a provenance file system for ``"provenance"``). ENOENT for a name it
+        does not know."""
+        raise _nosys()
+
     # -- names -------------------------------------------------------------------
 
     def lookup(self, req: Request, parent: InodeNo, name: bytes) -> Attr:
