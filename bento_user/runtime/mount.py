@@ -9,6 +9,7 @@ is destroyed (journal committed), the device flushed and closed.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import faulthandler
 import functools
@@ -24,7 +25,7 @@ import numpy as np
 import pyfuse3
 import trio
 
-from ..api import Filesystem
+from ..api import Filesystem, FsError
 from ..blockdev import ImageDevice
 from ..ks_emul import KernelServices
 from . import control, loader, upgrade
@@ -127,7 +128,7 @@ class Mount:
     async def _main(self, ready: Callable[[str | None], None]) -> None:
         server = control.ControlServer(self._listener, {
             "status": self._status, "stats": self._stats, "sync": self._sync,
-            "debug": self._debug, "upgrade": self._upgrade,
+            "debug": self._debug, "upgrade": self._upgrade, "report": self._report,
         })
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._on_signals)
@@ -271,6 +272,19 @@ class Mount:
         start = time.perf_counter()
         self.ks.sync()
         return {"ok": True, "seconds": time.perf_counter() - start}
+
+    async def _report(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        """A file system's named report (``Filesystem.report``), base64: ``bento prov``
+        reads provenance records this way while the image is mounted."""
+        name = request.get("name")
+        if not isinstance(name, str):
+            return {"ok": False, "error": "report needs a name"}
+        try:
+            data = self.dispatch.call("report", name)
+        except FsError as e:
+            return {"ok": False, "error": f"{type(self.fs).__name__} has no report {name!r}: "
+                                          f"{e.strerror}"}
+        return {"ok": True, "data": base64.b64encode(data).decode()}
 
     async def _debug(self, request: dict[str, Any], conn: Any) -> dict[str, Any] | None:
         """Arm a stop in the next request (of one kind), then lend the connection to

@@ -24,7 +24,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -332,14 +332,6 @@ class Provenance(Xv6):
         rec = self._record(op, req, ino=ino, **fields)
         return self._recorded(rec, super().setattr, req, ino, changes, fh)
 
-    # -- reading the log ----------------------------------------------------------------
-
-    def report(self, name: str) -> bytes:
-        """``provenance``: the whole log (JSON lines), as the query tool reads it."""
-        if name != "provenance":
-            raise FsError(errno.ENOENT, f"no report {name!r}")
-        return read_log(self)
-
     # -- live upgrade -------------------------------------------------------------------
 
     def prepare_upgrade(self) -> UpgradeState:
@@ -358,23 +350,5 @@ class Provenance(Xv6):
 
 
 def read_log(fs: Xv6) -> bytes:
-    """The log's bytes (empty if the file system never recorded anything). Works on
-    plain xv6 too: the records outlive a downgrade."""
-    if not fs.hidden_ino:
-        return b""
-    ip = fs._iget(fs.hidden_ino, hidden_ok=True)
-    with ip.lock.read():
-        if not ip.size:
-            return b""
-        count = -(-ip.size // BLOCK_SIZE)
-        out = []
-        for first in range(0, count, 1024):
-            n = min(1024, count - first)
-            pblks = fs.bmap.lookup_range(ip, first, n)
-            size = min(n * BLOCK_SIZE, ip.size - first * BLOCK_SIZE)
-            out.append(fs.data.read(pblks, 0, size))
-        return b"".join(out)
-
-
-def records(log: bytes) -> Sequence[dict[str, Any]]:
-    return [json.loads(line) for line in log.splitlines() if line.strip()]
+    """The records on ``fs`` (plain xv6 keeps them after a downgrade)."""
+    return fs.report("hidden")

@@ -181,6 +181,21 @@ class Xv6(Filesystem):
         except OSError:
             log.exception("xv6: could not mark the file system clean")
 
+    def report(self, name: str) -> bytes:
+        """``hidden``: the hidden inode's bytes (provenance's records), read-only."""
+        if name != "hidden":
+            raise FsError(errno.ENOENT, f"xv6 has no report {name!r}")
+        if not self.hidden_ino:
+            return b""
+        ip = self._iget(self.hidden_ino, hidden_ok=True)
+        with ip.lock.read():
+            out = []
+            for first in range(0, -(-ip.size // BLOCK_SIZE), 1024):
+                n = min(1024, -(-ip.size // BLOCK_SIZE) - first)
+                size = min(n * BLOCK_SIZE, ip.size - first * BLOCK_SIZE)
+                out.append(self.data.read(self.bmap.lookup_range(ip, first, n), 0, size))
+            return b"".join(out)
+
     # ------------------------------------------------------------ live upgrade
 
     def prepare_upgrade(self) -> UpgradeState:

@@ -1,0 +1,97 @@
+"""``bento prov PATH``: where a file came from, from the provenance records.
+
+On a mounted file system the records come from the daemon (the image is in use);
+``--image IMAGE PATH`` reads an unmounted image, PATH then taken inside it. Works on
+any xv6 image that ever ran the provenance file system: plain xv6 keeps the records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+
+from ..api import FsError
+from ..blockdev import ImageDevice
+from ..runtime import control
+from ..runtime.direct import DirectRuntime
+from ._errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prov", help="the lineage of a file (provenance)",
+                       description="Who created and wrote PATH, when, with which program, "
+                       "and what those processes had read before: the lineage, as a tree.")
+    p.add_argument("path")
+    p.add_argument("--image", help="read an unmounted image; PATH is inside it")
+    p.add_argument("--depth", type=int, default=3, help="levels of inputs to follow (3)")
+    p.add_argument("--json", action="store_true", help="print W3C PROV-JSON")
+    p.add_argument("--graph", metavar="FILE", help="draw the lineage (.png, .svg, .pdf, .dot)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from filesystems.provenance import query  # the query belongs to the file system
+
+    if args.depth < 0:
+        raise UserError("--depth must be 0 or more", 2)
+    log, ino, path = (_offline(args.image, args.path) if args.image
+                      else _mounted(args.path))
+    history = query.History.parse(log)
+    lineage = history.lineage(ino, args.depth, path=path)
+    doc = query.prov_json(lineage, history)
+    if args.graph:
+        try:
+            query.draw(doc, args.graph)
+        except query.GraphError as e:
+            raise UserError(str(e)) from None
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        if not log:
+            print(f"{path}: this file system has no provenance records "
+                  "(it never ran the provenance file system)")
+        print(query.render(lineage))
+        if args.graph:
+            print(f"graph: {args.graph}")
+    return 0
+
+
+def _mounted(path: str) -> tuple[bytes, int, str]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror}") from None
+    mountpoint = os.path.realpath(path)
+    while not os.path.ismount(mountpoint):
+        mountpoint = os.path.dirname(mountpoint)
+    try:
+        answer = control.call(mountpoint, "report", name="hidden")
+    except control.NotMounted:
+        raise UserError(f"{path} is not on a bento mount (use --image for an unmounted "
+                        "image)") from None
+    except OSError as e:
+        raise UserError(f"{mountpoint}: {e.strerror}") from None
+    inside = "/" + os.path.relpath(os.path.realpath(path), mountpoint).removeprefix(".")
+    return base64.b64decode(answer["data"]), st.st_ino, inside.replace("//", "/")
+
+
+def _offline(image: str, path: str) -> tuple[bytes, int, str]:
+    from filesystems.xv6 import Xv6
+
+    if not os.path.exists(image):
+        raise UserError(f"{image}: no such image", 2)
+    try:
+        rt = DirectRuntime.open(Xv6(read_only=True), ImageDevice(image, read_only=True))
+    except FsError as e:
+        raise UserError(f"{image}: cannot read: {e.strerror}", 4) from None
+    try:
+        inside = "/" + path.lstrip("/")
+        try:
+            ino = rt.client().stat(inside).ino
+        except OSError as e:
+            raise UserError(f"{image}: {inside}: {e.strerror}") from None
+        return rt.fs.report("hidden"), ino, inside
+    finally:
+        rt.close()

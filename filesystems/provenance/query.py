@@ -1,0 +1,302 @@
+"""Reading provenance records back: a file's lineage, as a tree, W3C PROV-JSON or a
+graphviz graph.
+
+The lineage of a file: the processes that created or wrote it (a *generation*: who,
+when, with which program and command line), and for each, the files that process had
+opened for reading or read before it wrote — each with its own lineage, down to
+``depth`` levels. A file that is written more than once has several versions; a
+version is named by the time of the record that generated it, so an input is traced
+to the writes that happened *before* it was read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+WRITES = {"create", "write", "truncate"}       # records that make a new version
+READS = {"read"}
+
+
+@dataclass
+class Process:
+    key: str
+    pid: int
+    exe: str = ""
+    argv: list[str] = field(default_factory=list)
+    uid: int = -1
+    ppid: int = 0
+    start: int = 0
+
+    @property
+    def program(self) -> str:
+        return os.path.basename(self.exe) or (self.argv[0] if self.argv else f"pid {self.pid}")
+
+
+@dataclass
+class Generation:
+    """``process`` made a version of a file at ``t`` (its first such record)."""
+
+    t: int
+    op: str
+    process: Process
+    inputs: list[Lineage] = field(default_factory=list)
+
+
+@dataclass
+class Lineage:
+    ino: int
+    path: str
+    read_at: int | None              # when the consumer read it (None: the queried file)
+    generations: list[Generation] = field(default_factory=list)
+
+
+class History:
+    """All records of one file system, indexed for lineage queries."""
+
+    def __init__(self, records: Iterable[dict[str, Any]]) -> None:
+        self.processes: dict[str, Process] = {}
+        self.events: list[dict[str, Any]] = []
+        self.paths: dict[int, str] = {}
+        for r in records:
+            if r.get("op") == "process":
+                self.processes[r["proc"]] = Process(r["proc"], r["pid"], r.get("exe", ""),
+                                                    r.get("argv", []), r.get("uid", -1),
+                                                    r.get("ppid", 0), r.get("start", 0))
+                continue
+            self.events.append(r)
+            if r.get("ino") is not None and r.get("path"):
+                self.paths[r["ino"]] = r["path"]
+            if r.get("op") == "rename" and r.get("new_path") and r.get("ino") is not None:
+                self.paths[r["ino"]] = r["new_path"]
+
+    @classmethod
+    def parse(cls, log: bytes) -> History:
+        return cls(json.loads(line) for line in log.splitlines() if line.strip())
+
+    def process(self, key: str) -> Process:
+        p = self.processes.get(key)
+        if p is None:
+            p = self.processes[key] = Process(key, int(key.split(":")[0]))
+        return p
+
+    def path(self, ino: int) -> str:
+        return self.paths.get(ino, f"(inode {ino})")
+
+    def generations(self, ino: int, before: int | None = None) -> list[Generation]:
+        """Who made versions of ``ino`` (before ``before``): one per process, at its
+        first writing record."""
+        firsts: dict[str, dict[str, Any]] = {}
+        for e in self.events:
+            if before is not None and e["t"] >= before:
+                break
+            if e.get("ino") == ino and e.get("proc") and (
+                    e["op"] in WRITES or (e["op"] == "open" and e.get("mode") != "read")):
+                firsts.setdefault(e["proc"], e)
+        return [Generation(e["t"], e["op"], self.process(e["proc"])) for e in firsts.values()]
+
+    def family(self, proc: str) -> set[str]:
+        """``proc`` and the processes it started, transitively: in ``sh -c 'cat a >
+        b'`` the shell opens b and its child cat reads a. (A file system sees the
+        process that opened a handle, not each writer through it.)"""
+        members = {proc}
+        pids = {self.process(proc).pid}
+        grew = True
+        while grew:
+            grew = False
+            for key, p in self.processes.items():
+                if key not in members and p.ppid in pids:
+                    members.add(key)
+                    pids.add(p.pid)
+                    grew = True
+        return members
+
+    def reads_before(self, proc: str, t: int, exclude: int) -> list[tuple[int, int]]:
+        """(ino, time) of the files ``proc`` (or a process it started) opened for
+        reading or read before ``t``."""
+        family = self.family(proc)
+        seen: dict[int, int] = {}
+        for e in self.events:
+            if e["t"] > t:
+                break
+            if e.get("proc") not in family or e.get("ino") in (None, exclude):
+                continue
+            if e["op"] in READS or (e["op"] == "open" and e.get("mode") != "write"):
+                seen.setdefault(e["ino"], e["t"])
+        return list(seen.items())
+
+    def lineage(self, ino: int, depth: int, path: str | None = None,
+                read_at: int | None = None) -> Lineage:
+        node = Lineage(ino, path or self.path(ino), read_at)
+        if depth < 0:
+            return node
+        for g in self.generations(ino, before=read_at):
+            if depth > 0:
+                last = self._last_write(ino, g.process.key, read_at)
+                g.inputs = [self.lineage(i, depth - 1, read_at=t)
+                            for i, t in self.reads_before(g.process.key, last, exclude=ino)]
+            node.generations.append(g)
+        return node
+
+    def _last_write(self, ino: int, proc: str, before: int | None) -> int:
+        last = 0
+        for e in self.events:
+            if before is not None and e["t"] >= before:
+                break
+            if e.get("ino") == ino and e.get("proc") == proc and e["op"] in WRITES | {"open", "close"}:
+                last = e["t"]
+        return last
+
+
+# -- human output ---------------------------------------------------------------------
+
+def when(t: int) -> str:
+    return datetime.fromtimestamp(t / 1e9).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def render(node: Lineage) -> str:
+    lines = [f"{node.path} (inode {node.ino})"]
+    _render_children(node, "", lines)
+    return "\n".join(lines)
+
+
+def _render_children(node: Lineage, indent: str, lines: list[str]) -> None:
+    if not node.generations:
+        lines.append(f"{indent}└─ no recorded writer"
+                     + (" (made before provenance was recorded)" if node.read_at is None else ""))
+        return
+    for i, g in enumerate(node.generations):
+        last = i == len(node.generations) - 1
+        branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
+        verb = "created" if g.op == "create" else "written"
+        p = g.process
+        who = f"uid {p.uid}" if p.uid >= 0 else "uid ?"
+        lines.append(f"{indent}{branch}{verb} {when(g.t)} by {p.program} "
+                     f"(pid {p.pid}, {who}): {' '.join(p.argv) or '?'}")
+        for j, child in enumerate(g.inputs):
+            clast = j == len(g.inputs) - 1
+            cb, cc = ("└─ ", "   ") if clast else ("├─ ", "│  ")
+            lines.append(f"{indent}{cont}{cb}read {child.path} (inode {child.ino}) "
+                         f"at {when(child.read_at or 0)}")
+            _render_children(child, indent + cont + cc, lines)
+
+
+# -- W3C PROV-JSON ----------------------------------------------------------------------
+
+def prov_json(node: Lineage, history: History) -> dict[str, Any]:
+    """The lineage as a PROV-JSON document (W3C member submission, 2013): entities
+    are file versions, activities processes, agents users."""
+    doc: dict[str, Any] = {"prefix": {"bento": "urn:bento-user:"}, "entity": {},
+                           "activity": {}, "agent": {}, "used": {}, "wasGeneratedBy": {},
+                           "wasDerivedFrom": {}, "wasInformedBy": {}, "wasAssociatedWith": {}}
+    counter = iter(range(1, 1 << 30))
+
+    def relation(kind: str, **members: str) -> None:
+        doc[kind][f"_:{kind[:1]}{next(counter)}"] = {f"prov:{k}": v for k, v in members.items()}
+
+    def entity(n: Lineage, version: Generation | None) -> str:
+        eid = f"bento:file{n.ino}" + (f"-v{version.t}" if version else "")
+        doc["entity"].setdefault(eid, {"prov:label": n.path, "bento:inode": n.ino,
+                                       "prov:type": "bento:file-version"})
+        return eid
+
+    def activity(g: Generation) -> str:
+        p = g.process
+        aid = f"bento:process{p.key.replace(':', '-')}"
+        if aid not in doc["activity"]:
+            doc["activity"][aid] = {"prov:label": p.program, "bento:pid": p.pid,
+                                    "bento:exe": p.exe, "bento:argv": " ".join(p.argv)}
+            agent = f"bento:user{p.uid}"
+            doc["agent"].setdefault(agent, {"prov:type": {"$": "prov:Person",
+                                                          "type": "prov:QUALIFIED_NAME"},
+                                            "bento:uid": p.uid})
+            relation("wasAssociatedWith", activity=aid, agent=agent)
+        return aid
+
+    def walk(n: Lineage) -> list[str]:
+        made = []
+        for g in n.generations:
+            eid, aid = entity(n, g), activity(g)
+            relation("wasGeneratedBy", entity=eid, activity=aid, time=iso(g.t))
+            for child in g.inputs:
+                versions = walk(child) or [entity(child, None)]
+                for used in versions:
+                    relation("used", activity=aid, entity=used, time=iso(child.read_at or 0))
+                    relation("wasDerivedFrom", generatedEntity=eid, usedEntity=used,
+                             activity=aid)
+            made.append(eid)
+        return made
+
+    if not walk(node):
+        entity(node, None)
+    by_pid = {}
+    for aid, attrs in doc["activity"].items():
+        by_pid.setdefault(attrs["bento:pid"], aid)
+    for aid, attrs in list(doc["activity"].items()):
+        p = history.processes.get(aid.removeprefix("bento:process").replace("-", ":", 1))
+        parent = by_pid.get(p.ppid) if p else None
+        if parent and parent != aid:
+            relation("wasInformedBy", informed=aid, informant=parent)
+    return {k: v for k, v in doc.items() if v or k == "prefix"}
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t / 1e9, tz=timezone.utc).isoformat()
+
+
+# -- graphviz -------------------------------------------------------------------------------
+
+def dot(doc: dict[str, Any]) -> str:
+    """A graphviz DOT text of a PROV-JSON document, in PROV's usual shapes."""
+    out = ["digraph lineage {", '  rankdir="BT"; node [fontname="Helvetica", fontsize=10];']
+
+    def q(s: str) -> str:
+        return json.dumps(s)
+
+    for eid, a in doc.get("entity", {}).items():
+        out.append(f"  {q(eid)} [shape=ellipse, style=filled, fillcolor=\"#fffdd0\", "
+                   f"label={q(a['prov:label'])}];")
+    for aid, a in doc.get("activity", {}).items():
+        label = f"{a['prov:label']} (pid {a['bento:pid']})\n{a['bento:argv'][:60]}"
+        out.append(f"  {q(aid)} [shape=box, style=filled, fillcolor=\"#9fb1fc\", label={q(label)}];")
+    for gid, a in doc.get("agent", {}).items():
+        out.append(f"  {q(gid)} [shape=house, style=filled, fillcolor=\"#fed37f\", "
+                   f"label={q('uid ' + str(a['bento:uid']))}];")
+    edges = {"used": ("prov:activity", "prov:entity", "used"),
+             "wasGeneratedBy": ("prov:entity", "prov:activity", "wasGeneratedBy"),
+             "wasAssociatedWith": ("prov:activity", "prov:agent", "wasAssociatedWith"),
+             "wasInformedBy": ("prov:informed", "prov:informant", "wasInformedBy")}
+    for kind, (src, dst, label) in edges.items():
+        for r in doc.get(kind, {}).values():
+            out.append(f"  {q(r[src])} -> {q(r[dst])} [label={q(label)}, fontsize=8];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+class GraphError(Exception):
+    pass
+
+
+def draw(doc: dict[str, Any], path: str) -> None:
+    """Render with graphviz's ``dot``; the format follows the file's extension."""
+    fmt = os.path.splitext(path)[1].lstrip(".").lower()
+    if fmt not in ("png", "svg", "pdf", "dot"):
+        raise GraphError(f"{path}: the graph is drawn as .png, .svg, .pdf or .dot")
+    text = dot(doc)
+    if fmt == "dot":
+        with open(path, "w") as f:
+            f.write(text)
+        return
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphError("graphviz's dot is not installed (apt install graphviz)")
+    done = subprocess.run([exe, f"-T{fmt}", "-o", path], input=text, text=True,
+                          capture_output=True)
+    if done.returncode:
+        raise GraphError(f"dot failed: {done.stderr.strip()[:200]}")
