@@ -11,12 +11,15 @@ import argparse
 import base64
 import json
 import os
+import stat
 
 from ..api import FsError
 from ..blockdev import ImageDevice
 from ..runtime import control
 from ..runtime.direct import DirectRuntime
 from ._errors import UserError
+
+WALK_MAX_DIRS = 20_000  # directories searched for files the records do not name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.depth < 0:
         raise UserError("--depth must be 0 or more", 2)
-    log, ino, path = (_offline(args.image, args.path) if args.image
-                      else _mounted(args.path))
+    log, ino, path, find = (_offline(args.image, args.path) if args.image
+                            else _mounted(args.path))
     history = query.History.parse(log)
     lineage = history.lineage(ino, args.depth, path=path)
+    missing = query.unnamed(lineage)
+    if missing:
+        query.name(lineage, find(missing))
     doc = query.prov_json(lineage, history)
     if args.graph:
         try:
@@ -74,7 +80,23 @@ def _mounted(path: str) -> tuple[bytes, int, str]:
     except OSError as e:
         raise UserError(f"{mountpoint}: {e.strerror}") from None
     inside = "/" + os.path.relpath(os.path.realpath(path), mountpoint).removeprefix(".")
-    return base64.b64decode(answer["data"]), st.st_ino, inside.replace("//", "/")
+
+    def find(inos: set[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for n, (top, dirs, files) in enumerate(os.walk(mountpoint)):
+            for entry in dirs + files:
+                full = os.path.join(top, entry)
+                try:
+                    i = os.lstat(full).st_ino
+                except OSError:
+                    continue
+                if i in inos:
+                    found[i] = "/" + os.path.relpath(full, mountpoint)
+            if len(found) == len(inos) or n > WALK_MAX_DIRS:
+                break
+        return found
+
+    return base64.b64decode(answer["data"]), st.st_ino, inside.replace("//", "/"), find
 
 
 def _offline(image: str, path: str) -> tuple[bytes, int, str]:
@@ -92,6 +114,23 @@ def _offline(image: str, path: str) -> tuple[bytes, int, str]:
             ino = rt.client().stat(inside).ino
         except OSError as e:
             raise UserError(f"{image}: {inside}: {e.strerror}") from None
-        return rt.fs.report("hidden"), ino, inside
+        log = rt.fs.report("hidden")
+        found = _walk_image(rt)
     finally:
         rt.close()
+    return log, ino, inside, lambda inos: {i: p for i, p in found.items() if i in inos}
+
+
+def _walk_image(rt: DirectRuntime) -> dict[int, str]:
+    """inode -> path for the image's tree (bounded), to name unnamed files."""
+    c, found, todo = rt.client(), {}, ["/"]
+    while todo and len(found) < WALK_MAX_DIRS * 10:
+        d = todo.pop()
+        for name, ino, kind in c.scandir(d):
+            if name in (b".", b".."):
+                continue
+            full = d.rstrip("/") + "/" + name.decode(errors="surrogateescape")
+            found[ino] = full
+            if stat.S_ISDIR(kind):
+                todo.append(full)
+    return found

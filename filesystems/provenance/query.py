@@ -154,6 +154,27 @@ class History:
         return last
 
 
+def nodes(node: Lineage) -> Iterable[Lineage]:
+    yield node
+    for g in node.generations:
+        for child in g.inputs:
+            yield from nodes(child)
+
+
+def unnamed(node: Lineage) -> set[int]:
+    """Inodes in the lineage whose path no record gave (files the kernel already
+    knew when provenance was installed)."""
+    return {n.ino for n in nodes(node) if n.path.startswith("(inode ")}
+
+
+def name(node: Lineage, found: dict[int, str]) -> None:
+    """Give the lineage's unnamed files the paths found for them (where they are
+    now, marked so)."""
+    for n in nodes(node):
+        if n.ino in found and n.path.startswith("(inode "):
+            n.path = f"{found[n.ino]} (now)"
+
+
 # -- human output ---------------------------------------------------------------------
 
 def when(t: int) -> str:
