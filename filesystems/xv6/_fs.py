@@ -137,16 +137,15 @@ class Xv6(Filesystem):
         with ks.bread(SUPERBLOCK) as bh:
             geo = read_geometry(bh.data, ks.device.nblocks, what)
             uuid = bytes(superblock_view(bh.data)["uuid"])
-            mount_count = int(superblock_view(bh.data)["mount_count"])
-            # a file with no name, kept for its owner (provenance's log); unreachable
-            self.hidden_ino = int(superblock_view(bh.data)["hidden_ino"])
-        self.geo: Geometry = geo
         self.uuid = uuid
         journal, report = ks.open_journal(JOURNAL_START, geo.journal_blocks, uuid)
         self.journal: Journal = journal
-        if report.needed:  # replay may have rewritten the superblock: read it again
-            with ks.bread(SUPERBLOCK) as bh:
-                self.geo = read_geometry(bh.data, ks.device.nblocks, what)
+        with ks.bread(SUPERBLOCK) as bh:  # replay may have rewritten it: read it now
+            self.geo: Geometry = read_geometry(bh.data, ks.device.nblocks, what)
+            sb = superblock_view(bh.data)
+            mount_count = int(sb["mount_count"])
+            # a file with no name, kept for its owner (provenance's log); unreachable
+            self.hidden_ino = int(sb["hidden_ino"])
         self.credits = min(journal.max_transaction, 256)
         if journal.max_transaction < OP_CREDITS:
             raise FsError(errno.EINVAL, f"{what}: the journal is too small for xv6 operations "
