@@ -2,8 +2,9 @@
 
 mkfs, mount (daemonised), untar a real source tree and compare it, ``git clone`` this
 repository and ``git fsck`` it, compile and run a C program, a SQLite database,
-``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded three
-times (xv6 re-imported from source). The provenance upgrade comes with provenance.
+``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded twice
+(xv6 re-imported from source) and then to provenance; a two-step pipeline's lineage
+is shown as a tree and drawn, and the mount goes back to plain xv6 before unmounting.
 ``--journal`` runs the kernel-services demo instead (journal, power cut, recovery).
 """
 
@@ -79,24 +80,61 @@ def run(args: argparse.Namespace) -> int:
     check(bento(["mount", str(image), str(mnt)]), "mount")
     try:
         real_programs(work, mnt)
+        pipeline(work, mnt)
+        step("downgrade: back to plain xv6 (the records stay on disk, unused)")
+        print("    bento upgrade: ", end="", flush=True)
+        check(bento(["upgrade", str(mnt), "xv6"]), "upgrade")
         step("bento stat: what the file system did")
         check(bento(["stat", str(mnt)]), "stat")
     finally:
         step("unmount: the daemon commits, flushes and exits before this returns")
         check(bento(["umount", str(mnt)]), "umount")
-    step("fsck the image")
+    step("fsck the image (it notes the hidden inode that holds the records)")
     check(bento(["fsck", str(image)]), "fsck")
+    step("the lineage again, from the unmounted image")
+    check(bento(["prov", "--image", str(image), "/pipeline/report.txt", "--depth", "1"]),
+          "prov")
     return 0
 
 
 def upgrade_under(program: subprocess.Popen[bytes], mnt: Path) -> None:
-    """Live-upgrade the mount three times while ``program`` works on it."""
-    for _ in range(3):
+    """Live-upgrade the mount while ``program`` works on it: xv6 afresh twice, then
+    provenance."""
+    for target in ("xv6", "xv6", "provenance"):
         time.sleep(1.0)
-        if program.poll() is not None:
-            break
-        print("    bento upgrade: ", end="", flush=True)
-        check(bento(["upgrade", str(mnt), "xv6"]), "upgrade")
+        if program.poll() is not None and target != "provenance":
+            continue
+        print(f"    bento upgrade {target}: ", end="", flush=True)
+        check(bento(["upgrade", str(mnt), target]), "upgrade")
+
+
+STEP1 = """import sys
+a, b, out = sys.argv[1:]
+with open(out, "w") as f:
+    for line in open(a).read().split() + open(b).read().split():
+        f.write(line.upper() + "\\n")
+"""
+STEP2 = """import sys
+words = open(sys.argv[1]).read().split()
+open(sys.argv[2], "w").write(f"{len(words)} words, longest {max(words, key=len)}\\n")
+"""
+
+
+def pipeline(work: Path, mnt: Path) -> None:
+    step("a pipeline under provenance: step1 reads two inputs, step2 derives a report")
+    d = mnt / "pipeline"
+    d.mkdir()
+    (d / "animals.txt").write_text("cat dog axolotl\n")
+    (d / "plants.txt").write_text("fern moss\n")
+    (d / "step1.py").write_text(STEP1)
+    (d / "step2.py").write_text(STEP2)
+    python = shutil.which("python3") or "python3"
+    sh(python, "step1.py", "animals.txt", "plants.txt", "words.txt", cwd=d)
+    sh(python, "step2.py", "words.txt", "report.txt", cwd=d)
+    print("    report.txt: " + (d / "report.txt").read_text().strip())
+    graph = work / "lineage.svg"
+    step(f"bento prov: the report's lineage (and its graph, {graph})")
+    check(bento(["prov", str(d / "report.txt"), "--graph", str(graph)]), "prov")
 
 
 def real_programs(work: Path, mnt: Path) -> None:

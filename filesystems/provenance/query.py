@@ -22,6 +22,8 @@ from typing import Any
 
 WRITES = {"create", "write", "truncate"}       # records that make a new version
 READS = {"read"}
+MAX_INPUTS = 25  # inputs followed per writer; a process that read thousands of
+                 # files (a build, a diff) is shown with the first ones and a count
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Generation:
     op: str
     process: Process
     inputs: list[Lineage] = field(default_factory=list)
+    more: int = 0  # inputs beyond MAX_INPUTS, not followed
 
 
 @dataclass
@@ -58,12 +61,14 @@ class Lineage:
 
 
 class History:
-    """All records of one file system, indexed for lineage queries."""
+    """All records of one file system, indexed by inode and by process."""
 
     def __init__(self, records: Iterable[dict[str, Any]]) -> None:
         self.processes: dict[str, Process] = {}
-        self.events: list[dict[str, Any]] = []
         self.paths: dict[int, str] = {}
+        self.by_ino: dict[int, list[dict[str, Any]]] = {}
+        self.by_proc: dict[str, list[dict[str, Any]]] = {}
+        self.events: list[dict[str, Any]] = []  # every operation, in order
         for r in records:
             if r.get("op") == "process":
                 self.processes[r["proc"]] = Process(r["proc"], r["pid"], r.get("exe", ""),
@@ -71,10 +76,18 @@ class History:
                                                     r.get("ppid", 0), r.get("start", 0))
                 continue
             self.events.append(r)
-            if r.get("ino") is not None and r.get("path"):
-                self.paths[r["ino"]] = r["path"]
-            if r.get("op") == "rename" and r.get("new_path") and r.get("ino") is not None:
-                self.paths[r["ino"]] = r["new_path"]
+            ino = r.get("ino")
+            if ino is not None:
+                self.by_ino.setdefault(ino, []).append(r)
+                if r.get("path"):
+                    self.paths[ino] = r["path"]
+                if r.get("op") == "rename" and r.get("new_path"):
+                    self.paths[ino] = r["new_path"]
+            if r.get("proc"):
+                self.by_proc.setdefault(r["proc"], []).append(r)
+        self.children: dict[int, list[str]] = {}
+        for key, p in self.processes.items():
+            self.children.setdefault(p.ppid, []).append(key)
 
     @classmethod
     def parse(cls, log: bytes) -> History:
@@ -91,67 +104,62 @@ class History:
 
     def generations(self, ino: int, before: int | None = None) -> list[Generation]:
         """Who made versions of ``ino`` (before ``before``): one per process, at its
-        first writing record."""
+        first writing record (a create, an open for writing, a first write)."""
         firsts: dict[str, dict[str, Any]] = {}
-        for e in self.events:
+        for e in self.by_ino.get(ino, ()):
             if before is not None and e["t"] >= before:
                 break
-            if e.get("ino") == ino and e.get("proc") and (
-                    e["op"] in WRITES or (e["op"] == "open" and e.get("mode") != "read")):
+            if e.get("proc") and _writes(e):
                 firsts.setdefault(e["proc"], e)
         return [Generation(e["t"], e["op"], self.process(e["proc"])) for e in firsts.values()]
 
-    def family(self, proc: str) -> set[str]:
-        """``proc`` and the processes it started, transitively: in ``sh -c 'cat a >
-        b'`` the shell opens b and its child cat reads a. (A file system sees the
-        process that opened a handle, not each writer through it.)"""
-        members = {proc}
-        pids = {self.process(proc).pid}
-        grew = True
-        while grew:
-            grew = False
-            for key, p in self.processes.items():
-                if key not in members and p.ppid in pids:
-                    members.add(key)
-                    pids.add(p.pid)
-                    grew = True
-        return members
+    def descendants(self, proc: str) -> set[str]:
+        """The processes ``proc`` started, transitively."""
+        out: set[str] = set()
+        todo = [self.process(proc).pid]
+        while todo:
+            for key in self.children.get(todo.pop(), ()):
+                if key not in out and key != proc:
+                    out.add(key)
+                    todo.append(self.processes[key].pid)
+        return out
 
-    def reads_before(self, proc: str, t: int, exclude: int) -> list[tuple[int, int]]:
-        """(ino, time) of the files ``proc`` (or a process it started) opened for
-        reading or read before ``t``."""
-        family = self.family(proc)
+    def inputs(self, proc: str, opened: int, last: int, exclude: int) -> list[tuple[int, int]]:
+        """(ino, time) of what the writer read: files ``proc`` opened for reading or
+        read before ``last`` (its last touch of the output), and files its child
+        processes read while the output was open (``opened``..``last``): in ``sh -c
+        'cat a > b'`` the shell opens b, its child cat reads a. (A file system sees
+        the process that opened a handle, not each writer through it.)"""
         seen: dict[int, int] = {}
-        for e in self.events:
-            if e["t"] > t:
-                break
-            if e.get("proc") not in family or e.get("ino") in (None, exclude):
-                continue
-            if e["op"] in READS or (e["op"] == "open" and e.get("mode") != "write"):
-                seen.setdefault(e["ino"], e["t"])
-        return list(seen.items())
+        for key, start in [(proc, 0)] + [(k, opened) for k in self.descendants(proc)]:
+            for e in self.by_proc.get(key, ()):
+                if e["t"] > last:
+                    break
+                if e["t"] >= start and e.get("ino") not in (None, exclude) and _reads(e):
+                    seen.setdefault(e["ino"], e["t"])
+        return sorted(seen.items(), key=lambda item: item[1])
 
     def lineage(self, ino: int, depth: int, path: str | None = None,
                 read_at: int | None = None) -> Lineage:
         node = Lineage(ino, path or self.path(ino), read_at)
-        if depth < 0:
-            return node
         for g in self.generations(ino, before=read_at):
             if depth > 0:
-                last = self._last_write(ino, g.process.key, read_at)
-                g.inputs = [self.lineage(i, depth - 1, read_at=t)
-                            for i, t in self.reads_before(g.process.key, last, exclude=ino)]
+                last = max((e["t"] for e in self.by_proc.get(g.process.key, ())
+                            if e.get("ino") == ino and (read_at is None or e["t"] < read_at)),
+                           default=g.t)
+                found = self.inputs(g.process.key, g.t, last, exclude=ino)
+                g.more = max(0, len(found) - MAX_INPUTS)
+                g.inputs = [self.lineage(i, depth - 1, read_at=t) for i, t in found[:MAX_INPUTS]]
             node.generations.append(g)
         return node
 
-    def _last_write(self, ino: int, proc: str, before: int | None) -> int:
-        last = 0
-        for e in self.events:
-            if before is not None and e["t"] >= before:
-                break
-            if e.get("ino") == ino and e.get("proc") == proc and e["op"] in WRITES | {"open", "close"}:
-                last = e["t"]
-        return last
+
+def _writes(e: dict[str, Any]) -> bool:
+    return e["op"] in WRITES or (e["op"] == "open" and e.get("mode") != "read")
+
+
+def _reads(e: dict[str, Any]) -> bool:
+    return e["op"] in READS or (e["op"] == "open" and e.get("mode") != "write")
 
 
 def nodes(node: Lineage) -> Iterable[Lineage]:
@@ -200,6 +208,8 @@ def _render_children(node: Lineage, indent: str, lines: list[str]) -> None:
         who = f"uid {p.uid}" if p.uid >= 0 else "uid ?"
         lines.append(f"{indent}{branch}{verb} {when(g.t)} by {p.program} "
                      f"(pid {p.pid}, {who}): {' '.join(p.argv) or '?'}")
+        if g.more:
+            lines.append(f"{indent}{cont}├─ ... and {g.more} more files it read (not shown)")
         for j, child in enumerate(g.inputs):
             clast = j == len(g.inputs) - 1
             cb, cc = ("└─ ", "   ") if clast else ("├─ ", "│  ")
