@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import stat
 import threading
@@ -36,9 +37,13 @@ from filesystems.xv6._format import BLOCK_SIZE, ROOT_INO
 from filesystems.xv6._fs import OP_CREDITS
 from filesystems.xv6._inode import Inode, inode_records
 
-LOG_CREDITS = 10     # the log's tail block, a new block with its bitmap and indirect
-                     # blocks, the log inode, a new log inode and the superblock
+LOG_CREDITS = 16     # up to 4 log blocks (DEFER_BYTES + one record), their bitmap and
+                     # indirect blocks, the log inode, a new log inode and the superblock
+DEFER_BYTES = 8192   # queued records of operations that changed nothing, at most
+RECORD_MAX = 3072    # a longer record loses its paths (argv is cut at 2 KiB already)
 NAMES_MAX = 200_000  # remembered (parent, name) of looked-up inodes, for paths
+
+log = logging.getLogger(__name__)
 
 
 class _Pending(threading.local):
@@ -57,6 +62,8 @@ class Provenance(Xv6):
         self._names: dict[int, tuple[int, bytes]] = {}   # ino -> (parent, name) last seen
         self._seen: set[str] = set()                     # processes already described
         self._first: dict[int, set[str]] = {}            # fh -> {"read", "write"} recorded
+        self._deferred: list[bytes] = []                 # encoded records waiting for a handle
+        self._tail: tuple[int, int] | None = None        # the log's last block (logical, physical)
         return mount_count
 
     # -- recording ------------------------------------------------------------------
@@ -66,7 +73,7 @@ class Provenance(Xv6):
         if req is not None:
             info = self.ks.process(req.pid)
             rec["proc"] = info.key
-            if info.key not in self._seen:
+            if info.key not in self._seen:  # _append writes it once
                 rec["process"] = {"pid": info.pid, "start": info.start, "exe": info.exe,
                                   "argv": list(info.argv), "uid": req.uid, "gid": req.gid,
                                   "ppid": info.ppid}
@@ -75,7 +82,8 @@ class Provenance(Xv6):
 
     def _recorded(self, rec: dict[str, Any], fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` with ``rec`` pending: the first handle it starts carries
-        the record; if it starts none, a handle of its own does, afterwards."""
+        the record. If it starts none, it changed nothing on disk (an open, a read,
+        a close): the record waits for the next handle of any operation."""
         self._pending.record = rec
         try:
             result = fn(*args)
@@ -84,56 +92,97 @@ class Provenance(Xv6):
             raise
         if self._pending.record is rec:
             self._pending.record = None
-            if not self.read_only:
-                with Xv6._tx(self, LOG_CREDITS) as h:
-                    self._append(h, rec)
+            self._defer(rec)
         return result
+
+    def _defer(self, rec: dict[str, Any]) -> None:
+        """Queue a record of an operation that changed nothing. The next handle
+        carries it, before its own record, so a write's record is never on disk
+        without the reads before it; a crash may lose queued records, whose
+        operations left no trace either."""
+        with self._log_lock:
+            self._deferred.append(self._encode(rec))
+            full = sum(map(len, self._deferred)) >= DEFER_BYTES
+        if full:
+            self.flush_records()
+
+    def flush_records(self) -> None:
+        """Write the queued records now (in a handle of their own)."""
+        if self._deferred and not self.read_only:
+            with Xv6._tx(self, LOG_CREDITS) as h:
+                self._append(h, None)
 
     def _tx(self, credits: int = OP_CREDITS) -> Any:
         rec = self._pending.record
-        if rec is None:
+        if rec is None and not self._deferred:
             return super()._tx(credits)
         return self._tx_carrying(credits + LOG_CREDITS, rec)
 
     @contextlib.contextmanager
-    def _tx_carrying(self, credits: int, rec: dict[str, Any]) -> Iterator[Handle]:
+    def _tx_carrying(self, credits: int, rec: dict[str, Any] | None) -> Iterator[Handle]:
         with super()._tx(credits) as h:
             yield h
-            if self._pending.record is rec:  # not carried by an earlier handle
-                self._pending.record = None
-                self._append(h, rec)
+            if rec is not None and self._pending.record is rec:
+                self._pending.record = None  # carried here, not by a later handle
+            else:
+                rec = None
+            self._append(h, rec)
 
-    def _append(self, h: Handle, rec: dict[str, Any]) -> None:
-        """Append ``rec`` (and its process's description, the first time) to the
-        log, inside ``h``."""
+    def _encode(self, rec: dict[str, Any]) -> bytes:
+        """``rec`` as its line, after its process's description the first time.
+        Caller holds the log lock. Queued lines are always written before any later
+        one, so a description is never missing from a log that names its process."""
         process = rec.pop("process", None)
-        lines = []
-        if process is not None:
-            lines.append(json.dumps({"t": rec["t"], "op": "process", "proc": rec["proc"],
-                                     **process}, separators=(",", ":")))
-        lines.append(json.dumps(rec, separators=(",", ":")))
-        data = ("\n".join(lines) + "\n").encode()
+        out = b""
+        if process is not None and rec["proc"] not in self._seen:
+            out = json.dumps({"t": rec["t"], "op": "process", "proc": rec["proc"], **process},
+                             separators=(",", ":")).encode() + b"\n"
+            self._seen.add(rec["proc"])
+        line = json.dumps(rec, separators=(",", ":"))
+        if len(line) > RECORD_MAX:  # very long paths: the inode numbers and names stay
+            line = json.dumps({k: v for k, v in rec.items() if k not in ("path", "new_path")},
+                              separators=(",", ":"))
+        return out + line.encode() + b"\n"
+
+    def _append(self, h: Handle, rec: dict[str, Any] | None) -> None:
+        """Append the queued records and ``rec`` to the log, inside ``h``."""
         with self._log_lock:
-            ip = self._log_inode(h)
-            pos = ip.size
-            view = np.frombuffer(data, np.uint8)
-            while len(view):
-                lblk, off = divmod(pos, BLOCK_SIZE)
+            batch, self._deferred = self._deferred, []
+            if rec is not None:
+                batch.append(self._encode(rec))
+            if batch:
+                self._write_log(h, b"".join(batch))
+
+    def _write_log(self, h: Handle, data: bytes) -> None:
+        """Append ``data`` to the log inode, journaled. Caller holds the log lock."""
+        ip = self._log_inode(h)
+        pos, grew = ip.size, False
+        view = np.frombuffer(data, np.uint8)
+        while len(view):
+            lblk, off = divmod(pos, BLOCK_SIZE)
+            if self._tail is not None and self._tail[0] == lblk:
+                pblk, new = self._tail[1], False
+            else:
                 pblk, new = self.bmap.map_alloc(h, ip, lblk, metadata=True)
-                n = min(BLOCK_SIZE - off, len(view))
-                with (self.ks.getblk(pblk) if new else self.ks.bread(pblk)) as bh:
-                    h.get_write_access(bh)
-                    if new:
-                        bh.data[:] = 0
-                    bh.data[off:off + n] = view[:n]
-                    h.dirty_metadata(bh)
-                pos += n
-                view = view[n:]
-            ip.size = pos
-            ip.mtime_ns = ip.ctime_ns = rec["t"]
+                self._tail, grew = (lblk, pblk), grew or new
+            n = min(BLOCK_SIZE - off, len(view))
+            with (self.ks.getblk(pblk) if new else self.ks.bread(pblk)) as bh:
+                h.get_write_access(bh)
+                if new:
+                    bh.data[:] = 0
+                bh.data[off:off + n] = view[:n]
+                h.dirty_metadata(bh)
+            pos += n
+            view = view[n:]
+        ip.size = pos
+        if grew:  # new blocks: pointers and counts changed too
             self._store(h, ip)
-            if process is not None:
-                self._seen.add(rec["proc"])
+        else:     # the size alone (Inode.store of every field costs ~15 µs)
+            block, slot = self.geo.inode_location(ip.ino)
+            with self.ks.bread(block) as bh:
+                h.get_write_access(bh)
+                inode_records(bh.data)[slot]["size"] = pos
+                h.dirty_metadata(bh)
 
     def _log_inode(self, h: Handle) -> Inode:
         """The hidden log inode, made (in ``h``) the first time. Caller holds the
@@ -332,11 +381,38 @@ class Provenance(Xv6):
         rec = self._record(op, req, ino=ino, **fields)
         return self._recorded(rec, super().setattr, req, ino, changes, fh)
 
+    # -- where queued records must reach the log ------------------------------------------
+
+    def fsync(self, fh: FileHandle, datasync: bool) -> None:
+        self.flush_records()
+        super().fsync(fh, datasync)
+
+    def fsyncdir(self, fh: FileHandle, datasync: bool) -> None:
+        self.flush_records()
+        super().fsyncdir(fh, datasync)
+
+    def report(self, name: str) -> bytes:
+        self.flush_records()
+        return super().report(name)
+
+    def destroy(self) -> None:
+        try:
+            self.flush_records()
+        except OSError:
+            log.exception("provenance: could not write the last records")
+        super().destroy()
+
     # -- live upgrade -------------------------------------------------------------------
 
     def prepare_upgrade(self) -> UpgradeState:
+        """xv6's state plus the handles' first uses and the queued records (which
+        only read: a successor writes them; plain xv6 drops them — they describe
+        operations that changed nothing)."""
         state = super().prepare_upgrade()
-        state.data["provenance"] = {"first": [(fh, sorted(s)) for fh, s in self._first.items()]}
+        with self._log_lock:
+            state.data["provenance"] = {
+                "first": [(fh, sorted(s)) for fh, s in self._first.items()],
+                "deferred": list(self._deferred), "seen": sorted(self._seen)}
         return state
 
     @classmethod
@@ -346,6 +422,8 @@ class Provenance(Xv6):
         mine = state.data.get("provenance")  # absent when coming from plain xv6
         if isinstance(mine, dict):
             fs._first = {fh: set(s) for fh, s in mine["first"]}
+            fs._deferred = [bytes(b) for b in mine["deferred"]]
+            fs._seen = set(mine["seen"])
         return fs
 
 

@@ -484,7 +484,7 @@ class Xv6(Filesystem):
             extra = len(self.icache) - ICACHE_TARGET
             idle = [ino for ino, ip in self.icache.items()
                     if ip.nlookup == 0 and ip.nopen == 0 and ip.nlink and not ip.orphan
-                    and not ip.lock.statistics().owners][:extra]
+                    and ino != self.hidden_ino and not ip.lock.statistics().owners][:extra]
             for ino in idle:
                 del self.icache[ino]
             # the scan is linear: run it again only once the cache has grown by half
