@@ -4,12 +4,13 @@ transaction as the deed.
 Each recorded operation (FORMAT.md lists them) becomes a JSON line appended to the
 file system's hidden inode (named by the superblock, by no directory) *inside the
 journal handle that makes the operation's change*: the record commits if and only
-if the change does, so after a crash provenance and data agree. Operations that
-change nothing on disk (an open for reading, a first read, a close) get a handle of
-their own. How: an operation wrapper leaves its record *pending* for the thread;
-the first journal handle the operation starts (``_tx``) appends it when its body
-finishes without an exception; an operation that started no handle appends it
-afterwards.
+if the change does, so after a crash provenance and data agree. How: an operation
+wrapper leaves its record *pending* for the thread; the first journal handle the
+operation starts (``_tx``) appends it when its body finishes without an exception.
+Operations that start no handle changed nothing on disk (an open for reading, a
+first read, a close): their records are queued and written, before its own, by the
+next handle of any operation — so the reads that preceded a write are in the log
+whenever the write is.
 
 The log inode is created in the first handle that needs it. Plain xv6 keeps it
 (unreachable, fsck checks it), so a downgrade leaves a valid image with the records
@@ -135,8 +136,12 @@ class Provenance(Xv6):
         process = rec.pop("process", None)
         out = b""
         if process is not None and rec["proc"] not in self._seen:
-            out = json.dumps({"t": rec["t"], "op": "process", "proc": rec["proc"], **process},
-                             separators=(",", ":")).encode() + b"\n"
+            line = {"t": rec["t"], "op": "process", "proc": rec["proc"], **process}
+            text = json.dumps(line, separators=(",", ":"))
+            while len(text) > RECORD_MAX and line["argv"]:  # escapes can outgrow 2 KiB
+                line["argv"] = line["argv"][:len(line["argv"]) // 2]
+                text = json.dumps(line, separators=(",", ":"))
+            out = text.encode() + b"\n"
             self._seen.add(rec["proc"])
         line = json.dumps(rec, separators=(",", ":"))
         if len(line) > RECORD_MAX:  # very long paths: the inode numbers and names stay
