@@ -186,15 +186,15 @@ def send(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
         sock.sendall((json.dumps(request) + "\n").encode())
     except (BrokenPipeError, ConnectionResetError):
         pass  # refused before reading (a stranger's uid): its answer says why
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
+    chunks: list[bytes] = []  # answers can be megabytes (a provenance log): no += copies
+    while not chunks or not chunks[-1].endswith(b"\n"):
+        chunk = sock.recv(1 << 20)
         if not chunk:
             break
-        data += chunk
-    if not data:
+        chunks.append(chunk)
+    if not chunks:
         raise OSError(errno.ECONNRESET, "the daemon closed the connection without answering")
-    return json.loads(data)
+    return json.loads(b"".join(chunks))
 
 
 def call(mountpoint: str, cmd: str, timeout: float | None = 60.0, **args: Any) -> dict[str, Any]:

@@ -19,14 +19,12 @@ still on disk, and an upgrade back appends to them.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +49,30 @@ class _Pending(threading.local):
     record: dict[str, Any] | None = None
 
 
+class _Carrying:
+    """A journal handle that appends the queued records, and the operation's own
+    if no earlier handle took it, when its body ends without an exception."""
+
+    def __init__(self, fs: Provenance, tx: Any, rec: dict[str, Any] | None) -> None:
+        self.fs, self.tx, self.rec = fs, tx, rec  # tx: what Xv6._tx returns
+
+    def __enter__(self) -> Handle:
+        self.handle: Handle = self.tx.__enter__()
+        return self.handle
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: Any) -> None:
+        try:
+            if kind is None:
+                rec = self.rec
+                if rec is not None and self.fs._pending.record is rec:
+                    self.fs._pending.record = None  # carried here, not by a later handle
+                else:
+                    rec = None
+                self.fs._append(self.handle, rec)
+        finally:
+            self.tx.__exit__(kind, *rest)
+
+
 class Provenance(Xv6):
     """xv6 plus provenance capture (FORMAT.md in this folder: the records)."""
 
@@ -65,6 +87,7 @@ class Provenance(Xv6):
         self._first: dict[int, set[str]] = {}            # fh -> {"read", "write"} recorded
         self._deferred: list[bytes] = []                 # encoded records waiting for a handle
         self._tail: tuple[int, int] | None = None        # the log's last block (logical, physical)
+        self._end: int | None = None                     # where the log's content ends
         return mount_count
 
     # -- recording ------------------------------------------------------------------
@@ -119,15 +142,8 @@ class Provenance(Xv6):
             return super()._tx(credits)
         return self._tx_carrying(credits + LOG_CREDITS, rec)
 
-    @contextlib.contextmanager
-    def _tx_carrying(self, credits: int, rec: dict[str, Any] | None) -> Iterator[Handle]:
-        with super()._tx(credits) as h:
-            yield h
-            if rec is not None and self._pending.record is rec:
-                self._pending.record = None  # carried here, not by a later handle
-            else:
-                rec = None
-            self._append(h, rec)
+    def _tx_carrying(self, credits: int, rec: dict[str, Any] | None) -> _Carrying:
+        return _Carrying(self, Xv6._tx(self, credits), rec)
 
     def _encode(self, rec: dict[str, Any]) -> bytes:
         """``rec`` as its line, after its process's description the first time.
@@ -159,9 +175,15 @@ class Provenance(Xv6):
                 self._write_log(h, b"".join(batch))
 
     def _write_log(self, h: Handle, data: bytes) -> None:
-        """Append ``data`` to the log inode, journaled. Caller holds the log lock."""
+        """Append ``data`` to the log inode, journaled. Caller holds the log lock.
+
+        The inode's size is written only when the log grows a block; in between,
+        the content runs on past it to the first NUL of the last block (xv6's
+        ``_hidden_end``), which saves an inode update per append."""
         ip = self._log_inode(h)
-        pos, grew = ip.size, False
+        if self._end is None:
+            self._end = self._hidden_end(ip)
+        pos, grew = self._end, False
         view = np.frombuffer(data, np.uint8)
         while len(view):
             lblk, off = divmod(pos, BLOCK_SIZE)
@@ -179,21 +201,16 @@ class Provenance(Xv6):
                 h.dirty_metadata(bh)
             pos += n
             view = view[n:]
-        ip.size = pos
-        if grew:  # new blocks: pointers and counts changed too
+        self._end = pos
+        if grew:  # new blocks: pointers, counts and the size go to disk
+            ip.size = pos
             self._store(h, ip)
-        else:     # the size alone (Inode.store of every field costs ~15 µs)
-            block, slot = self.geo.inode_location(ip.ino)
-            with self.ks.bread(block) as bh:
-                h.get_write_access(bh)
-                inode_records(bh.data)[slot]["size"] = pos
-                h.dirty_metadata(bh)
 
     def _log_inode(self, h: Handle) -> Inode:
         """The hidden log inode, made (in ``h``) the first time. Caller holds the
         log lock."""
         if self.hidden_ino:
-            return self._iget(self.hidden_ino, hidden_ok=True)
+            return self._iget(self.hidden_ino, hidden_ok=True)  # kept in the icache
         ino = self.alloc.alloc_inode(h)
         if ino is None:
             raise FsError(errno.ENOSPC, "no free inode for the provenance log")
@@ -403,6 +420,11 @@ class Provenance(Xv6):
     def destroy(self) -> None:
         try:
             self.flush_records()
+            if self._end is not None and not self.read_only:
+                with Xv6._tx(self) as h:  # the size catches up with the content
+                    ip = self._iget(self.hidden_ino, hidden_ok=True)
+                    ip.size = self._end
+                    self._store(h, ip)
         except OSError:
             log.exception("provenance: could not write the last records")
         super().destroy()

@@ -128,3 +128,15 @@ def test_upgrades_to_and_from_provenance_under_load(tmp_path: Path) -> None:
         assert data == f"{n}:{last}:".encode() * (1 + last * 37 % 2000)
     m.umount()
     m.fsck()
+
+
+def test_prov_errors_are_one_line(tmp_path: Path) -> None:
+    for args, message in [
+        (("/etc/hostname",), "is not on a bento mount"),
+        (("/nonexistent/file",), "No such file or directory"),
+        (("--image", str(tmp_path / "missing.img"), "/x"), "no such image"),
+        (("/etc/hostname", "--depth", "-1"), "--depth must be 0 or more"),
+    ]:
+        done = bento("prov", *args, check=False)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1, done.stderr
