@@ -188,27 +188,13 @@ class Xv6(Filesystem):
             return b""
         ip = self._iget(self.hidden_ino, hidden_ok=True)
         with ip.lock.read():
-            end = self._hidden_end(ip)
+            end = ip.size
             out = []
             for first in range(0, -(-end // BLOCK_SIZE), 1024):
                 n = min(1024, -(-end // BLOCK_SIZE) - first)
                 size = min(n * BLOCK_SIZE, end - first * BLOCK_SIZE)
                 out.append(self.data.read(self.bmap.lookup_range(ip, first, n), 0, size))
             return b"".join(out)
-
-    def _hidden_end(self, ip: Inode) -> int:
-        """Where the hidden inode's content ends: its owner appends within the last
-        block without updating the size each time, so the content runs from the
-        size to the first NUL byte of that block (FORMAT.md)."""
-        if not ip.size % BLOCK_SIZE:
-            return ip.size
-        p = self.bmap.lookup(ip, ip.size // BLOCK_SIZE)
-        if not p:
-            return ip.size
-        with self.ks.bread(p) as bh:
-            rest = bh.data[ip.size % BLOCK_SIZE:]
-            zeros = np.flatnonzero(rest == 0)
-            return ip.size + (int(zeros[0]) if len(zeros) else len(rest))
 
     # ------------------------------------------------------------ live upgrade
 
