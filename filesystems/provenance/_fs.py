@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import stat
+import struct
 import threading
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 from bento_user.api import Attr, FileHandle, FsError, InodeNo, Request, SetAttr, UpgradeState
 from bento_user.ks_emul import Handle, KernelServices
 from filesystems.xv6 import Xv6
-from filesystems.xv6._format import BLOCK_SIZE, ROOT_INO
+from filesystems.xv6._format import BLOCK_SIZE, INODE_DTYPE, INODE_SIZE, ROOT_INO
 from filesystems.xv6._fs import OP_CREDITS
 from filesystems.xv6._inode import Inode, inode_records
 
@@ -42,7 +43,27 @@ DEFER_BYTES = 8192   # queued records of operations that changed nothing, at mos
 RECORD_MAX = 3072    # a longer record loses its paths (argv is cut at 2 KiB already)
 NAMES_MAX = 200_000  # remembered (parent, name) of looked-up inodes, for paths
 
+_SIZE = struct.Struct("<Q")                      # the inode's size field ...
+_SIZE_AT = INODE_DTYPE.fields["size"][1]          # ... and where it sits in the record
+
 log = logging.getLogger(__name__)
+
+
+def _json(rec: dict[str, Any]) -> str:
+    """``json.dumps(rec, separators=(",", ":"))`` for a flat record of ints and
+    strings, in a third of the time (this runs once per recorded operation)."""
+    parts = []
+    for k, v in rec.items():
+        if type(v) is int:
+            parts.append(f'"{k}":{v}')
+        elif type(v) is str:
+            parts.append(f'"{k}":{_quote(v)}')
+        else:
+            parts.append(f'"{k}":{json.dumps(v, separators=(",", ":"))}')
+    return "{" + ",".join(parts) + "}"
+
+
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 class _Pending(threading.local):
@@ -87,6 +108,7 @@ class Provenance(Xv6):
         self._first: dict[int, set[str]] = {}            # fh -> {"read", "write"} recorded
         self._deferred: list[bytes] = []                 # encoded records waiting for a handle
         self._tail: tuple[int, int] | None = None        # the log's last block (logical, physical)
+        self._log_ip: Inode | None = None                # the log's inode, once loaded
         return mount_count
 
     # -- recording ------------------------------------------------------------------
@@ -158,10 +180,9 @@ class Provenance(Xv6):
                 text = json.dumps(line, separators=(",", ":"))
             out = text.encode() + b"\n"
             self._seen.add(rec["proc"])
-        line = json.dumps(rec, separators=(",", ":"))
+        line = _json(rec)
         if len(line) > RECORD_MAX:  # very long paths: the inode numbers and names stay
-            line = json.dumps({k: v for k, v in rec.items() if k not in ("path", "new_path")},
-                              separators=(",", ":"))
+            line = _json({k: v for k, v in rec.items() if k not in ("path", "new_path")})
         return out + line.encode() + b"\n"
 
     def _append(self, h: Handle, rec: dict[str, Any] | None) -> None:
@@ -178,43 +199,46 @@ class Provenance(Xv6):
 
         The log's blocks are *ordered data*, like a file's: written home before the
         commit of the transaction whose inode size covers them, and never copied
-        into the journal (journaling them doubled the writes: 11 MB more per
-        Django+/usr/include untar). The size, journaled with the operation, is what
-        makes a record visible; bytes past it are not part of the log."""
+        into the journal (journaling them doubled the writes). The size, journaled
+        with the operation, is what makes a record visible; bytes past it are not
+        part of the log. This runs once per recorded operation: plain memory
+        copies, not NumPy views, and the size field patched in place."""
         ip = self._log_inode(h)
-        pos, grew = ip.size, False
-        view = np.frombuffer(data, np.uint8)
-        while len(view):
+        pos, grew, done = ip.size, False, 0
+        while done < len(data):
             lblk, off = divmod(pos, BLOCK_SIZE)
             if self._tail is not None and self._tail[0] == lblk:
                 pblk, new = self._tail[1], False
             else:
                 pblk, new = self.bmap.map_alloc(h, ip, lblk, metadata=False)
                 self._tail, grew = (lblk, pblk), grew or new
-            n = min(BLOCK_SIZE - off, len(view))
+            n = min(BLOCK_SIZE - off, len(data) - done)
             with (self.ks.getblk(pblk) if new else self.ks.bread(pblk)) as bh:
                 if new:
                     bh.data[:] = 0
-                bh.data[off:off + n] = view[:n]
+                memoryview(bh.data)[off:off + n] = data[done:done + n]
                 bh.mark_dirty()
                 h.ordered_data(bh)
             pos += n
-            view = view[n:]
+            done += n
         ip.size = pos
         if grew:  # new blocks: pointers and counts change too
             self._store(h, ip)
-        else:     # the size alone (Inode.store of every field costs ~15 µs)
+        else:
             block, slot = self.geo.inode_location(ip.ino)
             with self.ks.bread(block) as bh:
                 h.get_write_access(bh)
-                inode_records(bh.data)[slot]["size"] = pos
+                _SIZE.pack_into(memoryview(bh.data), slot * INODE_SIZE + _SIZE_AT, pos)
                 h.dirty_metadata(bh)
 
     def _log_inode(self, h: Handle) -> Inode:
         """The hidden log inode, made (in ``h``) the first time. Caller holds the
         log lock."""
+        if self._log_ip is not None:
+            return self._log_ip  # the icache's object: xv6 never drops the hidden inode
         if self.hidden_ino:
-            return self._iget(self.hidden_ino, hidden_ok=True)  # kept in the icache
+            self._log_ip = self._iget(self.hidden_ino, hidden_ok=True)
+            return self._log_ip
         ino = self.alloc.alloc_inode(h)
         if ino is None:
             raise FsError(errno.ENOSPC, "no free inode for the provenance log")
@@ -229,6 +253,7 @@ class Provenance(Xv6):
         self.hidden_ino = ino
         with self.icache_lock:
             self.icache[ino] = ip
+        self._log_ip = ip
         return ip
 
     # -- names, for the paths records carry -------------------------------------------
