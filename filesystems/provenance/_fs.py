@@ -145,6 +145,8 @@ class Provenance(Xv6):
         carries it, before its own record, so a write's record is never on disk
         without the reads before it; a crash may lose queued records, whose
         operations left no trace either."""
+        if self.read_only:  # nowhere to keep it
+            return
         with self._log_lock:
             self._deferred.append(self._encode(rec))
             full = sum(map(len, self._deferred)) >= DEFER_BYTES
@@ -311,8 +313,7 @@ class Provenance(Xv6):
     def create(self, req: Request, parent: InodeNo, name: bytes, mode: int,
                flags: int) -> tuple[Attr, FileHandle]:
         rec = self._record("create", req, **self._where(parent, name), mode=mode, flags=flags)
-        attr, fh = self._recorded(rec, super().create, req, parent, name, mode, flags)
-        return attr, fh
+        return self._recorded(rec, super().create, req, parent, name, mode, flags)
 
     def mkdir(self, req: Request, parent: InodeNo, name: bytes, mode: int) -> Attr:
         rec = self._record("mkdir", req, **self._where(parent, name), mode=mode)
