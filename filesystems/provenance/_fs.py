@@ -41,7 +41,8 @@ LOG_CREDITS = 16     # bitmap and indirect blocks for up to 4 new log blocks (DE
                      # + one record), the log inode, a new log inode and the superblock
 DEFER_BYTES = 8192   # queued records of operations that changed nothing, at most
 RECORD_MAX = 3072    # a longer record loses its paths (argv is cut at 2 KiB already)
-NAMES_MAX = 200_000  # remembered (parent, name) of looked-up inodes, for paths
+NAMES_MAX = 200_000  # remembered (parent, name) of looked-up inodes, and processes
+                     # already described: past this, forgotten (described again)
 
 _SIZE = struct.Struct("<Q")                      # the inode's size field ...
 _SIZE_AT = INODE_DTYPE.fields["size"][1]          # ... and where it sits in the record
@@ -181,6 +182,8 @@ class Provenance(Xv6):
                 line["argv"] = line["argv"][:len(line["argv"]) // 2]
                 text = json.dumps(line, separators=(",", ":"))
             out = text.encode() + b"\n"
+            if len(self._seen) >= NAMES_MAX:  # a long mount: describe them again
+                self._seen.clear()
             self._seen.add(rec["proc"])
         line = _json(rec)
         if len(line) > RECORD_MAX:  # very long paths: the inode numbers and names stay
@@ -464,7 +467,7 @@ class Provenance(Xv6):
         with self._log_lock:
             state.data["provenance"] = {
                 "first": [(fh, sorted(s)) for fh, s in self._first.items()],
-                "deferred": list(self._deferred), "seen": sorted(self._seen)}
+                "deferred": list(self._deferred)}  # ≤ 8 KiB; processes get described again
         return state
 
     @classmethod
@@ -475,7 +478,6 @@ class Provenance(Xv6):
         if isinstance(mine, dict):
             fs._first = {fh: set(s) for fh, s in mine["first"]}
             fs._deferred = [bytes(b) for b in mine["deferred"]]
-            fs._seen = set(mine["seen"])
         return fs
 
 
