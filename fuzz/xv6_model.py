@@ -110,10 +110,10 @@ class FileSystemMachine(RuleBasedStateMachine):
         return (d.rstrip(b"/") + b"/" + name)
 
     def create_error(self, req: Request, dpath: bytes, d: Node, name: bytes) -> int | None:
+        if not self.searchable(req, dpath):  # Linux checks search permission first
+            return errno.EACCES
         if len(name) > 255:
             return errno.ENAMETOOLONG
-        if not self.searchable(req, dpath):
-            return errno.EACCES
         if name in d.children:
             return errno.EEXIST
         if not allowed(req, d, 3):

@@ -494,11 +494,11 @@ class Xv6(Filesystem):
     # ---------------------------------------------------------------- names
 
     def lookup(self, req: Request, parent: InodeNo, name: bytes) -> Attr:
-        if len(name) > NAME_MAX:
-            raise FsError(errno.ENAMETOOLONG)
         with self.ns.read():
             dp = self._dir(parent)
-            perm.require(req, dp, os.X_OK)
+            perm.require(req, dp, os.X_OK)  # Linux: search permission before the name
+            if len(name) > NAME_MAX:
+                raise FsError(errno.ENAMETOOLONG)
             ip = self._child(dp, name)
             if ip is None:
                 raise FsError(errno.ENOENT)
@@ -523,11 +523,12 @@ class Xv6(Filesystem):
                 target: bytes | None = None) -> Inode:
         """Make a new inode named ``name`` in ``parent`` (any kind), counted once."""
         self._writable()
-        self._check_name(name)
         kind = stat.S_IFMT(mode)
         with self.ns.write():
             dp = self._dir(parent)
             with dp.lock.write():
+                perm.require(req, dp, os.X_OK)  # Linux: search permission, then the name
+                self._check_name(name)
                 perm.require(req, dp, os.W_OK | os.X_OK)
                 if dp.nlink == 0:
                     raise FsError(errno.ENOENT, "the directory was removed")
