@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable
 
 from ..api import FsError
 from ..blockdev import ImageDevice
@@ -41,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--depth must be 0 or more", 2)
     log, ino, path, find = (_offline(args.image, args.path) if args.image
                             else _mounted(args.path))
-    history = query.History.parse(log)
+    try:
+        history = query.History.parse(log)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"the provenance records are damaged: {e}", 4) from None
     lineage = history.lineage(ino, args.depth, path=path)
     missing = query.unnamed(lineage)
     if missing:
@@ -64,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mounted(path: str) -> tuple[bytes, int, str]:
+Source = tuple[bytes, int, str, Callable[[set[int]], dict[int, str]]]  # log, inode, path, finder
+
+
+def _mounted(path: str) -> Source:
     try:
         st = os.stat(path)
     except OSError as e:
@@ -99,7 +106,7 @@ def _mounted(path: str) -> tuple[bytes, int, str]:
     return base64.b64decode(answer["data"]), st.st_ino, inside.replace("//", "/"), find
 
 
-def _offline(image: str, path: str) -> tuple[bytes, int, str]:
+def _offline(image: str, path: str) -> Source:
     from filesystems.xv6 import Xv6
 
     if not os.path.exists(image):
