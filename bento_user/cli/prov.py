@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     missing = query.unnamed(lineage)
     if missing:
         query.name(lineage, find(missing))
-    doc = query.prov_json(lineage, history)
+    doc = query.prov_json(lineage)
     if args.graph:
         try:
             query.draw(doc, args.graph)

@@ -16,6 +16,7 @@ what ``sys.modules`` says it is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.abc
@@ -93,7 +94,7 @@ def load(spec: str, *, fresh: bool = False) -> Loaded:
             raise LoadError(f"{spec!r}: {package} is the framework; it is not reloaded")
         replaced = _drop_package(package) if fresh else {}
         try:
-            with _source_only(package) if fresh else _nothing():
+            with _source_only(package) if fresh else contextlib.nullcontext():
                 module = importlib.import_module(where)
         except Exception as e:  # a syntax or import error in the user's code
             _drop_package(package)
@@ -248,14 +249,6 @@ class _source_only:
 
     def __exit__(self, *exc: object) -> None:
         sys.meta_path.remove(self.finder)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _in_package(name: str, package: str) -> bool:

@@ -164,10 +164,7 @@ class Provenance(Xv6):
         rec = self._pending.record
         if rec is None and not self._deferred:
             return super()._tx(credits)
-        return self._tx_carrying(credits + LOG_CREDITS, rec)
-
-    def _tx_carrying(self, credits: int, rec: dict[str, Any] | None) -> _Carrying:
-        return _Carrying(self, Xv6._tx(self, credits), rec)
+        return _Carrying(self, super()._tx(credits + LOG_CREDITS), rec)
 
     def _encode(self, rec: dict[str, Any]) -> bytes:
         """``rec`` as its line, after its process's description the first time.
@@ -403,7 +400,7 @@ class Provenance(Xv6):
             return
         of = self._file(fh)
         seen.add(what)
-        self._recorded(self._record(what, of.req, ino=of.ip.ino), lambda: None)
+        self._defer(self._record(what, of.req, ino=of.ip.ino))  # a read changes nothing
 
     def release(self, fh: FileHandle) -> None:
         self._first.pop(fh, None)

@@ -220,13 +220,14 @@ def _render_children(node: Lineage, indent: str, lines: list[str]) -> None:
 
 # -- W3C PROV-JSON ----------------------------------------------------------------------
 
-def prov_json(node: Lineage, history: History) -> dict[str, Any]:
+def prov_json(node: Lineage) -> dict[str, Any]:
     """The lineage as a PROV-JSON document (W3C member submission, 2013): entities
     are file versions, activities processes, agents users."""
     doc: dict[str, Any] = {"prefix": {"bento": "urn:bento-user:"}, "entity": {},
                            "activity": {}, "agent": {}, "used": {}, "wasGeneratedBy": {},
                            "wasDerivedFrom": {}, "wasInformedBy": {}, "wasAssociatedWith": {}}
     counter = iter(range(1, 1 << 30))
+    acts: dict[str, Process] = {}  # activity id -> its process
 
     def relation(kind: str, **members: str) -> None:
         doc[kind][f"_:{kind[:1]}{next(counter)}"] = {f"prov:{k}": v for k, v in members.items()}
@@ -240,6 +241,7 @@ def prov_json(node: Lineage, history: History) -> dict[str, Any]:
     def activity(g: Generation) -> str:
         p = g.process
         aid = f"bento:process{p.key.replace(':', '-')}"
+        acts[aid] = p
         if aid not in doc["activity"]:
             doc["activity"][aid] = {"prov:label": p.program, "bento:pid": p.pid,
                                     "bento:exe": p.exe, "bento:argv": " ".join(p.argv)}
@@ -266,12 +268,11 @@ def prov_json(node: Lineage, history: History) -> dict[str, Any]:
 
     if not walk(node):
         entity(node, None)
-    by_pid = {}
-    for aid, attrs in doc["activity"].items():
-        by_pid.setdefault(attrs["bento:pid"], aid)
-    for aid, attrs in list(doc["activity"].items()):
-        p = history.processes.get(aid.removeprefix("bento:process").replace("-", ":", 1))
-        parent = by_pid.get(p.ppid) if p else None
+    by_pid: dict[int, str] = {}
+    for aid, p in acts.items():
+        by_pid.setdefault(p.pid, aid)
+    for aid, p in acts.items():
+        parent = by_pid.get(p.ppid)
         if parent and parent != aid:
             relation("wasInformedBy", informed=aid, informant=parent)
     return {k: v for k, v in doc.items() if v or k == "prefix"}
