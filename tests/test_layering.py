@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "bento_user.blockdev": {"bento_user.blockdev"},
     "bento_user.ks_emul": {"bento_user.ks_emul", "bento_user.blockdev"},
-    "bento_user.api": {"bento_user.api", "bento_user.ks_emul"},
+    "bento_user.api": {"bento_user.api", "bento_user.ks_emul", "bento_user.blockdev"},
     "bento_user.runtime": {"bento_user.runtime", "bento_user.api", "bento_user.ks_emul",
                            "bento_user.blockdev"},
 }

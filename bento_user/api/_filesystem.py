@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ._types import Attr, DirEntry, FileHandle, FsError, InodeNo, Request, SetAttr, StatFs, UpgradeState
 
 if TYPE_CHECKING:
+    from ..blockdev import BlockDevice
     from ..ks_emul import KernelServices
 
 
@@ -69,6 +70,22 @@ class Filesystem:
         journal: ``ks.open_journal`` returns it) from a predecessor's state; raise
         ``FsError(EPROTO)`` for a schema you do not read. Do not change the disk
         here: the runtime may still throw the new instance away (a time-out)."""
+        raise _nosys()
+
+    # -- tools: what the fuzzers (and tests) need besides the operations ---------------
+
+    @classmethod
+    def mkfs(cls, device: BlockDevice) -> None:
+        """Make an empty file system on ``device`` (the fuzzers format small images
+        of their own); ENOSYS if there is no formatter, and then nothing can be fuzzed."""
+        raise _nosys()
+
+    @classmethod
+    def fsck(cls, device: BlockDevice) -> list[str]:
+        """Check ``device`` without changing it: the problems found, one line each,
+        ``[]`` if clean; FsError if it is not this kind of file system at all.
+        ``device`` is closed afterwards. ENOSYS if there is no checker: the fuzzers
+        then check only behaviour."""
         raise _nosys()
 
     def report(self, name: str) -> bytes:

@@ -53,6 +53,7 @@ from bento_user.api import (
     UpgradeState,
     corrupt,
 )
+from bento_user.blockdev import BlockDevice
 from bento_user.ks_emul import Handle, Journal, KernelServices
 
 from . import _perm as perm
@@ -115,6 +116,18 @@ class Xv6(Filesystem):
             raise ValueError(f"unknown atime mode {atime!r}")
         self.read_only = read_only
         self.atime = atime
+
+    # ---------------------------------------------------------------- tools
+
+    @classmethod
+    def mkfs(cls, device: BlockDevice) -> None:
+        from .mkfs import mkfs
+        mkfs(device)
+
+    @classmethod
+    def fsck(cls, device: BlockDevice) -> list[str]:
+        from .fsck import fsck
+        return fsck(device).problems
 
     # ---------------------------------------------------------------- life cycle
 

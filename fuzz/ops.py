@@ -1,27 +1,40 @@
-"""A Hypothesis state machine: random operations on a file system, checked against a
-small model of POSIX (results and errnos), with fsck clean at the end.
+"""``bento fuzz ops``: random operations checked against a model of POSIX.
 
-It drives the direct runtime as two users (root and uid 1000), with long, odd and
-non-UTF-8 names, hard links, symlinks, renames in every form, truncation and
-extended attributes. Any file system with an fsck can be plugged in through
-``FileSystemMachine.make_runtime`` / ``check_image``; xv6's are the defaults.
+A Hypothesis state machine drives the file system as two users (root and uid 1000)
+with long, odd and non-UTF-8 names, hard links, symlinks, renames in every form,
+truncation, extended attributes, files kept open or only looked up (as the kernel
+holds inodes) while they are unlinked, and clean remounts; every result and errno is
+checked against a small model, the whole tree after every step, and fsck after every
+unmount. ``FileSystemMachine`` runs in-process on the direct runtime;
+``MountMachine`` makes the same calls through a real FUSE mount (entry and attribute
+time-outs 0, so the kernel's caches hide nothing).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
 
+from hypothesis import HealthCheck, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
-from bento_user.blockdev import RamDevice
-from bento_user.runtime.direct import DirectRuntime, PathClient
-from filesystems.xv6 import Xv6, mkfs
-from filesystems.xv6.fsck import fsck
+from bento_user.blockdev import ImageDevice, RamDevice
+
+from .mount_client import MountClient, Stat
+from .target import Target
 
 ROOT = Request(uid=0, gid=0, umask=0o022)
 ALICE = Request(uid=1000, gid=1000, umask=0o022)
@@ -55,21 +68,60 @@ def allowed(req: Request, n: Node, mask: int) -> bool:
     return (bits & 7 & mask) == mask
 
 
+NBLOCKS = 4096   # 16 MiB: room for the 5 MiB sparse offsets, small enough to copy
+
+
 class FileSystemMachine(RuleBasedStateMachine):
+    """The machine on the direct runtime (``target`` is set per run by ``machine``)."""
+
+    target: Target
+    result: OpsResult | None = None            # counts, when run by ``run``
+    progress: Callable[[OpsResult], None] | None = None
+
     def __init__(self) -> None:
         super().__init__()
-        self.dev = RamDevice(4096)
-        mkfs(self.dev, ninodes=512, journal_blocks=256)
-        self.rt = self.make_runtime(self.dev)
-        self.clients = {r.uid: self.rt.client(r) for r in (ROOT, ALICE)}
         self.root = Node(stat.S_IFDIR, 0, 0, 0o755)
+        self.held: list[tuple[Any, Node]] = []   # inode references without a file
+        self.kept: list[tuple[int, Node]] = []   # descriptors kept open (as root)
+        self.dev: RamDevice | None = None
+        self.live = False
+        self.open_fs()
 
-    def make_runtime(self, dev: RamDevice) -> DirectRuntime:
-        return DirectRuntime.open(Xv6(), dev, commit_interval=None)
+    # -- the file system's life (overridden for a real mount) ------------------------
 
-    def check_image(self, dev: RamDevice) -> None:
-        report = fsck(RamDevice.from_bytes(dev.image()))
-        assert report.problems == [], report.problems
+    def open_fs(self) -> None:
+        """Mount: a fresh image the first time, what the last unmount left after."""
+        self.dev = (self.target.fresh_device(NBLOCKS) if self.dev is None
+                    else RamDevice.from_bytes(self.dev.image()))
+        self.rt = self.target.open(self.dev)
+        self.clients: dict[int, Any] = {r.uid: self.rt.client(r) for r in (ROOT, ALICE)}
+        self.live = True
+
+    def close_fs(self) -> None:
+        """Drop every reference, unmount cleanly, fsck."""
+        self.live = False
+        for h, _ in self.held:
+            self._release(h)
+        self.held.clear()
+        self.kept.clear()
+        for c in self.clients.values():
+            c.close_all()
+        self.rt.close()
+        assert self.dev is not None
+        problems = self.target.fsck(self.dev.image())
+        assert problems == [], problems
+
+    def _hold(self, path: bytes) -> Any:
+        """A lookup the kernel keeps (a cached dentry, an O_PATH descriptor)."""
+        c = self.client(ROOT)
+        parent, name = path.rsplit(b"/", 1)
+        return self.rt.call("lookup", ROOT, c.stat(parent or b"/").ino, name).ino
+
+    def _held_stat(self, h: Any) -> Any:
+        return self.rt.call("getattr", ROOT, h)
+
+    def _release(self, h: Any) -> None:
+        self.rt.call("forget", [(h, 1)])
 
     # -- model helpers -----------------------------------------------------------
 
@@ -93,27 +145,34 @@ class FileSystemMachine(RuleBasedStateMachine):
             n = n.children[part]
         return allowed(req, n, 1)
 
-    def client(self, req: Request) -> PathClient:
+    def client(self, req: Request) -> Any:
+        """A ``PathClient`` (direct) or ``MountClient`` (mount): the same calls."""
         return self.clients[req.uid]
 
-    def expect(self, err: int | None, fn, *args):  # type: ignore[no-untyped-def]
+    def expect(self, err: int | tuple[int, ...] | None, fn, *args):  # type: ignore[no-untyped-def]
+        """Call ``fn``; it must fail with ``err`` (or one of them: where POSIX leaves
+        the order of checks open, the model accepts each answer) or succeed if None."""
+        allowed_errors = err if isinstance(err, tuple) else (err,)
+        names = "/".join(errno.errorcode[e] for e in allowed_errors if e is not None)
         try:
             result = fn(*args)
         except OSError as e:
-            assert err is not None and e.errno == err, f"{fn.__name__}{args}: got {e!r}, expected {err and errno.errorcode[err]}"
+            assert err is not None and e.errno in allowed_errors, (
+                f"{fn.__name__}{args}: got {e!r}, expected {names}")
             return None
-        assert err is None, f"{fn.__name__}{args}: succeeded, expected {errno.errorcode[err]}"
+        assert err is None, f"{fn.__name__}{args}: succeeded, expected {names}"
         return result
 
     @staticmethod
     def join(d: bytes, name: bytes) -> bytes:
         return (d.rstrip(b"/") + b"/" + name)
 
-    def create_error(self, req: Request, dpath: bytes, d: Node, name: bytes) -> int | None:
+    def create_error(self, req: Request, dpath: bytes, d: Node, name: bytes
+                     ) -> int | tuple[int, ...] | None:
         if not self.searchable(req, dpath):  # Linux checks search permission first
             return errno.EACCES
-        if len(name) > 255:
-            return errno.ENAMETOOLONG
+        if len(name) > 255:  # the VFS may check write permission before the name
+            return errno.ENAMETOOLONG if allowed(req, d, 3) else (errno.ENAMETOOLONG, errno.EACCES)
         if name in d.children:
             return errno.EEXIST
         if not allowed(req, d, 3):
@@ -287,16 +346,61 @@ class FileSystemMachine(RuleBasedStateMachine):
     @rule()
     def remount(self) -> None:
         """Unmount cleanly and mount again: everything must be as before."""
-        self.rt.close()
-        self.check_image(self.dev)
-        self.dev = RamDevice.from_bytes(self.dev.image())
-        self.rt = self.make_runtime(self.dev)
-        self.clients = {r.uid: self.rt.client(r) for r in (ROOT, ALICE)}
+        self.close_fs()
+        self.open_fs()
+
+    # -- references: files open or looked up while their names come and go -----------
+
+    def regular_files(self) -> list[tuple[bytes, Node, bytes, Node]]:
+        return [e for e in self.entries() if e[3].kind == stat.S_IFREG]
+
+    @precondition(lambda self: len(self.held) < 4)
+    @rule(data=st.data())
+    def hold(self, data: st.DataObject) -> None:
+        files = self.regular_files()
+        if files:
+            dpath, _, name, n = data.draw(st.sampled_from(files))
+            self.held.append((self._hold(self.join(dpath, name)), n))
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        h, _ = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
+        self._release(h)
+
+    @precondition(lambda self: len(self.kept) < 4)
+    @rule(data=st.data())
+    def open_keep(self, data: st.DataObject) -> None:
+        files = self.regular_files()
+        if files:
+            dpath, _, name, n = data.draw(st.sampled_from(files))
+            self.kept.append((self.client(ROOT).open(self.join(dpath, name), os.O_RDWR), n))
+
+    @precondition(lambda self: self.kept)
+    @rule(data=st.data(), content=DATA, offset=OFFSETS, sync=st.booleans())
+    def write_kept(self, data: st.DataObject, content: bytes, offset: int, sync: bool) -> None:
+        fd, n = self.kept[data.draw(st.integers(0, len(self.kept) - 1))]
+        c = self.client(ROOT)
+        assert c.pwrite(fd, content, offset) == len(content)
+        if sync:
+            c.fsync(fd)
+        if content:
+            if len(n.data) < offset:
+                n.data.extend(bytes(offset - len(n.data)))
+            n.data[offset:offset + len(content)] = content
+
+    @precondition(lambda self: self.kept)
+    @rule(data=st.data())
+    def close_kept(self, data: st.DataObject) -> None:
+        fd, _ = self.kept.pop(data.draw(st.integers(0, len(self.kept) - 1)))
+        self.client(ROOT).close(fd)
 
     # -- invariants ----------------------------------------------------------------
 
     @invariant()
     def tree_matches(self) -> None:
+        if self.result is not None:
+            self.result.steps += 1
         c = self.client(ROOT)
         links: dict[int, int] = {}
         for dpath, d in self.dirs():
@@ -321,9 +425,139 @@ class FileSystemMachine(RuleBasedStateMachine):
             if not n.is_dir:
                 assert c.lstat(self.join(dpath, name)).nlink == links[id(n)]
 
+    @invariant()
+    def references_see_their_files(self) -> None:
+        """An unlinked file lives on while referenced: same size, data, link count."""
+        links: dict[int, int] = {}
+        for _, _, _, n in self.entries():
+            links[id(n)] = links.get(id(n), 0) + 1
+        for h, n in self.held:
+            a = self._held_stat(h)
+            assert (a.size, a.nlink) == (len(n.data), links.get(id(n), 0)), "held inode"
+        c = self.client(ROOT)
+        for fd, n in self.kept:
+            a = c.fstat(fd)
+            assert (a.size, a.nlink) == (len(n.data), links.get(id(n), 0)), "open file"
+            assert c.pread(fd, len(n.data) + 1, 0) == n.data, "open file's data"
+
     def teardown(self) -> None:
-        if not self.rt.closed:
-            for c in self.clients.values():
-                c.close_all()
-            self.rt.close()
-            self.check_image(self.dev)
+        try:
+            if self.live:
+                self.close_fs()
+        finally:
+            if self.result is not None:
+                self.result.examples += 1
+                self.result.seconds = time.monotonic() - self.result.started
+                if self.progress is not None:
+                    self.progress(self.result)
+
+
+class MountMachine(FileSystemMachine):
+    """The same machine through a real mount made by ``bento mount``: one image and
+    mount point per example, under ``BENTO_FUZZ_DIR`` (default /var/tmp: O_DIRECT
+    needs a real disk file system)."""
+
+    OPTIONS = "timeout=0,no_writeback_cache,no_keep_cache"
+
+    def open_fs(self) -> None:
+        if not hasattr(self, "image"):
+            self.tmp = tempfile.mkdtemp(prefix="bento-fuzz-ops-",
+                                        dir=os.environ.get("BENTO_FUZZ_DIR", "/var/tmp"))
+            os.chmod(self.tmp, 0o755)  # the second user must reach the mount point
+            self.image = os.path.join(self.tmp, "disk.img")
+            self.mnt = os.path.join(self.tmp, "mnt")
+            os.mkdir(self.mnt)
+            with open(self.image, "wb") as f:
+                f.truncate(NBLOCKS * 4096)
+            with ImageDevice(self.image) as dev:
+                self.target.cls.mkfs(dev)
+        bento("mount", self.image, self.mnt, "--fs", self.target.spec, "-o", self.OPTIONS)
+        self.clients = {r.uid: MountClient(os.fsencode(self.mnt), r) for r in (ROOT, ALICE)}
+        self.live = True
+
+    def close_fs(self) -> None:
+        self.live = False
+        self.held.clear()
+        self.kept.clear()
+        for c in self.clients.values():
+            c.close_all()
+        bento("umount", self.mnt)
+        problems = self.target.fsck(ImageDevice(self.image, read_only=True))
+        assert problems == [], problems
+
+    def _hold(self, path: bytes) -> Any:
+        return self.client(ROOT).hold(path)
+
+    def _held_stat(self, h: Any) -> Any:
+        return Stat.of(os.fstat(h))
+
+    def _release(self, h: Any) -> None:
+        self.client(ROOT).close(h)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            if os.path.ismount(self.mnt):  # a failed step: unmount whatever state it is in
+                subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
+                time.sleep(0.2)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def bento(*args: str) -> None:
+    """Run the ``bento`` command in a child process (a mount daemonises: never fork
+    this process, which may hold threads and Hypothesis' state)."""
+    code = "import sys; from bento_user.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    if done.returncode:
+        raise RuntimeError(f"bento {args[0]} failed: {done.stderr.strip()}")
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+@dataclass
+class OpsResult:
+    """What a run did; ``failure`` is Hypothesis' minimal example and the error."""
+
+    examples: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    failure: str | None = None
+    started: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+
+def machine(target: Target, mount: bool = False) -> type[FileSystemMachine]:
+    """A machine class bound to ``target`` (a subclass: runs do not share state)."""
+    base = MountMachine if mount else FileSystemMachine
+    return type(f"{target.name}{base.__name__}", (base,), {"target": target})
+
+
+def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = False,
+        steps: int = 40, progress: Any = None) -> OpsResult:
+    """Run ``examples`` random sequences of up to ``steps`` operations each.
+
+    ``progress(result)`` is called after every example. The same seed replays the
+    same examples (no example database: a run depends on its arguments only).
+    """
+    result = OpsResult()
+    cls = machine(target, mount)
+    cls.result, cls.progress = result, progress
+    started = result.started = time.monotonic()
+    config = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                      database=None, print_blob=False, report_multiple_bugs=False,
+                      suppress_health_check=list(HealthCheck))
+    hypothesis_seed(seed)(cls)
+    try:
+        run_state_machine_as_test(cls, settings=config)
+    except Exception as e:  # noqa: BLE001 - the finding itself
+        import traceback
+        result.failure = "".join(traceback.format_exception(e, limit=-6))
+    result.seconds = time.monotonic() - started
+    return result
