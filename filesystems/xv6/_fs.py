@@ -187,6 +187,12 @@ class Xv6(Filesystem):
         if self.read_only:
             return
         try:
+            # Unmount drops every lookup and handle (the kernel need not send the
+            # forgets first): unlinked inodes go now, so the orphan list ends empty.
+            with self.icache_lock:
+                gone = [ip for ip in self.icache.values() if ip.nlink == 0]
+            for ip in gone:
+                self._evict(ip)
             with self._tx() as h:
                 self._update_sb(h, state=STATE_CLEAN)
             self.journal.force_commit()

@@ -103,7 +103,8 @@ class _Checker:
         sb = superblock_view(sb_block)
         self.orphan_head = int(sb["orphan_head"])
         self.hidden = int(sb["hidden_ino"])  # named by the superblock, by no directory
-        if int(sb["state"]) != STATE_CLEAN:
+        self.clean_state = int(sb["state"]) == STATE_CLEAN
+        if not self.clean_state:
             self.report.notes.append("the file system was not unmounted cleanly")
 
     # -- pass 1 ------------------------------------------------------------------
@@ -279,7 +280,11 @@ class _Checker:
                 break
             self.orphan_set.add(ino)
             ino = int(self.table[ino]["next_orphan"])
-        if self.orphan_set:
+        if self.orphan_set and self.clean_state:
+            # an unmount closes every file first, and a mount reclaims what a crash left
+            self.problem(f"{len(self.orphan_set)} inodes on the orphan list of a cleanly "
+                         "unmounted file system (a mount did not reclaim them)")
+        elif self.orphan_set:
             self.report.notes.append(f"{len(self.orphan_set)} inodes on the orphan list "
                                      "(reclaimed at the next mount)")
 
