@@ -1,0 +1,645 @@
+"""``bento fuzz crash``: power cuts at every point a workload's writes allow.
+
+In the manner of CrashMonkey and B3: short workloads of core operations over a tiny
+namespace (files foo, bar, A/foo, ...; directories A, B), with fsync, fdatasync,
+directory fsync and sync as persistence points, run on the recording device. For
+every flush epoch, crash states are built from subsets of the writes still in flight
+(all of them when there are few, a sample otherwise) and from torn 512-byte sectors.
+Each state is recovered by a fresh instance, walked, unmounted and fsck'd, and must
+equal the model's tree after some operation between the last persistence point that
+surely returned and the last operation that may have started (the prefix oracle of
+reliability.md §1.2): so whatever a returned fsync or sync made durable is there,
+and every operation is all or nothing. File data is checked sector by sector (an
+overwrite in ordered mode may land partly, as on ext4), against the states allowed.
+
+Hypothesis generates the workloads and shrinks a failing one; the crash state is
+then shrunk too (fewer writes kept, no tear), and the pair is written out as a
+regression test that replays it (``replay``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import random
+import stat
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from bento_user.api import Request
+from bento_user.blockdev import SECTOR_SIZE, RamDevice, RecordingDevice
+from bento_user.runtime.direct import DirectRuntime, PathClient
+
+from .target import Target
+
+NBLOCKS = 1024            # 4 MiB images: cheap to copy for every crash state
+EXHAUSTIVE = 8            # in-flight writes up to which every subset is tried
+SAMPLES = 24              # random subsets per epoch beyond that
+TEARS = 4                 # torn-sector states per epoch
+MAX_STATES = 400          # per workload
+
+FILES = ["foo", "bar", "A/foo", "A/bar", "B/foo", "B/bar"]
+DIRS = ["A", "B", "A/C"]
+NAMES = FILES + DIRS
+BLOCK = 4096
+OFFSETS = [0, 4000, 2 * BLOCK, 12 * BLOCK - 100]   # the last crosses into the indirect block
+LENGTHS = [1, 100, 5000, 9000]
+SIZES = [0, 100, 5000, 50_000]
+
+SYMLINK_TARGET = b"nowhere/x"   # dangling: calls through it fail the same on any file system
+
+Op = tuple[Any, ...]
+PERSIST = {"fsync", "fdatasync", "fsyncdir", "sync"}
+
+
+# -- workloads ------------------------------------------------------------------------
+
+
+def workloads(max_ops: int = 6) -> st.SearchStrategy[list[Op]]:
+    """Ace-style bounded workloads: a few core operations and persistence points."""
+    files, names = st.sampled_from(FILES), st.sampled_from(NAMES)
+    dirs = st.sampled_from(DIRS)
+    op = st.one_of(
+        st.tuples(st.just("creat"), files),
+        st.tuples(st.just("mkdir"), dirs),
+        st.tuples(st.just("write"), files, st.sampled_from(OFFSETS), st.sampled_from(LENGTHS)),
+        st.tuples(st.just("truncate"), files, st.sampled_from(SIZES)),
+        st.tuples(st.just("link"), files, files),
+        st.tuples(st.just("unlink"), files),
+        st.tuples(st.just("rename"), names, names),
+        st.tuples(st.just("rmdir"), dirs),
+        st.tuples(st.just("symlink"), files),
+        st.tuples(st.just("hold"), files),
+        st.tuples(st.just("fsync"), names),
+        st.tuples(st.just("fdatasync"), files),
+        st.tuples(st.just("fsyncdir"), st.sampled_from(["", "A", "B"])),
+        st.tuples(st.just("sync")),
+    )
+    return st.lists(op, min_size=1, max_size=max_ops)
+
+
+def pattern(tag: int, length: int) -> bytes:
+    """The data op number ``tag`` writes: distinct per op, never zero."""
+    return ((np.arange(length, dtype=np.int64) * 7 + tag * 37) % 251 + 1).astype(np.uint8).tobytes()
+
+
+# -- the model ------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Obj:
+    kind: int                     # stat.S_IFREG / S_IFDIR / S_IFLNK
+    ident: int
+    data: bytearray = field(default_factory=bytearray)
+    target: bytes = b""
+
+
+@dataclass(frozen=True)
+class State:
+    """A tree as the checks compare it: path -> (kind, size, link count, symlink
+    target) with identities for file data, and each file's bytes by identity."""
+
+    shape: dict[str, tuple[int, int, int, bytes]]
+    idents: dict[str, int]
+    data: dict[int, bytes]
+
+
+class Model:
+    """What the namespace should be after each operation (success or errno class)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.paths: dict[str, Obj] = {"": Obj(stat.S_IFDIR, 0)}
+
+    def _new(self, kind: int, **kw: Any) -> Obj:
+        return Obj(kind, next(self._ids), **kw)
+
+    def _parent_dir(self, path: str) -> bool:
+        parent = self.paths.get(path.rpartition("/")[0])
+        return parent is not None and parent.kind == stat.S_IFDIR
+
+    def _children(self, path: str) -> list[str]:
+        return [p for p in self.paths if p.startswith(path + "/")]
+
+    def apply(self, tag: int, op: Op) -> bool:
+        """Change the model as ``op`` does; False if the op must fail (no change)."""
+        kind, *args = op
+        paths = self.paths
+        if kind in ("creat", "write", "hold"):
+            path = args[0]
+            obj = paths.get(path)
+            if obj is None:
+                if kind != "creat" or not self._parent_dir(path):
+                    return False
+                obj = paths[path] = self._new(stat.S_IFREG)
+            elif obj.kind != stat.S_IFREG:
+                return False
+            if kind == "write":
+                offset, length = args[1], args[2]
+                if len(obj.data) < offset:
+                    obj.data.extend(bytes(offset - len(obj.data)))
+                obj.data[offset:offset + length] = pattern(tag, length)
+            return True
+        if kind == "mkdir" or kind == "symlink":
+            path = args[0]
+            if path in paths or not self._parent_dir(path):
+                return False
+            paths[path] = (self._new(stat.S_IFDIR) if kind == "mkdir"
+                           else self._new(stat.S_IFLNK, target=SYMLINK_TARGET))
+            return True
+        if kind == "truncate":
+            obj = paths.get(args[0])
+            if obj is None or obj.kind != stat.S_IFREG:
+                return False
+            size = args[1]
+            obj.data = obj.data[:size] + bytearray(max(0, size - len(obj.data)))
+            return True
+        if kind == "link":
+            src, dst = args
+            obj = paths.get(src)
+            if obj is None or obj.kind == stat.S_IFDIR or dst in paths or not self._parent_dir(dst):
+                return False
+            paths[dst] = obj
+            return True
+        if kind == "unlink":
+            obj = paths.get(args[0])
+            if obj is None or obj.kind == stat.S_IFDIR:
+                return False
+            del paths[args[0]]
+            return True
+        if kind == "rmdir":
+            obj = paths.get(args[0])
+            if obj is None or obj.kind != stat.S_IFDIR or self._children(args[0]):
+                return False
+            del paths[args[0]]
+            return True
+        if kind == "rename":
+            return self._rename(*args)
+        if kind in ("fsync", "fsyncdir"):     # through a (dangling) symlink: ENOENT
+            return args[0] in paths and paths[args[0]].kind != stat.S_IFLNK
+        if kind == "fdatasync":
+            return args[0] in paths and paths[args[0]].kind == stat.S_IFREG
+        if kind == "sync":
+            return True
+        raise ValueError(f"unknown operation {op!r}")
+
+    def _rename(self, src: str, dst: str) -> bool:
+        paths = self.paths
+        obj, over = paths.get(src), paths.get(dst)
+        if obj is None or not self._parent_dir(dst):
+            return False
+        if obj is over:
+            return True                                # the same file: nothing happens
+        if src == dst or dst.startswith(src + "/"):
+            return False                               # into itself
+        if over is not None:
+            if (obj.kind == stat.S_IFDIR) != (over.kind == stat.S_IFDIR):
+                return False
+            if over.kind == stat.S_IFDIR and self._children(dst):
+                return False
+        moved = {p: o for p, o in paths.items() if p == src or p.startswith(src + "/")}
+        for p in moved:
+            del paths[p]
+        for p in [p for p in paths if p == dst or p.startswith(dst + "/")]:
+            del paths[p]
+        for p, o in moved.items():
+            paths[dst + p[len(src):]] = o
+        return True
+
+    def state(self) -> State:
+        links: dict[int, int] = {}
+        for p, o in self.paths.items():
+            if p:
+                links[o.ident] = links.get(o.ident, 0) + 1
+        shape, idents, data = {}, {}, {}
+        for p, o in self.paths.items():
+            if not p:
+                continue
+            size = len(o.data) if o.kind == stat.S_IFREG else len(o.target)
+            shape[p] = (o.kind, size, links[o.ident] if o.kind != stat.S_IFDIR else 0, o.target)
+            if o.kind == stat.S_IFREG:
+                idents[p] = o.ident
+                data[o.ident] = bytes(o.data)
+        return State(shape, idents, data)
+
+
+# -- running a workload on the recording device ----------------------------------------
+
+
+@dataclass
+class Run:
+    """A workload run: its write log, the model states and where each op lay in it."""
+
+    workload: list[Op]                        # the system calls made (see execute)
+    rec: RecordingDevice
+    states: list[State]                       # states[i]: after the first i calls
+    spans: list[tuple[tuple[int, int], tuple[int, int]]]  # (writes, flushes) at start/end
+    succeeded: list[bool] = field(default_factory=list)
+
+
+class OperationFailed(AssertionError):
+    """The file system answered an operation differently from the model (no crash)."""
+
+
+def execute(target: Target, workload: list[Op]) -> Run:
+    """Run the workload, one model state per system call: a write to a missing file
+    is two calls (open with O_CREAT, then pwrite), which may commit apart."""
+    rec = RecordingDevice(target.fresh_device(NBLOCKS))
+    rt = target.open(rec)
+    c = rt.client()
+    model = Model()
+    run = Run([], rec, [model.state()], [])
+    held: list[int] = []
+    for tag, op in enumerate(workload):
+        steps = [op]
+        if op[0] == "write" and op[1] not in model.paths:
+            steps = [("creat", op[1]), op]
+        for step in steps:
+            start = (len(rec.writes), rec.epochs)
+            try:
+                _perform(rt, c, tag, step, held)
+                ok, error = True, None
+            except OSError as e:
+                ok, error = False, e
+            expected = model.apply(tag, step)
+            if ok != expected:
+                rt.crash()
+                raise OperationFailed(f"op {tag} {_show(step)}: " + (
+                    f"failed with {error}, the model says it succeeds" if error
+                    else "succeeded, the model says it fails"))
+            if not ok and step is not op:
+                break
+            run.workload.append(step)
+            run.succeeded.append(ok)
+            run.spans.append((start, (len(rec.writes), rec.epochs)))
+            run.states.append(model.state())
+    rt.crash()   # power cut: nothing more reaches the device
+    return run
+
+
+def _perform(rt: DirectRuntime, c: PathClient, tag: int, op: Op, held: list[int]) -> None:
+    kind, *args = op
+    if kind in ("creat", "write"):
+        fd = c.open(args[0], os.O_WRONLY | (os.O_CREAT if kind == "creat" else 0), 0o644)
+        try:
+            if kind == "write":
+                c.pwrite(fd, pattern(tag, args[2]), args[1])
+        finally:
+            c.close(fd)
+    elif kind == "hold":
+        held.append(c.open(args[0], os.O_RDWR))
+    elif kind == "mkdir":
+        c.mkdir(args[0], 0o755)
+    elif kind == "symlink":
+        c.symlink(SYMLINK_TARGET, args[0])
+    elif kind == "truncate":
+        c.truncate(args[0], args[1])
+    elif kind == "link":
+        c.link(*args)
+    elif kind == "unlink":
+        c.unlink(args[0])
+    elif kind == "rmdir":
+        c.rmdir(args[0])
+    elif kind == "rename":
+        c.rename(*args)
+    elif kind in ("fsync", "fdatasync", "fsyncdir"):
+        fd = c.open(args[0] or "/", os.O_RDONLY | (os.O_DIRECTORY if kind == "fsyncdir" else 0))
+        try:
+            c.fsync(fd, datasync=kind == "fdatasync")
+        finally:
+            c.close(fd)
+    elif kind == "sync":
+        rt.ks.sync()
+
+
+def _show(op: Op) -> str:
+    return f"{op[0]}({', '.join(repr(a) for a in op[1:])})"
+
+
+# -- crash states ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrashState:
+    """A power cut in ``epoch`` with in-flight writes ``keep`` landed whole and
+    ``torn`` (index -> sectors) landed partly."""
+
+    epoch: int
+    keep: tuple[int, ...] = ()
+    torn: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+    def describe(self, run: Run) -> str:
+        flying = run.rec.in_flight(self.epoch)
+        parts = [f"epoch {self.epoch} ({run.rec.durable_count(self.epoch)} writes durable, "
+                 f"{len(flying)} in flight)"]
+        if self.keep:
+            parts.append("kept " + ", ".join(f"#{i} (block {flying[i].blockno})" for i in self.keep))
+        for i, sectors in self.torn:
+            parts.append(f"torn #{i} (block {flying[i].blockno}, sectors {list(sectors)})")
+        return "; ".join(parts)
+
+
+def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
+    """Every epoch's states: all subsets of few in-flight writes, else prefixes,
+    single drops and a random sample; plus a few torn sectors. Duplicates (the
+    same disk contents) are skipped."""
+    seen: set[tuple[Any, ...]] = set()
+    rec = run.rec
+    for epoch in range(rec.epochs + 1):
+        flying = rec.in_flight(epoch)
+        n = len(flying)
+        if n <= EXHAUSTIVE:
+            keeps = [c for k in range(n + 1) for c in itertools.combinations(range(n), k)]
+        else:
+            everything = tuple(range(n))
+            keeps = [everything[:k] for k in range(n + 1)]
+            keeps += [everything[:i] + everything[i + 1:] for i in range(n)]
+            keeps += [tuple(sorted(rng.sample(everything, rng.randrange(n + 1))))
+                      for _ in range(SAMPLES)]
+        tears = []
+        for _ in range(TEARS if n else 0):
+            keep = rng.choice(keeps)
+            rest = [i for i in range(n) if i not in keep]
+            if rest:
+                victim = rng.choice(rest)
+                sectors = tuple(sorted(rng.sample(range(BLOCK // SECTOR_SIZE),
+                                                  rng.randrange(1, BLOCK // SECTOR_SIZE))))
+                tears.append(CrashState(epoch, keep, ((victim, sectors),)))
+        for state in [CrashState(epoch, k) for k in keeps] + tears:
+            key = _image_key(run, state)
+            if key not in seen:
+                seen.add(key)
+                yield state
+
+
+def _image_key(run: Run, s: CrashState) -> tuple[Any, ...]:
+    """Equal keys, equal images: the durable prefix and the last landed version of
+    each block."""
+    flying = run.rec.in_flight(s.epoch)
+    last: dict[int, Any] = {}
+    torn = dict(s.torn)
+    for i in sorted(set(s.keep) | set(torn)):
+        w = flying[i]
+        last[w.blockno] = (w.seq, torn.get(i))
+    return run.rec.durable_count(s.epoch), tuple(sorted(last.items()))
+
+
+def bounds(run: Run, s: CrashState) -> tuple[int, int]:
+    """(lo, hi): the recovered tree must be some ``states[j]``, lo <= j <= hi.
+
+    The cut comes after flush ``epoch`` returned and after every landed write was
+    issued, and before flush ``epoch + 1`` returned. lo follows the last persistence
+    op that surely ended before the cut; hi the last op that may have started."""
+    last_landed = max((run.rec.in_flight(s.epoch)[i].seq for i in
+                       set(s.keep) | {i for i, _ in s.torn}), default=-1)
+    lo, hi = 0, 0
+    for i, (op, (start, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded)):
+        if start[1] <= s.epoch:
+            hi = i + 1
+        ended_before = end[1] < s.epoch or end[0] <= last_landed
+        if op[0] in PERSIST and ok and ended_before:
+            lo = i + 1
+    return lo, max(lo, hi)
+
+
+# -- checking one crash state ------------------------------------------------------------
+
+
+def read_tree(rt: DirectRuntime) -> tuple[dict[str, tuple[int, int, int, bytes]], dict[str, bytes]]:
+    """The recovered namespace, in the model's terms, and every file's bytes."""
+    c = rt.client(Request())
+    shape: dict[str, tuple[int, int, int, bytes]] = {}
+    data: dict[str, bytes] = {}
+    todo = [""]
+    while todo:
+        d = todo.pop()
+        for name in c.listdir("/" + d):
+            path = f"{d}/{name.decode(errors='surrogateescape')}".lstrip("/")
+            a = c.lstat("/" + path)
+            kind = stat.S_IFMT(a.mode)
+            target = c.readlink("/" + path) if kind == stat.S_IFLNK else b""
+            shape[path] = (kind, a.size if kind != stat.S_IFDIR else 0,
+                           a.nlink if kind != stat.S_IFDIR else 0, target)
+            if kind == stat.S_IFDIR:
+                shape[path] = (kind, 0, 0, b"")
+                todo.append(path)
+            elif kind == stat.S_IFREG:
+                data[path] = c.read_bytes("/" + path)
+    return shape, data
+
+
+def _model_shape(s: State) -> dict[str, tuple[int, int, int, bytes]]:
+    return {p: (k, size if k != stat.S_IFDIR else 0, n, t) for p, (k, size, n, t) in s.shape.items()}
+
+
+def check(target: Target, run: Run, s: CrashState) -> str | None:
+    """None if the crash state recovers to an allowed tree; else what is wrong."""
+    image = run.rec.crash_image(s.epoch, s.keep, {i: sectors for i, sectors in s.torn})
+    dev = RamDevice.from_bytes(image)
+    try:
+        rt = target.open(dev)
+    except OSError as e:
+        return f"recovery failed: {e}"
+    except Exception as e:  # noqa: BLE001 - a bug in recovery, reported
+        return f"recovery raised {type(e).__name__}: {e}"
+    try:
+        try:
+            shape, data = read_tree(rt)
+        finally:
+            rt.close()
+    except Exception as e:  # noqa: BLE001
+        return f"reading the recovered tree raised {type(e).__name__}: {e}"
+    problems = target.fsck(dev.image())
+    if problems:
+        return "fsck after recovery: " + "; ".join(problems[:3])
+    lo, hi = bounds(run, s)
+    allowed = range(lo, hi + 1)
+    matches = [j for j in allowed if _model_shape(run.states[j]) == shape]
+    if not matches:
+        return _explain(run, lo, hi, shape)
+    for path, content in data.items():
+        bad = _sector_mismatch(run, allowed, path, content, run.states[matches[0]].idents[path])
+        if bad is not None:
+            return (f"{path}: bytes {bad}..{bad + SECTOR_SIZE - 1} match no state after ops "
+                    f"{lo}..{hi} (data lost or stale)")
+    return None
+
+
+def _sector_mismatch(run: Run, allowed: range, path: str, content: bytes, ident: int) -> int | None:
+    versions = [run.states[j].data[ident] for j in allowed if ident in run.states[j].data]
+    for off in range(0, len(content), SECTOR_SIZE):
+        got = content[off:off + SECTOR_SIZE]
+        if not any(v[off:off + SECTOR_SIZE].ljust(len(got), b"\0") == got for v in versions):
+            return off
+    return None
+
+
+def _explain(run: Run, lo: int, hi: int, shape: dict[str, tuple[int, int, int, bytes]]) -> str:
+    """The difference to the nearest allowed state, in a line."""
+    def diff(j: int) -> list[str]:
+        want = _model_shape(run.states[j])
+        out = [f"{p} missing" for p in sorted(want.keys() - shape.keys())]
+        out += [f"{p} unexpected" for p in sorted(shape.keys() - want.keys())]
+        for p in sorted(want.keys() & shape.keys()):
+            if want[p] != shape[p]:
+                (wk, ws, wn, _), (gk, gs, gn, _) = want[p], shape[p]
+                out.append(f"{p}: " + (f"kind {stat.filemode(gk)[0]}, expected {stat.filemode(wk)[0]}"
+                                       if wk != gk else f"size {gs}, expected {ws}" if ws != gs
+                                       else f"{gn} links, expected {wn}"))
+        return out
+    nearest = min(range(lo, hi + 1), key=lambda j: len(diff(j)))
+    return (f"recovered tree matches no state after ops {lo}..{hi}; nearest (after op "
+            f"{nearest}): " + ", ".join(diff(nearest)[:4]))
+
+
+# -- exploring, shrinking, reporting -------------------------------------------------------
+
+
+@dataclass
+class CrashFinding:
+    workload: list[Op]
+    state: CrashState
+    problem: str
+    described: str
+
+
+class CrashBug(AssertionError):
+    def __init__(self, finding: CrashFinding) -> None:
+        super().__init__(finding.problem)
+        self.finding = finding
+
+
+@dataclass
+class CrashResult:
+    workloads: int = 0
+    states: int = 0
+    seconds: float = 0.0
+    finding: CrashFinding | None = None
+    error: str | None = None            # an operation that went wrong before any crash
+
+    @property
+    def rate(self) -> float:
+        return self.states / self.seconds if self.seconds else 0.0
+
+
+def explore(target: Target, workload: list[Op], result: CrashResult | None = None) -> CrashFinding | None:
+    """Run ``workload`` and check its crash states; the first failing one."""
+    run = execute(target, workload)
+    rng = random.Random(hashlib.sha256(repr(workload).encode()).digest())
+    for n, s in enumerate(crash_states(run, rng)):
+        if n >= MAX_STATES:
+            break
+        if result is not None:
+            result.states += 1
+        problem = check(target, run, s)
+        if problem is not None:
+            return CrashFinding(workload, s, problem, s.describe(run))
+    return None
+
+
+def shrink_state(target: Target, finding: CrashFinding) -> CrashFinding:
+    """Fewer landed writes, no tear, while the state still fails."""
+    run = execute(target, finding.workload)
+    s = finding.state
+    if s.torn:
+        plain = CrashState(s.epoch, s.keep)
+        if (p := check(target, run, plain)) is not None:
+            s, finding = plain, CrashFinding(finding.workload, plain, p, plain.describe(run))
+    for i in list(s.keep):
+        smaller = CrashState(s.epoch, tuple(k for k in s.keep if k != i), s.torn)
+        if (p := check(target, run, smaller)) is not None:
+            s, finding = smaller, CrashFinding(finding.workload, smaller, p, smaller.describe(run))
+    return finding
+
+
+def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6,
+        progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
+    """Explore workloads for ``budget`` seconds (the last batch may run over a little;
+    shrinking a failure is not counted)."""
+    result = CrashResult()
+    started = time.monotonic()
+
+    def search(workload: list[Op]) -> None:
+        result.workloads += 1
+        finding = explore(target, workload, result)
+        result.seconds = time.monotonic() - started
+        if progress is not None:
+            progress(result)
+        if finding is not None:
+            raise CrashBug(finding)
+
+    batch = 0
+    while time.monotonic() - started < budget:
+        per_workload = result.seconds / result.workloads if result.workloads else 1.0
+        left = budget - (time.monotonic() - started)
+        examples = max(1, min(50, int(left / max(per_workload, 0.05))))
+        test = settings(max_examples=examples, deadline=None, database=None,
+                        derandomize=False, print_blob=False, report_multiple_bugs=False,
+                        suppress_health_check=list(HealthCheck),
+                        phases=[Phase.generate, Phase.shrink])(
+                            given(workload=workloads(max_ops))(search))
+        hypothesis_seed(seed * 1_000_003 + batch)(test)
+        batch += 1
+        try:
+            test()
+        except CrashBug as e:
+            result.finding = shrink_state(target, e.finding)
+            break
+        except OperationFailed as e:
+            result.error = str(e)
+            break
+        except Exception as e:  # noqa: BLE001 - a file-system bug while running the workload
+            result.error = "".join(traceback.format_exception(e, limit=-4)).strip()
+            break
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# -- regression tests ----------------------------------------------------------------------
+
+
+def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = (),
+           torn: tuple[tuple[int, tuple[int, ...]], ...] = ()) -> str | None:
+    """Re-run a saved (workload, crash state) pair: None if it now recovers well."""
+    target = Target.load(spec)
+    return check(target, execute(target, list(workload)), CrashState(epoch, keep, torn))
+
+
+def regression_test(target: Target, finding: CrashFinding, command: str) -> str:
+    """A pytest file that fails while the bug is there."""
+    s = finding.state
+    workload = ",\n    ".join(repr(op) for op in finding.workload)
+    return f'''"""Found by `{command}`: {finding.problem.splitlines()[0][:200]}
+
+Crash state: {finding.described}.
+"""
+
+from fuzz.crash import replay
+
+WORKLOAD = [
+    {workload},
+]
+
+
+def test_crash_state_recovers() -> None:
+    assert replay({target.spec!r}, WORKLOAD, epoch={s.epoch}, keep={s.keep!r}, torn={s.torn!r}) is None
+'''
+
+
+def save_regression(directory: str, target: Target, finding: CrashFinding, command: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    text = regression_test(target, finding, command)
+    name = hashlib.sha256(text.encode()).hexdigest()[:10]
+    path = os.path.join(directory, f"test_crash_{target.name.lower()}_{name}.py")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
