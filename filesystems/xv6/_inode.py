@@ -17,7 +17,7 @@ import numpy as np
 
 from bento_user.api import Attr, InodeNo, corrupt
 
-from ._format import FORMAT_KINDS, INODE_DTYPE, NADDRS
+from ._format import FORMAT_KINDS, INODE_DTYPE, MAX_FILE_SIZE, NADDRS
 
 if TYPE_CHECKING:
     from bento_user.ks_emul import RWSemaphore
@@ -66,6 +66,8 @@ class Inode:
         for a in (*self.addrs, self.xattr_block):
             if a >= max_block:
                 raise corrupt(f"inode {self.ino}: block pointer {a} outside the device")
+        if self.size > MAX_FILE_SIZE:
+            raise corrupt(f"inode {self.ino}: size {self.size} beyond the largest file")
 
     def store(self, rec: np.void) -> None:
         for f in FIELDS:

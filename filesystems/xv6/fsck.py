@@ -26,6 +26,7 @@ from bento_user.ks_emul import JournalCorruptError, KernelServices
 
 from ._dir import parse_block
 from ._format import (
+    MAX_FILE_SIZE,
     BLOCK_SIZE,
     FORMAT_KINDS,
     INODE_DTYPE,
@@ -155,6 +156,8 @@ class _Checker:
         if counted != int(rec["blocks"]):
             self.problem(f"inode {ino}: block count {int(rec['blocks'])}, but it holds {counted}")
         last = max((lblk for lblk, _ in mapped), default=-1)
+        if size > MAX_FILE_SIZE:
+            self.problem(f"inode {ino}: size {size} beyond the largest file")
         if kind == stat.S_IFREG and last >= 0 and last * BLOCK_SIZE >= size:
             self.problem(f"inode {ino}: block {last} lies past its size {size}")
         if kind == stat.S_IFDIR:

@@ -1,0 +1,408 @@
+"""``bento fuzz image``: corrupt images must give clear errors, never worse.
+
+In the manner of JANUS: small seed images (a populated tree; the same with a journal
+waiting to be replayed; one with an orphan to reclaim) are made by the file system
+itself, and their *metadata* blocks — those its mount, a walk and fsck read that do
+not hold file data — are mutated: integer fields set to edge values (0, -1, sizes
+and counts past the device, 2**63), words copied from elsewhere (pointers into
+other structures: duplicates and cycles), bit flips, zeroed and scrambled spans,
+whole sectors swapped. Each image is then fsck'd, mounted, walked (every entry
+stat'ed, files read at both ends, links and xattrs read) and changed (create,
+write, rename, truncate, unlink), and unmounted.
+
+Any ``OSError`` the file system raises is a clear error and fine. A failure is: an
+exception of any other kind, a request outside the device (the file system trusted
+a block number), a hang past the time bound, memory past the bound, or fsck calling
+an image clean that the mount then reports corrupt.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import resource
+import signal
+import stat
+import struct
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bento_user.api import FsError, Request
+from bento_user.blockdev import BlockRangeError, Buffer, RamDevice, RecordingDevice
+from bento_user.runtime.direct import PathClient
+
+from .target import Target
+
+NBLOCKS = 1024
+BLOCK = 4096
+DATA_MARK = b"FUZZDATA"          # starts every block of file data in the seed images
+TIME_BOUND = 10.0                # seconds per image
+MEMORY_BOUND = 2 << 30           # bytes over what the process had when it started
+READ_LIMIT = 1 << 20             # bytes read from the start of each file in the walk
+
+
+class _Hang(BaseException):
+    """Raised by the alarm in whatever the file system was doing."""
+
+
+class WatchedDevice(RamDevice):
+    """A RAM disk that remembers which blocks were read and any request that reached
+    outside it (the file system may turn the error into EIO: we still know)."""
+
+    def __init__(self, nblocks: int, block_size: int = BLOCK, name: str = "fuzz") -> None:
+        super().__init__(nblocks, block_size, name)
+        self.read_set: set[int] = set()
+        self.outside: list[str] = []
+
+    def _check(self, start: int, buffers: Sequence[Buffer], writing: bool) -> int:
+        try:
+            return super()._check(start, buffers, writing)
+        except BlockRangeError as e:
+            self.outside.append(f"{'write' if writing else 'read'} outside the device: {e.strerror}")
+            raise
+
+    def _read(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
+        self.read_set.update(range(start, start + count))
+        super()._read(start, buffers, count)
+
+
+def watched(image: np.ndarray) -> WatchedDevice:
+    dev = WatchedDevice(image.size // BLOCK)
+    dev.blocks.reshape(-1)[:] = image.reshape(-1)
+    return dev
+
+
+# -- seed images -------------------------------------------------------------------------
+
+
+def _data(tag: int, size: int) -> bytes:
+    """File contents whose every block starts with DATA_MARK (so they are not mutated)."""
+    block = DATA_MARK + bytes([tag % 251 + 1]) * (BLOCK - len(DATA_MARK))
+    return (block * (size // BLOCK + 1))[:size]
+
+
+def _populate(c: PathClient) -> None:
+    c.mkdir("/A")
+    c.mkdir("/A/B")
+    c.mkdir("/many")
+    for i in range(60):
+        c.write_bytes(f"/many/entry-with-a-longer-name-{i:03d}", b"")
+    for i, size in enumerate([0, 100, 5000, 14 * BLOCK, 70 * BLOCK]):
+        c.write_bytes(f"/A/f{i}", _data(i, size))
+    c.write_bytes("/A/B/deep", _data(9, 3 * BLOCK))
+    fd = c.open("/sparse", os.O_CREAT | os.O_WRONLY)
+    c.pwrite(fd, _data(7, BLOCK), 3 << 20)      # reaches the double-indirect level
+    c.close(fd)
+    c.link("/A/f2", "/A/B/hard")
+    c.symlink("A/f1", "/short-link")
+    c.symlink("x" * 300, "/long-link")
+    c.setxattr("/A/f1", b"user.note", b"v" * 200)
+
+
+def seed_images(target: Target) -> dict[str, np.ndarray]:
+    """Three starting points: clean; a journal to replay; an orphan to reclaim."""
+    images: dict[str, np.ndarray] = {}
+    dev = target.fresh_device(NBLOCKS)
+    with target.open(dev) as rt:
+        _populate(rt.client())
+    images["clean"] = dev.blocks.copy()
+
+    rec = RecordingDevice(RamDevice.from_bytes(images["clean"]))
+    rt = target.open(rec)
+    c = rt.client()
+    c.write_bytes("/A/journalled", _data(11, 2 * BLOCK))
+    c.rename("/A/f3", "/A/B/moved")
+    c.unlink("/many/entry-with-a-longer-name-007")
+    fd = c.open("/A/f4", os.O_RDWR)
+    c.unlink("/A/f4")                                      # an orphan, still open
+    c.fsync(fd)
+    rt.crash()
+    images["replay"] = rec.crash_image(rec.epochs)         # committed, not checkpointed
+    return images
+
+
+def metadata_blocks(target: Target, image: np.ndarray) -> list[int]:
+    """Blocks the file system reads to mount, walk and check the image, minus file
+    data."""
+    dev = watched(image)
+    with target.open(dev) as rt:
+        _walk(rt.client(), _Counter())
+    reads = set(dev.read_set)
+    check = watched(image)
+    target.fsck(check)
+    reads |= check.read_set
+    return sorted(b for b in reads if bytes(image[b][:len(DATA_MARK)]) != DATA_MARK)
+
+
+# -- mutations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutation:
+    block: int
+    offset: int
+    new: bytes
+    what: str
+
+    def apply(self, image: np.ndarray) -> None:
+        image[self.block, self.offset:self.offset + len(self.new)] = np.frombuffer(self.new, np.uint8)
+
+    def __str__(self) -> str:
+        return f"block {self.block}+{self.offset}: {self.what}"
+
+
+def _interesting(nblocks: int) -> list[int]:
+    return [0, 1, 2, 3, 7, 13, 255, 256, 4095, 4096, nblocks - 1, nblocks, nblocks + 1,
+            2**15, 2**16 - 1, 2**31 - 1, 2**31, 2**32 - 1]
+
+
+def mutate(rng: random.Random, image: np.ndarray, blocks: list[int]) -> Mutation:
+    """One random change to one metadata block."""
+    b = rng.choice(blocks)
+    kind = rng.choice(["int32", "int32", "int64", "copy", "copy", "flip", "scramble", "zero",
+                       "sector"])
+    if kind == "int32":
+        off = rng.randrange(0, BLOCK, 4)
+        value = rng.choice(_interesting(len(image)))
+        return Mutation(b, off, struct.pack("<I", value % 2**32), f"u32 = {value}")
+    if kind == "int64":
+        off = rng.randrange(0, BLOCK, 8)
+        value = rng.choice([2**63 - 1, 2**64 - 1, 2**40, 2**32, len(image) * BLOCK + 1, 0])
+        return Mutation(b, off, struct.pack("<Q", value), f"u64 = {value}")
+    if kind == "copy":          # a pointer or number from elsewhere: duplicates, cycles
+        src, size = rng.choice(blocks), rng.choice([2, 4, 8])
+        so, off = rng.randrange(0, BLOCK, size), rng.randrange(0, BLOCK, size)
+        return Mutation(b, off, bytes(image[src, so:so + size]), f"{size} bytes from block {src}+{so}")
+    if kind == "flip":
+        off, bit = rng.randrange(BLOCK), rng.randrange(8)
+        return Mutation(b, off, bytes([int(image[b, off]) ^ (1 << bit)]), f"bit {bit} flipped")
+    if kind == "scramble":
+        off = rng.randrange(0, BLOCK - 16)
+        return Mutation(b, off, rng.randbytes(16), "16 random bytes")
+    if kind == "zero":
+        size = rng.choice([64, 256, 512])
+        off = rng.randrange(0, BLOCK - size + 1, 64)
+        return Mutation(b, off, bytes(size), f"{size} bytes zeroed")
+    src = rng.choice(blocks)
+    so, off = rng.randrange(0, BLOCK, 512), rng.randrange(0, BLOCK, 512)
+    return Mutation(b, off, bytes(image[src, so:so + 512]), f"sector from block {src}+{so}")
+
+
+# -- running one image ----------------------------------------------------------------------
+
+
+class _Counter:
+    """Bounds on the walk itself (a corrupt tree may be huge or cyclic)."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+
+def _each(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call; an OSError is a clear error (fine), anything else propagates."""
+    try:
+        return fn(*args)
+    except BlockRangeError:
+        raise
+    except OSError:
+        return None
+
+
+def _walk(c: PathClient, counter: _Counter) -> list[str]:
+    """Every entry stat'ed, files read at both ends, symlinks and xattrs read;
+    returns the regular files found."""
+    files, todo, seen = [], ["/"], set()
+    while todo and counter.entries < 5000:
+        d = todo.pop()
+        names = _each(c.listdir, d) or []
+        for name in names:
+            counter.entries += 1
+            path = d.rstrip("/") + "/" + os.fsdecode(name)
+            a = _each(c.lstat, path)
+            if a is None:
+                continue
+            kind = stat.S_IFMT(a.mode)
+            if kind == stat.S_IFDIR and a.ino not in seen:
+                seen.add(a.ino)
+                todo.append(path)
+            elif kind == stat.S_IFLNK:
+                _each(c.readlink, path)
+            elif kind == stat.S_IFREG:
+                files.append(path)
+                fd = _each(c.open, path, os.O_RDONLY)
+                if fd is not None:
+                    _each(c.pread, fd, READ_LIMIT, 0)
+                    _each(c.pread, fd, BLOCK, max(0, a.size - BLOCK))
+                    _each(c.close, fd)
+            for key in _each(c.listxattr, path) or []:
+                _each(c.getxattr, path, key)
+    return files
+
+
+def _change(c: PathClient, files: list[str]) -> None:
+    """Allocation and freeing paths over corrupt bitmaps and tables."""
+    _each(c.write_bytes, "/fuzz-new", b"n" * 10_000)
+    _each(c.mkdir, "/fuzz-dir")
+    _each(c.rename, "/fuzz-new", "/fuzz-dir/renamed")
+    for path in files[:3]:
+        _each(c.truncate, path, 0)
+    for path in files[3:6]:
+        fd = _each(c.open, path, os.O_WRONLY)
+        if fd is not None:
+            _each(c.pwrite, fd, b"w" * 6000, 4000)
+            _each(c.close, fd)
+    for path in files[6:9]:
+        _each(c.unlink, path)
+
+
+@dataclass
+class Outcome:
+    """What one image did: ``failure`` set if it is a bug (with its kind)."""
+
+    kind: str = "ok"          # ok | refused (mount said corrupt) | <failure kind>
+    failure: str | None = None
+
+
+def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND) -> Outcome:
+    """fsck, then mount, walk, change, unmount — within the time bound."""
+    def alarm(signum: int, frame: Any) -> None:
+        raise _Hang()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, time_bound)
+    stage = "fsck"
+    try:
+        check = watched(image)
+        problems = target.fsck(check)
+        if check.outside:
+            return Outcome("outside", f"fsck: {check.outside[0]}")
+        stage = "mount"
+        dev = watched(image)
+        try:
+            rt = target.open(dev)
+        except BlockRangeError:
+            raise
+        except OSError as e:
+            if not problems and e.errno in (errno.EUCLEAN, errno.EIO, errno.EINVAL):
+                return Outcome("fsck-missed", f"fsck found the image clean; mount said: "
+                               f"{e.strerror}")
+            return Outcome("refused")
+        stage = "walk"
+        try:
+            c = rt.client(Request())
+            files = _walk(c, _Counter())
+            stage = "change"
+            _change(c, files)
+        finally:
+            stage = "unmount"
+            c.close_all()
+            _each(rt.close)
+        if dev.outside:
+            return Outcome("outside", f"{stage}: {dev.outside[0]}")
+        return Outcome("ok")
+    except _Hang:
+        return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
+    except MemoryError:
+        return Outcome("memory", f"{stage}: memory past the bound")
+    except BlockRangeError as e:
+        return Outcome("outside", f"{stage}: {e.strerror}")
+    except Exception as e:  # noqa: BLE001 - the finding
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return Outcome("exception", f"{stage}: {type(e).__name__}: {e} "
+                       f"({os.path.basename(where.filename)}:{where.lineno})")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- the campaign ---------------------------------------------------------------------------
+
+
+@dataclass
+class ImageFinding:
+    seed_image: str
+    mutations: list[Mutation]
+    outcome: Outcome
+    image: np.ndarray = field(repr=False)
+
+
+@dataclass
+class ImageResult:
+    images: int = 0
+    seconds: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)
+    findings: list[ImageFinding] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def _memory_bound() -> Iterator[None]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + MEMORY_BOUND, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def shrink(target: Target, base: np.ndarray, mutations: list[Mutation], kind: str
+           ) -> tuple[list[Mutation], np.ndarray, Outcome]:
+    """Drop mutations one at a time while the image still fails the same way."""
+    def build(ms: list[Mutation]) -> np.ndarray:
+        img = base.copy()
+        for m in ms:
+            m.apply(img)
+        return img
+
+    for m in list(mutations):
+        fewer = [x for x in mutations if x is not m]
+        if fewer and try_image(target, build(fewer)).kind == kind:
+            mutations = fewer
+    image = build(mutations)
+    return mutations, image, try_image(target, image)
+
+
+def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: int = 5,
+        time_bound: float = TIME_BOUND,
+        progress: Callable[[ImageResult], None] | None = None) -> ImageResult:
+    """Mutate and try images for ``budget`` seconds; stop after ``max_findings``."""
+    import contextlib
+    import logging
+
+    rng = random.Random(seed)
+    result = ImageResult()
+    started = time.monotonic()
+    seeds = seed_images(target)
+    blocks = {name: metadata_blocks(target, img) for name, img in seeds.items()}
+    logging.disable(logging.CRITICAL)   # corrupt images make file systems log a lot
+    with contextlib.ExitStack() as stack:
+        stack.callback(logging.disable, logging.NOTSET)
+        stack.enter_context(contextlib.contextmanager(_memory_bound)())
+        while time.monotonic() - started < budget and len(result.findings) < max_findings:
+            name = rng.choice(sorted(seeds))
+            base = seeds[name]
+            image = base.copy()
+            mutations = [mutate(rng, image, blocks[name]) for _ in range(rng.choice([1, 1, 2, 3]))]
+            for m in mutations:
+                m.apply(image)
+            outcome = try_image(target, image, time_bound)
+            result.images += 1
+            result.kinds[outcome.kind] = result.kinds.get(outcome.kind, 0) + 1
+            if outcome.failure is not None:
+                mutations, image, outcome = shrink(target, base, mutations, outcome.kind)
+                result.findings.append(ImageFinding(name, mutations, outcome, image))
+            result.seconds = time.monotonic() - started
+            if progress is not None:
+                progress(result)
+    result.seconds = time.monotonic() - started
+    return result
