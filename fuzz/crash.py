@@ -568,13 +568,19 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
     result = CrashResult()
     started = time.monotonic()
 
+    failing = False                     # once a failure is found, shrinking has no budget
+
     def search(workload: list[Op]) -> None:
+        nonlocal failing
+        if time.monotonic() - started > budget and not failing:
+            return                      # the budget is spent: let the batch run out
         result.workloads += 1
         finding = explore(target, workload, result)
         result.seconds = time.monotonic() - started
         if progress is not None:
             progress(result)
         if finding is not None:
+            failing = True
             raise CrashBug(finding)
 
     batch = 0

@@ -548,7 +548,7 @@ def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = Fal
     """
     result = OpsResult()
     cls = machine(target, mount)
-    cls.result, cls.progress = result, progress
+    cls.result, cls.progress = result, staticmethod(progress) if progress else None
     started = result.started = time.monotonic()
     config = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
                       database=None, print_blob=False, report_multiple_bugs=False,

@@ -1,0 +1,191 @@
+"""``bento fuzz ops|crash|image``: find a file system's bugs (see fuzz/).
+
+Each prints progress and a summary, exits 1 when it found a bug (0 otherwise), and
+replays from ``--seed`` (one is chosen and printed when none is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from typing import Any
+
+from ._errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fuzz", help="find bugs: random operations, crashes, corrupt images")
+    kinds = p.add_subparsers(dest="fuzzer", required=True, metavar="FUZZER")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--fs", default="xv6", help="xv6, provenance, module:Class or a path "
+                       "(the class needs a mkfs classmethod; fsck is optional)")
+        q.add_argument("--seed", type=int, help="replay a run (default: a random seed, printed)")
+        q.set_defaults(run=run)
+
+    ops = kinds.add_parser("ops", help="operations checked against a POSIX model")
+    common(ops)
+    ops.add_argument("--mount", action="store_true",
+                     help="through a real FUSE mount (root and /dev/fuse needed)")
+    ops.add_argument("--examples", type=_positive_int, help="operation sequences "
+                     "(default 100; 20 with --mount)")
+    ops.add_argument("--steps", type=_positive_int, default=40, help="operations per sequence")
+
+    crash = kinds.add_parser("crash", help="power cuts at every flush epoch of short workloads")
+    common(crash)
+    crash.add_argument("--budget", type=_seconds, default=60.0, help="seconds (default 60)")
+    crash.add_argument("--max-ops", type=_positive_int, default=6, help="operations per workload")
+    crash.add_argument("--save", metavar="DIR", default="bento-regressions",
+                       help="where a failure is written as a pytest file (default ./bento-regressions)")
+
+    image = kinds.add_parser("image", help="corrupt images: mount, fsck and a walk")
+    common(image)
+    image.add_argument("--budget", type=_seconds, default=60.0, help="seconds (default 60)")
+    image.add_argument("--time-bound", type=_seconds, default=10.0,
+                       help="seconds one image may take (default 10)")
+    image.add_argument("--save", metavar="DIR", default="bento-regressions",
+                       help="where failing images are written (default ./bento-regressions)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+class _Status:
+    """One line redrawn on a terminal; a line every 10 s otherwise (CI logs)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty:
+            if now - self.last >= 0.2:
+                sys.stderr.write(f"\r{text}\x1b[K")
+                sys.stderr.flush()
+                self.last = now
+        elif now - self.last >= 10:
+            print(text, file=sys.stderr, flush=True)
+            self.last = now
+
+    def done(self) -> None:
+        if self.tty and self.last:
+            sys.stderr.write("\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fuzz.target import FuzzError, Target
+
+    try:
+        target = Target.load(args.fs)
+    except FuzzError as e:
+        raise UserError(str(e), 2) from None
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    print(f"bento fuzz {args.fuzzer}: {target.spec} ({target.cls.__module__}."
+          f"{target.cls.__qualname__}), seed {seed}"
+          + ("" if target.has_fsck else "; no fsck: behaviour is checked, images are not"))
+    status = _Status()
+    try:
+        found = {"ops": _ops, "crash": _crash, "image": _image}[args.fuzzer](
+            args, target, seed, status)
+    finally:
+        status.done()
+    if found:
+        print(f"reproduce: bento fuzz {args.fuzzer} --fs {target.spec} --seed {seed}"
+              + (" --mount" if getattr(args, "mount", False) else ""))
+    return 1 if found else 0
+
+
+def _ops(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+    from fuzz import ops
+
+    if args.mount and (os.getuid() != 0 or not os.path.exists("/dev/fuse")):
+        raise UserError("--mount needs root and /dev/fuse", 2)
+    examples = args.examples or (20 if args.mount else 100)
+    result = ops.run(target, examples=examples, seed=seed, mount=args.mount, steps=args.steps,
+                     progress=lambda r: status(f"ops: {r.examples}/{examples} sequences, "
+                                               f"{r.steps} steps, {r.rate:.1f}/s"))
+    status.done()
+    status.last = 0.0
+    print(f"ops: {result.examples} sequences, {result.steps} steps in {result.seconds:.1f} s "
+          f"({result.rate:.2f} sequences/s, {result.steps / max(result.seconds, 1e-9):.0f} steps/s)"
+          f"{' through a FUSE mount' if args.mount else ''}")
+    if result.failure:
+        print("FAILED: the smallest sequence Hypothesis found is above; the error:")
+        print(result.failure.rstrip())
+        return True
+    print("no failure")
+    return False
+
+
+def _crash(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+    from fuzz import crash
+
+    result = crash.run(target, budget=args.budget, seed=seed, max_ops=args.max_ops,
+                       progress=lambda r: status(f"crash: {r.workloads} workloads, {r.states} "
+                                                 f"crash states, {r.rate:.0f} states/s"))
+    status.done()
+    status.last = 0.0
+    print(f"crash: {result.workloads} workloads, {result.states} crash states in "
+          f"{result.seconds:.1f} s ({result.rate:.0f} states/s)")
+    if result.error:
+        print(f"FAILED before any crash: {result.error}")
+        return True
+    f = result.finding
+    if f is None:
+        print("no failure")
+        return False
+    print("FAILED: " + f.problem)
+    print("workload:")
+    for i, op in enumerate(f.workload):
+        print(f"  {i}: {op[0]}({', '.join(repr(a) for a in op[1:])})")
+    print(f"crash state: {f.described}")
+    command = f"bento fuzz crash --fs {target.spec} --seed {seed}"
+    path = crash.save_regression(args.save, target, f, command)
+    print(f"regression test: {path}")
+    return True
+
+
+def _image(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+    from fuzz import image
+
+    result = image.run(target, budget=args.budget, seed=seed, time_bound=args.time_bound,
+                       progress=lambda r: status(f"image: {r.images} images, "
+                                                 f"{len(r.findings)} failures, {r.rate:.0f}/s"))
+    status.done()
+    status.last = 0.0
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items()))
+    print(f"image: {result.images} images in {result.seconds:.1f} s ({result.rate:.1f}/s): "
+          f"{outcomes or 'none'}")
+    if not result.findings:
+        print("no failure")
+        return False
+    os.makedirs(args.save, exist_ok=True)
+    for n, f in enumerate(result.findings, 1):
+        path = os.path.join(args.save, f"image-{target.name.lower()}-{seed}-{n}.img")
+        with open(path, "wb") as out:
+            out.write(f.image.tobytes())
+        print(f"FAILED ({f.outcome.kind}): {f.outcome.failure}")
+        print(f"  {f.seed_image} image; " + "; ".join(str(m) for m in f.mutations))
+        print(f"  image: {path}  (bento fsck {path})")
+    return True
