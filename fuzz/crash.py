@@ -66,7 +66,9 @@ PERSIST = {"fsync", "fdatasync", "fsyncdir", "sync"}
 
 def workloads(max_ops: int = 6) -> st.SearchStrategy[list[Op]]:
     """Ace-style bounded workloads: a few core operations and persistence points."""
-    files, names = st.sampled_from(FILES), st.sampled_from(NAMES)
+    # top-level names twice as often: fewer operations fail for a missing directory
+    files = st.sampled_from(["foo", "bar"] + FILES)
+    names = st.sampled_from(["foo", "bar", "A"] + NAMES)
     dirs = st.sampled_from(DIRS)
     op = st.one_of(
         st.tuples(st.just("creat"), files),
@@ -336,11 +338,15 @@ class CrashState:
     epoch: int
     keep: tuple[int, ...] = ()
     torn: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    after: int | None = None     # the cut came right after call ``after`` returned (B3)
 
     def describe(self, run: Run) -> str:
         flying = run.rec.in_flight(self.epoch)
         parts = [f"epoch {self.epoch} ({run.rec.durable_count(self.epoch)} writes durable, "
                  f"{len(flying)} in flight)"]
+        if self.after is not None:
+            parts.insert(0, f"right after call {self.after} "
+                            f"({_show(run.workload[self.after])}) returned")
         if self.keep:
             parts.append("kept " + ", ".join(f"#{i} (block {flying[i].blockno})" for i in self.keep))
         for i, sectors in self.torn:
@@ -349,13 +355,19 @@ class CrashState:
 
 
 def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
-    """Every epoch's states: all subsets of few in-flight writes, else prefixes,
-    single drops and a random sample; plus a few torn sectors. Duplicates (the
-    same disk contents) are skipped."""
+    """Cuts right after each persistence call returned (B3: where bugs show), then
+    anywhere in every epoch: all subsets of few in-flight writes, else prefixes,
+    single drops and a random sample; plus a few torn sectors. Duplicates (the same
+    disk contents and bounds) are skipped."""
     seen: set[tuple[Any, ...]] = set()
     rec = run.rec
-    for epoch in range(rec.epochs + 1):
-        flying = rec.in_flight(epoch)
+    cuts: list[tuple[int, int, int | None]] = []     # (epoch, writes issued, after call)
+    for k, (op, (_, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded)):
+        if op[0] in PERSIST and ok:
+            cuts.append((end[1], end[0], k))
+    cuts += [(epoch, len(rec.writes), None) for epoch in range(rec.epochs + 1)]
+    for epoch, issued, after in cuts:
+        flying = [w for w in rec.in_flight(epoch) if w.seq < issued]
         n = len(flying)
         if n <= EXHAUSTIVE:
             keeps = [c for k in range(n + 1) for c in itertools.combinations(range(n), k)]
@@ -373,8 +385,8 @@ def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
                 victim = rng.choice(rest)
                 sectors = tuple(sorted(rng.sample(range(BLOCK // SECTOR_SIZE),
                                                   rng.randrange(1, BLOCK // SECTOR_SIZE))))
-                tears.append(CrashState(epoch, keep, ((victim, sectors),)))
-        for state in [CrashState(epoch, k) for k in keeps] + tears:
+                tears.append(CrashState(epoch, keep, ((victim, sectors),), after))
+        for state in [CrashState(epoch, k, (), after) for k in keeps] + tears:
             key = _image_key(run, state)
             if key not in seen:
                 seen.add(key)
@@ -390,7 +402,7 @@ def _image_key(run: Run, s: CrashState) -> tuple[Any, ...]:
     for i in sorted(set(s.keep) | set(torn)):
         w = flying[i]
         last[w.blockno] = (w.seq, torn.get(i))
-    return run.rec.durable_count(s.epoch), tuple(sorted(last.items()))
+    return run.rec.durable_count(s.epoch), tuple(sorted(last.items())), bounds(run, s)
 
 
 def bounds(run: Run, s: CrashState) -> tuple[int, int]:
@@ -403,9 +415,11 @@ def bounds(run: Run, s: CrashState) -> tuple[int, int]:
                        set(s.keep) | {i for i, _ in s.torn}), default=-1)
     lo, hi = 0, 0
     for i, (op, (start, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded)):
+        if s.after is not None and i > s.after:
+            break
         if start[1] <= s.epoch:
             hi = i + 1
-        ended_before = end[1] < s.epoch or end[0] <= last_landed
+        ended_before = end[1] < s.epoch or end[0] <= last_landed or s.after is not None
         if op[0] in PERSIST and ok and ended_before:
             lo = i + 1
     return lo, max(lo, hi)
@@ -551,11 +565,11 @@ def shrink_state(target: Target, finding: CrashFinding) -> CrashFinding:
     run = execute(target, finding.workload)
     s = finding.state
     if s.torn:
-        plain = CrashState(s.epoch, s.keep)
+        plain = CrashState(s.epoch, s.keep, (), s.after)
         if (p := check(target, run, plain)) is not None:
             s, finding = plain, CrashFinding(finding.workload, plain, p, plain.describe(run))
     for i in list(s.keep):
-        smaller = CrashState(s.epoch, tuple(k for k in s.keep if k != i), s.torn)
+        smaller = CrashState(s.epoch, tuple(k for k in s.keep if k != i), s.torn, s.after)
         if (p := check(target, run, smaller)) is not None:
             s, finding = smaller, CrashFinding(finding.workload, smaller, p, smaller.describe(run))
     return finding
@@ -614,10 +628,24 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
 
 
 def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = (),
-           torn: tuple[tuple[int, tuple[int, ...]], ...] = ()) -> str | None:
-    """Re-run a saved (workload, crash state) pair: None if it now recovers well."""
+           torn: tuple[tuple[int, tuple[int, ...]], ...] = (), after: int | None = None
+           ) -> str | None:
+    """Re-run a saved (workload, crash state) pair: None if it now recovers well.
+
+    A fix usually changes the writes, so the state is re-anchored: a cut "right after
+    call k" is taken after call k again, whatever its epoch now; landed writes that
+    no longer exist are dropped."""
     target = Target.load(spec)
-    return check(target, execute(target, list(workload)), CrashState(epoch, keep, torn))
+    run = execute(target, list(workload))
+    if after is not None and after < len(run.spans):
+        epoch = run.spans[after][1][1]
+    epoch = min(epoch, run.rec.epochs)
+    n = len(run.rec.in_flight(epoch))
+    if after is not None and after < len(run.spans):
+        n = len([w for w in run.rec.in_flight(epoch) if w.seq < run.spans[after][1][0]])
+    state = CrashState(epoch, tuple(i for i in keep if i < n),
+                       tuple((i, t) for i, t in torn if i < n and i not in keep), after)
+    return check(target, run, state)
 
 
 def regression_test(target: Target, finding: CrashFinding, command: str) -> str:
@@ -637,7 +665,8 @@ WORKLOAD = [
 
 
 def test_crash_state_recovers() -> None:
-    assert replay({target.spec!r}, WORKLOAD, epoch={s.epoch}, keep={s.keep!r}, torn={s.torn!r}) is None
+    assert replay({target.spec!r}, WORKLOAD, epoch={s.epoch}, keep={s.keep!r}, torn={s.torn!r},
+                  after={s.after!r}) is None
 '''
 
 

@@ -1,0 +1,96 @@
+"""Which fuzzer catches which injected bug (tests/injected_bugs.py) within its default
+budget, and how fast each fuzzer runs on the healthy file system.
+
+Every (bug, fuzzer) pair runs ``bento fuzz FUZZER --seed S`` in a fresh process with
+the bug patched in; exit 1 means caught. Writes bench/bug_catch.json and prints the
+Markdown table that goes into RESULTS.md.
+
+    .venv/bin/python bench/bug_catch.py [--jobs 2] [--seed 1] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.injected_bugs import BUGS  # noqa: E402
+
+FUZZERS = ["ops", "crash", "image"]
+CHILD = """
+import sys
+from bento_user.cli import main
+from tests.injected_bugs import inject
+name, argv = sys.argv[1], sys.argv[2:]
+if name == "none":
+    sys.exit(main(argv))
+with inject(name):
+    sys.exit(main(argv))
+"""
+
+
+def fuzz(bug: str, fuzzer: str, seed: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["fuzz", fuzzer, "--seed", str(seed)]
+        if fuzzer != "ops":
+            argv += ["--save", tmp]
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", CHILD, bug, *argv], cwd=REPO,
+                              capture_output=True, text=True, timeout=3600)
+        seconds = time.monotonic() - started
+    out = done.stdout
+    failed = next((line for line in out.splitlines() if line.startswith("FAILED")), "")
+    if fuzzer == "ops" and failed:
+        errors = [line for line in out.splitlines() if re.match(r"\w*(Error|Exception)\b", line)]
+        failed = errors[-1] if errors else failed
+    summary = next((line for line in out.splitlines() if line.startswith(f"{fuzzer}: ")), "")
+    return {"bug": bug, "fuzzer": fuzzer, "caught": done.returncode == 1,
+            "exit": done.returncode, "seconds": round(seconds, 1), "finding": failed[:300],
+            "summary": summary, "stderr": done.stderr[-500:] if done.returncode not in (0, 1) else ""}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", nargs="*", help="bug names (default: all, and the healthy baseline)")
+    args = p.parse_args()
+    names = args.only or ["none"] + [b.name for b in BUGS]
+    pairs = [(n, f) for n in names for f in FUZZERS]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda nf: fuzz(nf[0], nf[1], args.seed), pairs))
+    for r in results:
+        print(json.dumps(r), flush=True)
+    out = REPO / "bench" / "bug_catch.json"
+    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "seed": args.seed,
+                               "command": "bench/bug_catch.py " + " ".join(sys.argv[1:]),
+                               "results": results}, indent=1))
+    by = {(r["bug"], r["fuzzer"]): r for r in results}
+    print("\n| bug | meant for | ops | crash | image |\n|---|---|---|---|---|")
+    for b in BUGS:
+        if b.name not in names:
+            continue
+        cells = []
+        for f in FUZZERS:
+            r = by[(b.name, f)]
+            cells.append(f"**caught** ({r['seconds']:.0f} s)" if r["caught"]
+                         else "—" if r["exit"] == 0 else f"error {r['exit']}")
+        print(f"| {b.name}: {b.what} | {b.fuzzer} | " + " | ".join(cells) + " |")
+    if "none" in names:
+        print("\nhealthy xv6:")
+        for f in FUZZERS:
+            print(f"  {by[('none', f)]['summary']}  (exit {by[('none', f)]['exit']})")
+
+
+if __name__ == "__main__":
+    main()

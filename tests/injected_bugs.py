@@ -1,0 +1,184 @@
+"""Deliberate bugs, to prove the fuzzers find bugs (bench/bug_catch.py, tests/fuzz).
+
+Each is a monkeypatch applied at test time — never in the shipped code — through
+``inject(name)``, a context manager. ``FUZZER`` says which fuzzer is meant to catch
+it; the table in bench/RESULTS.md says which did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bento_user.ks_emul import Journal
+from bento_user.ks_emul import _journal_format as fmt
+from bento_user.ks_emul import _recovery
+from filesystems.xv6 import _bmap, _dir
+from filesystems.xv6._alloc import Allocator
+from filesystems.xv6._bmap import BlockMap
+from filesystems.xv6._format import NDIRECT
+from filesystems.xv6._fs import Xv6
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    what: str
+    fuzzer: str                       # the one meant to catch it: ops, crash or image
+    patches: Callable[[], list[tuple[Any, str, Any]]]  # (object, attribute, replacement)
+
+
+def _journal_drops_a_block() -> list[tuple[Any, str, Any]]:
+    plain = Journal._snapshot
+
+    def snapshot(self: Journal, t: Any) -> Any:
+        if len(t.dirtied) > 1:              # the last metadata block never reaches the log
+            t.dirtied.discard(max(t.dirtied))
+        return plain(self, t)
+    return [(Journal, "_snapshot", snapshot)]
+
+
+def _bitmap_wrong_bit() -> list[tuple[Any, str, Any]]:
+    plain = Allocator._set_bit
+
+    def set_bit(self: Allocator, h: Any, area: int, n: int, value: bool) -> None:
+        plain(self, h, area, n + (0 if value or area != self.geo.bbitmap_start else 1), value)
+    return [(Allocator, "_set_bit", set_bit)]
+
+
+def _fsync_without_commit() -> list[tuple[Any, str, Any]]:
+    def sync_inode(self: Xv6, ip: Any) -> None:
+        dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
+        ip.dirty_data.clear()
+        self.ks.cache.writeback(dirty)      # data written, metadata never committed
+        self.ks.device.flush()
+    return [(Xv6, "_sync_inode", sync_inode)]
+
+
+def _rename_not_atomic() -> list[tuple[Any, str, Any]]:
+    plain = Xv6.rename
+
+    def rename(self: Xv6, req: Any, parent: int, name: bytes, new_parent: int,
+               new_name: bytes, flags: int = 0) -> None:
+        src = self._child(self._dir(parent), name)
+        if flags or src is None or src.is_dir or self._child(self._dir(new_parent), new_name):
+            return plain(self, req, parent, name, new_parent, new_name, flags)
+        self.link(req, src.ino, new_parent, new_name)   # the new name, committed alone
+        self.forget([(src.ino, 1)])
+        self.journal.force_commit()
+        self.unlink(req, parent, name)
+    return [(Xv6, "rename", rename)]
+
+
+def _indirect_off_by_one() -> list[tuple[Any, str, Any]]:
+    plain = _bmap._path
+
+    def path(lblk: int) -> tuple[int, list[int]]:
+        return (NDIRECT - 1, []) if lblk == NDIRECT else plain(lblk)   # "<=" for "<"
+    return [(_bmap, "_path", path)]
+
+
+def _orphans_not_reclaimed() -> list[tuple[Any, str, Any]]:
+    def reclaim(self: Xv6) -> None:
+        pass
+    return [(Xv6, "_reclaim_orphans", reclaim)]
+
+
+class _Matches:
+    """Equal to every checksum: verification that never fails."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+
+def _recovery_skips_checksums() -> list[tuple[Any, str, Any]]:
+    lax = types.SimpleNamespace(**vars(fmt))
+    lax.data_checksum = lambda seed, tid, data: _Matches()
+    lax.crc = lambda chain, block: _Matches()
+    return [(_recovery, "fmt", lax)]
+
+
+def _lookup_count_dropped() -> list[tuple[Any, str, Any]]:
+    plain = Xv6.forget
+
+    def forget(self: Xv6, items: Any) -> None:
+        plain(self, [(ino, 1 << 40) for ino, _ in items])   # every lookup, not n of them
+    return [(Xv6, "forget", forget)]
+
+
+def _truncate_keeps_stale_tail() -> list[tuple[Any, str, Any]]:
+    def zero_tail(self: Xv6, h: Any, ip: Any, size: int) -> None:
+        pass
+    return [(Xv6, "_zero_tail", zero_tail)]
+
+
+def _block_pointers_unchecked() -> list[tuple[Any, str, Any]]:
+    return [(BlockMap, "check", lambda self, ip, p: p),
+            (BlockMap, "check_array", lambda self, ip, ptrs: ptrs)]
+
+
+def _dirent_inode_unchecked() -> list[tuple[Any, str, Any]]:
+    plain = _dir.parse_block
+
+    def parse_block(data: bytes, dir_ino: int, lblk: int, ninodes: int) -> Any:
+        return plain(data, dir_ino, lblk, 1 << 62)      # any inode number goes
+    return [(_dir, "parse_block", parse_block)]
+
+
+def _commit_block_unflushed() -> list[tuple[Any, str, Any]]:
+    def write_commit(self: Journal, t: Any, plan: Any) -> None:
+        self.cache.writeback(list(t.data.values()))
+        blocks = plan.seal(t.tid, self.seed, self.clock.now_ns())
+        self._write_log(t.log_start, blocks[:-1])      # no flush before the commit block
+        self._write_log(self._wrap(t.log_start + t.log_len - 1), blocks[-1:])
+        self.device.flush()
+    return [(Journal, "_write_commit", write_commit)]
+
+
+BUGS = [
+    Bug("journal-drops-block", "a commit leaves one metadata block out of the log", "crash",
+        _journal_drops_a_block),
+    Bug("bitmap-wrong-bit", "freeing a block clears its neighbour's bit", "ops",
+        _bitmap_wrong_bit),
+    Bug("fsync-no-commit", "fsync writes data but does not commit the journal", "crash",
+        _fsync_without_commit),
+    Bug("rename-not-atomic", "rename commits the new name before removing the old", "crash",
+        _rename_not_atomic),
+    Bug("indirect-off-by-one", "block 12 (the first indirect one) maps onto block 11", "ops",
+        _indirect_off_by_one),
+    Bug("orphan-not-reclaimed", "mount does not finish the frees a crash interrupted", "crash",
+        _orphans_not_reclaimed),
+    Bug("recovery-no-checksums", "recovery trusts logged blocks without their checksums",
+        "crash", _recovery_skips_checksums),
+    Bug("lookup-count-dropped", "forget drops every lookup, not the count given", "ops",
+        _lookup_count_dropped),
+    Bug("truncate-stale-tail", "shrinking leaves old bytes in the last block", "ops",
+        _truncate_keeps_stale_tail),
+    Bug("block-pointer-unchecked", "indirect block entries are used without a range check",
+        "image", _block_pointers_unchecked),
+    Bug("dirent-inode-unchecked", "directory entries may name inodes past the table",
+        "image", _dirent_inode_unchecked),
+    Bug("commit-unflushed", "the commit block is written before the log blocks are durable",
+        "crash", _commit_block_unflushed),
+]
+BY_NAME = {b.name: b for b in BUGS}
+
+
+@contextlib.contextmanager
+def inject(name: str) -> Iterator[Bug]:
+    bug = BY_NAME[name]
+    saved = []
+    for obj, attr, new in bug.patches():
+        saved.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, new)
+    try:
+        yield bug
+    finally:
+        for obj, attr, old in reversed(saved):
+            setattr(obj, attr, old)
