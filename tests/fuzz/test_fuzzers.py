@@ -1,0 +1,90 @@
+"""The three fuzzers through ``bento fuzz``: they pass on xv6, stop on bad input with
+one line, and find deliberately injected bugs (tests/injected_bugs.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bento_user.cli import main
+from fuzz import crash
+from fuzz.target import Target
+from tests.injected_bugs import inject
+
+XV6 = Target.load("xv6")
+
+
+def fuzz(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["fuzz", *argv])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_each_fuzzer_passes_xv6_and_says_how_much_it_did(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out = fuzz(capsys, "ops", "--examples", "3", "--steps", "20", "--seed", "1")
+    assert code == 0 and "ops: " in out and "sequences/s" in out and "no failure" in out
+    code, out = fuzz(capsys, "crash", "--budget", "4", "--seed", "1", "--save", str(tmp_path))
+    assert code == 0 and "crash states" in out and "no failure" in out
+    code, out = fuzz(capsys, "image", "--budget", "4", "--seed", "1", "--save", str(tmp_path))
+    assert code == 0 and "images in" in out and "no failure" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["crash", "--fs", "no.such.module"], "cannot import"),
+    (["image", "--fs", "bento_user.api:Filesystem"], "no mkfs"),
+    (["crash", "--budget", "0"], "not a positive number of seconds"),
+    (["ops", "--examples", "x"], "not a positive number"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], message: str) -> None:
+    try:
+        code, out = fuzz(capsys, *argv)
+    except SystemExit as e:                       # argparse's own errors
+        code, out = int(e.code or 0), capsys.readouterr().err
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("bug, workload", [
+    ("fsync-no-commit", [("creat", "foo"), ("fsync", "foo")]),
+    ("rename-not-atomic", [("write", "foo", 0, 100), ("rename", "foo", "bar"), ("sync",)]),
+    ("orphan-not-reclaimed", [("write", "foo", 0, 5000), ("hold", "foo"), ("unlink", "foo"),
+                              ("fsync", "bar"), ("sync",)]),
+    ("journal-drops-block", [("mkdir", "A"), ("write", "A/foo", 0, 100), ("sync",)]),
+])
+def test_the_crash_checks_catch_crash_bugs(bug: str, workload: list[crash.Op]) -> None:
+    assert crash.explore(XV6, workload) is None            # healthy: every state recovers
+    with inject(bug):
+        finding = crash.explore(XV6, workload)
+    assert finding is not None, f"{bug} went unnoticed"
+
+
+def test_crash_search_finds_an_fsync_that_does_not_commit_and_writes_a_regression(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with inject("fsync-no-commit"):
+        code, out = fuzz(capsys, "crash", "--seed", "1", "--budget", "90", "--save", str(tmp_path))
+    assert code == 1 and "FAILED" in out and "fsync" in out
+    [test_file] = tmp_path.glob("test_crash_*.py")
+    namespace: dict[str, object] = {}
+    exec(compile(test_file.read_text(), str(test_file), "exec"), namespace)
+    namespace["test_crash_state_recovers"]()               # passes once the bug is gone
+    with inject("fsync-no-commit"), pytest.raises(AssertionError):
+        namespace["test_crash_state_recovers"]()
+
+
+def test_image_fuzzing_finds_unchecked_block_pointers(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with inject("block-pointer-unchecked"):
+        code, out = fuzz(capsys, "image", "--seed", "1", "--budget", "30", "--save", str(tmp_path))
+    assert code == 1 and "outside the device" in out
+    assert list(tmp_path.glob("image-xv6-1-*.img"))
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not os.path.exists("/dev/fuse"),
+                    reason="needs root and /dev/fuse")
+def test_ops_through_a_real_mount(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = fuzz(capsys, "ops", "--mount", "--examples", "2", "--steps", "15", "--seed", "2")
+    assert code == 0 and "through a FUSE mount" in out, out
