@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bento_user.api import FsError, Request
+from bento_user.api import Request
 from bento_user.blockdev import BlockRangeError, Buffer, RamDevice, RecordingDevice
 from bento_user.runtime.direct import PathClient
 
