@@ -361,14 +361,12 @@ def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
     disk contents and bounds) are skipped."""
     seen: set[tuple[Any, ...]] = set()
     rec = run.rec
-    cuts: list[tuple[int, int, int | None]] = []     # (epoch, writes issued, after call)
-    for k, (op, (_, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded)):
-        if op[0] in PERSIST and ok:
-            cuts.append((end[1], end[0], k))
-    cuts += [(epoch, len(rec.writes), None) for epoch in range(rec.epochs + 1)]
-    for epoch, issued, after in cuts:
-        flying = [w for w in rec.in_flight(epoch) if w.seq < issued]
-        n = len(flying)
+    cuts: list[tuple[int, int | None]] = [          # (epoch, after call)
+        (end[1], k) for k, (op, (_, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded))
+        if op[0] in PERSIST and ok]
+    cuts += [(epoch, None) for epoch in range(rec.epochs + 1)]
+    for epoch, after in cuts:
+        n = len(_landable(run, epoch, after))
         if n <= EXHAUSTIVE:
             keeps = [c for k in range(n + 1) for c in itertools.combinations(range(n), k)]
         else:
@@ -391,6 +389,16 @@ def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
             if key not in seen:
                 seen.add(key)
                 yield state
+
+
+def _landable(run: Run, epoch: int, after: int | None) -> list[Any]:
+    """The in-flight writes of ``epoch`` a cut may land: all of them, or for a cut
+    right after call ``after``, those issued before it returned (a prefix)."""
+    flying = run.rec.in_flight(epoch)
+    if after is None:
+        return flying
+    issued = run.spans[after][1][0]
+    return [w for w in flying if w.seq < issued]
 
 
 def _image_key(run: Run, s: CrashState) -> tuple[Any, ...]:
@@ -441,18 +449,14 @@ def read_tree(rt: DirectRuntime) -> tuple[dict[str, tuple[int, int, int, bytes]]
             a = c.lstat("/" + path)
             kind = stat.S_IFMT(a.mode)
             target = c.readlink("/" + path) if kind == stat.S_IFLNK else b""
-            shape[path] = (kind, a.size if kind != stat.S_IFDIR else 0,
-                           a.nlink if kind != stat.S_IFDIR else 0, target)
-            if kind == stat.S_IFDIR:
+            if kind == stat.S_IFDIR:          # size and links: conventions differ
                 shape[path] = (kind, 0, 0, b"")
                 todo.append(path)
-            elif kind == stat.S_IFREG:
+            else:
+                shape[path] = (kind, a.size, a.nlink, target)
+            if kind == stat.S_IFREG:
                 data[path] = c.read_bytes("/" + path)
     return shape, data
-
-
-def _model_shape(s: State) -> dict[str, tuple[int, int, int, bytes]]:
-    return {p: (k, size if k != stat.S_IFDIR else 0, n, t) for p, (k, size, n, t) in s.shape.items()}
 
 
 def check(target: Target, run: Run, s: CrashState) -> str | None:
@@ -477,7 +481,7 @@ def check(target: Target, run: Run, s: CrashState) -> str | None:
         return "fsck after recovery: " + "; ".join(problems[:3])
     lo, hi = bounds(run, s)
     allowed = range(lo, hi + 1)
-    matches = [j for j in allowed if _model_shape(run.states[j]) == shape]
+    matches = [j for j in allowed if run.states[j].shape == shape]
     if not matches:
         return _explain(run, lo, hi, shape)
     for path, content in data.items():
@@ -500,7 +504,7 @@ def _sector_mismatch(run: Run, allowed: range, path: str, content: bytes, ident:
 def _explain(run: Run, lo: int, hi: int, shape: dict[str, tuple[int, int, int, bytes]]) -> str:
     """The difference to the nearest allowed state, in a line."""
     def diff(j: int) -> list[str]:
-        want = _model_shape(run.states[j])
+        want = run.states[j].shape
         out = [f"{p} missing" for p in sorted(want.keys() - shape.keys())]
         out += [f"{p} unexpected" for p in sorted(shape.keys() - want.keys())]
         for p in sorted(want.keys() & shape.keys()):
@@ -637,12 +641,12 @@ def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = ()
     no longer exist are dropped."""
     target = Target.load(spec)
     run = execute(target, list(workload))
-    if after is not None and after < len(run.spans):
+    if after is not None and after >= len(run.spans):
+        after = None
+    if after is not None:
         epoch = run.spans[after][1][1]
     epoch = min(epoch, run.rec.epochs)
-    n = len(run.rec.in_flight(epoch))
-    if after is not None and after < len(run.spans):
-        n = len([w for w in run.rec.in_flight(epoch) if w.seq < run.spans[after][1][0]])
+    n = len(_landable(run, epoch, after))
     state = CrashState(epoch, tuple(i for i in keep if i < n),
                        tuple((i, t) for i, t in torn if i < n and i not in keep), after)
     return check(target, run, state)

@@ -18,7 +18,9 @@ an image clean that the mount then reports corrupt.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import random
 import resource
@@ -70,12 +72,6 @@ class WatchedDevice(RamDevice):
     def _read(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
         self.read_set.update(range(start, start + count))
         super()._read(start, buffers, count)
-
-
-def watched(image: np.ndarray) -> WatchedDevice:
-    dev = WatchedDevice(image.size // BLOCK)
-    dev.blocks.reshape(-1)[:] = image.reshape(-1)
-    return dev
 
 
 # -- seed images -------------------------------------------------------------------------
@@ -130,11 +126,11 @@ def seed_images(target: Target) -> dict[str, np.ndarray]:
 def metadata_blocks(target: Target, image: np.ndarray) -> list[int]:
     """Blocks the file system reads to mount, walk and check the image, minus file
     data."""
-    dev = watched(image)
+    dev = WatchedDevice.from_bytes(image)
     with target.open(dev) as rt:
         _walk(rt.client(), _Counter())
     reads = set(dev.read_set)
-    check = watched(image)
+    check = WatchedDevice.from_bytes(image)
     target.fsck(check)
     reads |= check.read_set
     return sorted(b for b in reads if bytes(image[b][:len(DATA_MARK)]) != DATA_MARK)
@@ -278,12 +274,12 @@ def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND)
     signal.setitimer(signal.ITIMER_REAL, time_bound)
     stage = "fsck"
     try:
-        check = watched(image)
+        check = WatchedDevice.from_bytes(image)
         problems = target.fsck(check)
         if check.outside:
             return Outcome("outside", f"fsck: {check.outside[0]}")
         stage = "mount"
-        dev = watched(image)
+        dev = WatchedDevice.from_bytes(image)
         try:
             rt = target.open(dev)
         except BlockRangeError:
@@ -344,6 +340,7 @@ class ImageResult:
         return self.images / self.seconds if self.seconds else 0.0
 
 
+@contextlib.contextmanager
 def _memory_bound() -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as f:
@@ -376,9 +373,6 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
         time_bound: float = TIME_BOUND,
         progress: Callable[[ImageResult], None] | None = None) -> ImageResult:
     """Mutate and try images for ``budget`` seconds; stop after ``max_findings``."""
-    import contextlib
-    import logging
-
     rng = random.Random(seed)
     result = ImageResult()
     started = time.monotonic()
@@ -387,7 +381,7 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
     logging.disable(logging.CRITICAL)   # corrupt images make file systems log a lot
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.NOTSET)
-        stack.enter_context(contextlib.contextmanager(_memory_bound)())
+        stack.enter_context(_memory_bound())
         while time.monotonic() - started < budget and len(result.findings) < max_findings:
             name = rng.choice(sorted(seeds))
             base = seeds[name]

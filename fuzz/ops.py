@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
@@ -557,7 +558,6 @@ def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = Fal
     try:
         run_state_machine_as_test(cls, settings=config)
     except Exception as e:  # noqa: BLE001 - the finding itself
-        import traceback
         result.failure = "".join(traceback.format_exception(e, limit=-6))
     result.seconds = time.monotonic() - started
     return result

@@ -89,8 +89,10 @@ class _Status:
             self.last = now
 
     def done(self) -> None:
+        """End the progress line; the summary follows on a line of its own."""
         if self.tty and self.last:
             sys.stderr.write("\n")
+        self.last = 0.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +128,6 @@ def _ops(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> b
                      progress=lambda r: status(f"ops: {r.examples}/{examples} sequences, "
                                                f"{r.steps} steps, {r.rate:.1f}/s"))
     status.done()
-    status.last = 0.0
     print(f"ops: {result.examples} sequences, {result.steps} steps in {result.seconds:.1f} s "
           f"({result.rate:.2f} sequences/s, {result.steps / max(result.seconds, 1e-9):.0f} steps/s)"
           f"{' through a FUSE mount' if args.mount else ''}")
@@ -145,7 +146,6 @@ def _crash(args: argparse.Namespace, target: Any, seed: int, status: _Status) ->
                        progress=lambda r: status(f"crash: {r.workloads} workloads, {r.states} "
                                                  f"crash states, {r.rate:.0f} states/s"))
     status.done()
-    status.last = 0.0
     print(f"crash: {result.workloads} workloads, {result.states} crash states in "
           f"{result.seconds:.1f} s ({result.rate:.0f} states/s)")
     if result.error:
@@ -173,7 +173,6 @@ def _image(args: argparse.Namespace, target: Any, seed: int, status: _Status) ->
                        progress=lambda r: status(f"image: {r.images} images, "
                                                  f"{len(r.findings)} failures, {r.rate:.0f}/s"))
     status.done()
-    status.last = 0.0
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items()))
     print(f"image: {result.images} images in {result.seconds:.1f} s ({result.rate:.1f}/s): "
           f"{outcomes or 'none'}")
