@@ -45,10 +45,17 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
                      f"{o['p90_us']:>10.0f}{o['p99_us']:>10.0f}{o['max_us']:>11.0f}"
                      f"{o['total_s']:>9.2f}")
     c = stats["cache"]
-    lines.append(f"buffer cache: {c['hit_rate']:.1%} hits ({c['hits']:,} hits, {c['misses']:,} "
-                 f"misses), {c['cached']:,}/{c['capacity']:,} blocks cached, {c['dirty']:,} dirty; "
+    lines.append(f"buffer cache: {c['capacity'] / 256:,.0f} MiB, {c['hit_rate']:.1%} hits "
+                 f"({c['hits']:,} hits, {c['misses']:,} misses), {c['cached']:,}/"
+                 f"{c['capacity']:,} blocks cached, {c['dirty']:,} dirty "
+                 f"({c.get('pinned_dirty', 0):,} pinned by the journal); "
                  f"{c['bytes_read'] / 2**20:,.1f} MiB read, "
                  f"{c['bytes_written'] / 2**20:,.1f} MiB written")
+    if "evictions" in c:
+        lines.append(f"write-back: {c['background_writes']:,} blocks in the background, "
+                     f"{c['throttled']:,} writers throttled, {c['stalls']:,} allocations "
+                     f"stalled; {c['evictions']:,} evictions, {c['evictable']:,} "
+                     f"blocks evictable now")
     j = stats.get("journal")
     if j:
         lines.append(f"journal: {j['commits']:,} commits ({j['forced']:,} forced, {j['timer']:,} "

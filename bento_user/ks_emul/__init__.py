@@ -18,6 +18,7 @@ The locking rules across them are in docs/locking.md.
 from ._buffer_cache import BufferCache as BufferCache
 from ._buffer_cache import CacheStatistics as CacheStatistics
 from ._buffer_head import BufferHead as BufferHead
+from ._writeback import WritebackLimits as WritebackLimits
 from ._journal import Handle as Handle
 from ._journal import Journal as Journal
 from ._journal import JournalAbortedError as JournalAbortedError

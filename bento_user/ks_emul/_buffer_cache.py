@@ -4,34 +4,49 @@ All block memory is one page-aligned arena (``capacity`` slots of one block each
 O_DIRECT reads and writes land in the slots in place and NumPy views of a slot give
 typed access to on-disk structures with no copy.
 
-- One lock (``_lock``) guards the map, the LRU order, the dirty set, reference counts
-  and the free-slot list. It is never held across device I/O.
+Every cached buffer is in ``_map`` and in at most one of three ordered sets, chosen by
+its state whenever that state changes (``_settle``), so no operation ever scans:
+
+- ``_lru``: buffers that can be evicted now — up to date, clean, unreferenced and not
+  pinned by the journal — least recently released first. Eviction takes the first.
+- ``_dirty``: dirty buffers the journal does not pin, oldest first: what write-back
+  may write now.
+- ``_pinned_dirty``: dirty buffers a running or committing transaction pins; their
+  home may only see committed contents. The journal's ``unpin`` moves them on.
+
+Buffers in none of them are referenced (or being read) while clean: they return to
+``_lru`` on their last ``brelse``.
+
+- One lock (``_lock``) guards the map, the three sets, reference counts and the free
+  slots. It is never held across device I/O.
 - A block being read or written holds its buffer's ``_io`` lock; others wanting it
   wait on that, not on the cache lock.
-- Eviction takes the least recently used buffer that is clean, unreferenced and not
-  pinned by the journal. If there is none, dirty unpinned buffers are written back
-  first; if there is still none, the caller gets ``ENOMEM`` (the cache is too small
-  for what is held at once).
+- When ``_lru`` is empty an allocation writes back the oldest dirty buffers itself;
+  if nothing can be freed the caller gets ``ENOMEM`` (the cache is too small for what
+  is held at once). The background writer (``_writeback.Flusher``) keeps this rare:
+  it writes old dirty buffers home before anyone needs their slots, and a writer that
+  dirties past the hard limit writes a batch back itself (``balance_dirty``).
 - Misses that continue a sequential run read ahead: the window doubles from 4 blocks
   up to ``readahead_max`` and resets on a random access; the whole window is one
   vectored read.
 - Write-back sorts dirty buffers by block number and writes each run of adjacent
   blocks with a single vectored write.
-
-Invariant: a buffer in ``_map`` is in ``_lru``; a buffer in ``_dirty`` is in ``_map``.
 """
 
 from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..blockdev import BlockDevice, BlockRangeError, aligned_blocks
 from ._buffer_head import BufferHead
 from ._locks import Lockdep
+from ._writeback import Flusher, WritebackLimits, runs
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,11 @@ class CacheStatistics:
     readahead_blocks: blocks read ahead of a request.
     evictions: buffers dropped to make room.
     cached / dirty / capacity: buffers now cached, now dirty, at most.
+    pinned_dirty: dirty buffers the journal pins (part of ``dirty``).
+    evictable: buffers that could be dropped right now.
+    background_writes / throttled / stalls: blocks the background writer wrote;
+    times a writer past the hard limit wrote back itself; allocations that found
+    nothing evictable and had to write back first.
     """
 
     hits: int
@@ -56,6 +76,11 @@ class CacheStatistics:
     cached: int
     dirty: int
     capacity: int
+    pinned_dirty: int = 0
+    evictable: int = 0
+    background_writes: int = 0
+    throttled: int = 0
+    stalls: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -64,7 +89,12 @@ class CacheStatistics:
 
 
 class BufferCache:
-    """A cache of ``capacity`` blocks of ``device``, safe to use from several threads."""
+    """A cache of ``capacity`` blocks of ``device``, safe to use from several threads.
+
+    ``limits`` sets the write-back thresholds; they apply only after
+    ``start_writeback()`` (the kernel services start it for a mount; a bare cache in a
+    test writes back only when asked or when it must).
+    """
 
     def __init__(
         self,
@@ -72,6 +102,7 @@ class BufferCache:
         capacity: int = 8192,
         readahead_max: int = 64,
         lockdep: Lockdep | None = None,
+        limits: WritebackLimits | None = None,
     ) -> None:
         if capacity < 8:
             raise ValueError(f"a buffer cache needs at least 8 blocks, not {capacity}")
@@ -80,16 +111,25 @@ class BufferCache:
         self.capacity = capacity
         self.readahead_max = readahead_max
         self.lockdep = lockdep
+        self.limits = (limits or WritebackLimits()).for_capacity(capacity)
         self._arena = aligned_blocks(capacity, device.block_size)
-        self._free = list(range(capacity - 1, -1, -1))
+        self._fresh = 0  # slots below this were handed out at least once
+        self._free: list[int] = []  # slots given back (eviction, failed reads)
         self._map: dict[int, BufferHead] = {}
         self._lru: OrderedDict[int, BufferHead] = OrderedDict()
         self._dirty: dict[int, BufferHead] = {}
+        self._pinned_dirty: dict[int, BufferHead] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the background writer sleeps here
+        self._io_done = threading.Condition(self._lock)  # a read or write finished
+        self._in_flight = 0  # buffers being read or written, outside every set
+        self._flusher: Flusher | None = None
+        self._balancing = False  # writers past the hard limit write back themselves
         self._ra_next = -1
         self._ra_window = 1
         self._hits = self._misses = self._evictions = self._readahead = 0
         self._reads = self._writes = self._bytes_read = self._bytes_written = 0
+        self._background = self._throttled = self._stalls = 0
 
     # -- getting and releasing buffers ------------------------------------------------
 
@@ -100,7 +140,7 @@ class BufferCache:
         bh = self._map.get(blockno)
         if bh is not None:
             bh.refcount += 1
-            self._lru.move_to_end(blockno)
+            self._lru.pop(blockno, None)
             self._hits += 1
             lock.release()
             return bh if bh.uptodate else self._wait_read(bh)
@@ -119,7 +159,7 @@ class BufferCache:
                 bh = self._map.get(blockno)
                 if bh is not None:
                     bh.refcount += 1
-                    self._lru.move_to_end(blockno)
+                    self._lru.pop(blockno, None)
                     self._hits += 1
                 else:
                     slot = self._take_slot()
@@ -139,6 +179,8 @@ class BufferCache:
             if bh.refcount <= 0:
                 raise RuntimeError(f"brelse of block {bh.blockno}, which is not held")
             bh.refcount -= 1
+            if bh.refcount == 0:
+                self._settle(bh)
 
     def readahead(self, start: int, count: int) -> None:
         """Start reading blocks a file system knows it will need (uncached ones only)."""
@@ -163,13 +205,53 @@ class BufferCache:
             if bh.data is None:
                 raise RuntimeError(f"block {bh.blockno} marked dirty after eviction")
             bh.dirty = True
-            self._dirty[bh.blockno] = bh
+            bh.dirtied_ns = time.monotonic_ns()
+            self._settle(bh)
+            if not self._balancing:
+                return
+            if len(self._dirty) >= self.limits.background and self._flusher is not None:
+                self._wake.notify()
+            throttle = len(self._dirty) >= self.limits.hard
+        if throttle:
+            self.balance_dirty()
 
-    def writeback(self, buffers: Iterable[BufferHead] | None = None) -> int:
+    def balance_dirty(self) -> None:
+        """Past the hard limit, the writer pays: write the oldest batch back now
+        (the kernel's balance_dirty_pages), so dirty data cannot outgrow the cache."""
+        with self._lock:
+            if len(self._dirty) < self.limits.hard:
+                return
+            self._throttled += 1
+        self.writeback(self.oldest_dirty(self.limits.batch))
+
+    def oldest_dirty(self, count: int) -> list[BufferHead]:
+        """Up to ``count`` writable dirty buffers, those dirtied longest ago first."""
+        with self._lock:
+            out: list[BufferHead] = []
+            for bh in self._dirty.values():
+                if len(out) >= count:
+                    break
+                out.append(bh)
+            return out
+
+    def dirty_age(self) -> float:
+        """Seconds since the oldest writable dirty buffer was dirtied (0 if none)."""
+        with self._lock:
+            first = next(iter(self._dirty.values()), None)
+        return 0.0 if first is None else (time.monotonic_ns() - first.dirtied_ns) / 1e9
+
+    def writeback(self, buffers: Iterable[BufferHead] | None = None,
+                  reclaim: bool = False) -> int:
         """Write dirty buffers home, adjacent blocks merged; returns blocks written.
 
+        With ``reclaim`` (written to make room) the buffers, once clean, go to the cold
+        end of the LRU, to be evicted first, as the kernel rotates pages whose
+        write-back was started by reclaim.
+
         Buffers pinned by a running or committing transaction are skipped: their home
-        location may only see committed contents. Writing does not flush the device.
+        location may only see committed contents. So is a buffer another thread is
+        writing already: callers that need it on disk ``wait_io`` afterwards. Writing
+        does not flush the device.
         """
         with self._lock:
             pool = list(self._dirty.values()) if buffers is None else list(buffers)
@@ -180,9 +262,10 @@ class BufferCache:
                     del self._dirty[bh.blockno]
                     bh.refcount += 1
                     chosen.append(bh)
+            self._in_flight += len(chosen)
         written = calls = 0
         try:
-            for run in _runs(chosen):
+            for run in runs(chosen):
                 self.device.write_blocks(run[0].blockno, [b.data for b in run])  # type: ignore[misc]
                 calls += 1
                 written += len(run)
@@ -190,7 +273,7 @@ class BufferCache:
             with self._lock:
                 for bh in chosen[written:]:
                     bh.dirty = True
-                    self._dirty[bh.blockno] = bh
+                    self._settle(bh)
             raise
         finally:
             with self._lock:
@@ -199,6 +282,11 @@ class BufferCache:
                 for bh in chosen:
                     bh.refcount -= 1
                     bh._io.release()
+                    self._settle(bh)
+                    if reclaim and bh.blockno in self._lru:
+                        self._lru.move_to_end(bh.blockno, last=False)
+                self._in_flight -= len(chosen)
+                self._io_done.notify_all()
         return written
 
     def sync(self) -> None:
@@ -209,10 +297,9 @@ class BufferCache:
     def forget(self, bh: BufferHead) -> None:
         """Release ``bh`` and throw away its unwritten changes (its block was freed)."""
         with self._lock:
-            if bh.dirty:
-                bh.dirty = False
-                self._dirty.pop(bh.blockno, None)
+            bh.dirty = False
             bh.refcount -= 1
+            self._settle(bh)
 
     def invalidate(self, blocknos: Iterable[int]) -> None:
         """Drop cached copies of blocks changed on the device behind the cache's back.
@@ -229,12 +316,54 @@ class BufferCache:
                     raise RuntimeError(f"cannot invalidate block {n}: it is in use ({bh!r})")
                 self._evict(bh)
 
+    # -- the journal's pins -------------------------------------------------------------
+
+    def pin(self, bh: BufferHead, owner: Any) -> None:
+        """Pin ``bh`` to a transaction: write-back and eviction leave it alone."""
+        with self._lock:
+            bh.jtrans = owner
+            self._settle(bh)
+
+    def unpin(self, buffers: Iterable[BufferHead], owner: Any) -> None:
+        """Release the pins ``owner`` holds on ``buffers`` (its commit is durable)."""
+        with self._lock:
+            for bh in buffers:
+                if bh.jtrans is owner:
+                    bh.jtrans = None
+                    self._settle(bh)
+
+    # -- the background writer ----------------------------------------------------------
+
+    def start_writeback(self, background: bool = True) -> None:
+        """Hold dirty buffers to the limits: writers past the hard limit write back
+        themselves, and (``background``) a thread writes ahead of need. Idempotent."""
+        self._balancing = True
+        if background and self._flusher is None:
+            self._flusher = Flusher(self)
+            self._flusher.start()
+
+    def stop_writeback(self) -> None:
+        """Stop the background writer and the throttle; dirty buffers stay for ``sync``."""
+        self._balancing = False
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.stop()
+
+    def _count_background(self, blocks: int) -> None:
+        with self._lock:
+            self._background += blocks
+
+    # -- looking ------------------------------------------------------------------------
+
     def statistics(self) -> CacheStatistics:
         with self._lock:
             return CacheStatistics(
                 self._hits, self._misses, self._reads, self._writes, self._bytes_read,
                 self._bytes_written, self._readahead, self._evictions, len(self._map),
-                len(self._dirty), self.capacity,
+                len(self._dirty) + len(self._pinned_dirty), self.capacity,
+                len(self._pinned_dirty), len(self._lru) + len(self._free)
+                + self.capacity - self._fresh, self._background, self._throttled,
+                self._stalls,
             )
 
     def find(self, blockno: int) -> BufferHead | None:
@@ -246,13 +375,50 @@ class BufferCache:
             if bh is None or not bh.uptodate:
                 return None
             bh.refcount += 1
+            self._lru.pop(blockno, None)
             return bh
 
     def cached(self, blockno: int) -> BufferHead | None:
         """The cached buffer for a block, without taking a reference (for inspection)."""
         return self._map.get(blockno)
 
+    def check_invariants(self) -> None:
+        """Raise AssertionError if a buffer sits in the wrong set (for tests)."""
+        with self._lock:
+            for n, bh in self._map.items():
+                assert bh.blockno == n and bh.data is not None, bh
+                evictable = (bh.refcount == 0 and not bh.dirty and bh.jtrans is None
+                             and bh.uptodate)
+                assert (n in self._lru) == evictable, f"{bh!r}: LRU membership wrong"
+                assert (n in self._dirty) == (bh.dirty and bh.jtrans is None), bh
+                assert (n in self._pinned_dirty) == (bh.dirty and bh.jtrans is not None), bh
+            for group in (self._lru, self._dirty, self._pinned_dirty):
+                assert all(self._map.get(n) is bh for n, bh in group.items())
+            slots = {bh.slot for bh in self._map.values()}
+            assert len(slots) == len(self._map) and not slots & set(self._free)
+            assert len(self._map) + len(self._free) == self._fresh <= self.capacity
+
     # -- misses, reads and slots (internal) -----------------------------------------------
+
+    def _settle(self, bh: BufferHead) -> None:
+        """Put ``bh`` in the one set its state calls for. Caller holds ``_lock``."""
+        n = bh.blockno
+        if bh.dirty:
+            self._lru.pop(n, None)
+            if bh.jtrans is None:
+                self._pinned_dirty.pop(n, None)
+                self._dirty.setdefault(n, bh)
+            else:
+                self._dirty.pop(n, None)
+                self._pinned_dirty.setdefault(n, bh)
+            return
+        self._dirty.pop(n, None)
+        self._pinned_dirty.pop(n, None)
+        if bh.refcount == 0 and bh.jtrans is None and bh.uptodate and bh.data is not None:
+            if n not in self._lru:
+                self._lru[n] = bh
+        else:
+            self._lru.pop(n, None)
 
     def _bread_miss(self, blockno: int) -> BufferHead:
         self._check_range(blockno, 1)
@@ -261,7 +427,7 @@ class BufferCache:
                 bh = self._map.get(blockno)
                 if bh is not None:  # another thread got here first
                     bh.refcount += 1
-                    self._lru.move_to_end(blockno)
+                    self._lru.pop(blockno, None)
                     self._hits += 1
                     run = None
                 else:
@@ -301,6 +467,7 @@ class BufferCache:
             bh = self._install(blockno, slot, first_refcount if not run else 0)
             bh._io.acquire()
             run.append(bh)
+        self._in_flight += len(run)
         return run
 
     def _read_run(self, run: list[BufferHead]) -> None:
@@ -313,14 +480,20 @@ class BufferCache:
                     slot = bh.slot
                     self._map_remove(bh)
                     self._free.append(slot)
+                self._in_flight -= len(run)
+                self._io_done.notify_all()
             for bh in run:
                 bh._io.release()
             raise
         with self._lock:
             self._reads += 1
             self._bytes_read += len(run) * self.block_size
+            for bh in run:
+                bh.uptodate = True
+                self._settle(bh)  # read-ahead buffers nobody holds become evictable
+            self._in_flight -= len(run)
+            self._io_done.notify_all()
         for bh in run:
-            bh.uptodate = True
             bh._io.release()
 
     def _wait_read(self, bh: BufferHead) -> BufferHead:
@@ -336,20 +509,23 @@ class BufferCache:
         bh = BufferHead(self, blockno, slot, self._arena[slot])
         bh.refcount = refcount
         self._map[blockno] = bh
-        self._lru[blockno] = bh
         return bh
 
     def _take_slot(self) -> int | None:
-        """A free arena slot, evicting if needed; None if nothing can go. Holds ``_lock``."""
+        """A free arena slot, evicting the least recently used evictable buffer if
+        needed; None if nothing can go. O(1). Caller holds ``_lock``."""
         if self._free:
             return self._free.pop()
-        for bh in self._lru.values():
-            if bh.refcount == 0 and not bh.dirty and bh.jtrans is None and bh.uptodate:
-                slot = bh.slot
-                self._map_remove(bh)
-                self._evictions += 1
-                return slot
-        return None
+        if self._fresh < self.capacity:
+            self._fresh += 1
+            return self._fresh - 1
+        if not self._lru:
+            return None
+        _, bh = self._lru.popitem(last=False)
+        slot = bh.slot
+        self._map_remove(bh)
+        self._evictions += 1
+        return slot
 
     def _evict(self, bh: BufferHead) -> None:
         slot = bh.slot
@@ -358,24 +534,29 @@ class BufferCache:
         self._evictions += 1
 
     def _map_remove(self, bh: BufferHead) -> None:
-        del self._map[bh.blockno]
-        del self._lru[bh.blockno]
-        self._dirty.pop(bh.blockno, None)
+        n = bh.blockno
+        del self._map[n]
+        self._lru.pop(n, None)
+        self._dirty.pop(n, None)
+        self._pinned_dirty.pop(n, None)
         bh.data = None
         bh.slot = -1
 
     def _make_room(self) -> None:
-        """Nothing was evictable: write back dirty buffers, or report a full cache."""
-        if self.writeback():
+        """Nothing was evictable: write back the oldest dirty buffers, or report a
+        full cache."""
+        with self._lock:
+            self._stalls += 1
+        if self.writeback(self.oldest_dirty(self.limits.batch), reclaim=True):
             return
         with self._lock:
-            if self._free or any(
-                bh.refcount == 0 and not bh.dirty and bh.jtrans is None
-                for bh in self._lru.values()
-            ):
+            if self._free or self._lru or self._fresh < self.capacity:
                 return
-            held = sum(1 for bh in self._lru.values() if bh.refcount)
-            pinned = sum(1 for bh in self._lru.values() if bh.jtrans is not None)
+            if self._in_flight:  # another thread's read or write frees buffers soon
+                self._io_done.wait(0.1)
+                return
+            held = sum(1 for bh in self._map.values() if bh.refcount)
+            pinned = sum(1 for bh in self._map.values() if bh.jtrans is not None)
         raise OSError(
             errno.ENOMEM,
             f"buffer cache full: {held} of {self.capacity} buffers held and {pinned} "
@@ -385,17 +566,3 @@ class BufferCache:
     def _check_range(self, blockno: int, count: int) -> None:
         if blockno < 0 or blockno + count > self.device.nblocks:
             raise BlockRangeError(self.device.name, blockno, count, self.device.nblocks)
-
-
-MAX_RUN = 256  # blocks per vectored write: 1 MiB, well under the kernel's IOV_MAX (1024)
-
-
-def _runs(buffers: list[BufferHead]) -> list[list[BufferHead]]:
-    """Split buffers sorted by block number into runs of adjacent blocks."""
-    runs: list[list[BufferHead]] = []
-    for bh in buffers:
-        if runs and runs[-1][-1].blockno + 1 == bh.blockno and len(runs[-1]) < MAX_RUN:
-            runs[-1].append(bh)
-        else:
-            runs.append([bh])
-    return runs

@@ -15,11 +15,13 @@ Lifecycle (cf. xv6's ``struct buf`` and Linux's ``struct buffer_head``):
    on another block's memory.
 
 Dirty buffers reach the disk by write-back (``cache.writeback``/``cache.sync``), by the
-journal's checkpoint, or when eviction needs their slot.
+background writer, by the journal's checkpoint, or when an allocation needs room.
 
-Fields are guarded by the cache's lock, except ``data`` (the holder's, under whatever
-lock the file system uses for that block, e.g. ``bh.lock``) and the journal fields
-(the journal's lock).
+Fields are guarded by the cache's lock and change only through the cache's methods,
+which keep each buffer in the one set of the cache its state calls for (``jtrans``
+through ``cache.pin``/``unpin``); except ``data`` (the holder's, under whatever lock
+the file system uses for that block, e.g. ``bh.lock``) and ``jcheckpoint`` (the
+journal's lock).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class BufferHead:
     """
 
     __slots__ = ("blockno", "data", "slot", "uptodate", "dirty", "refcount", "jtrans",
-                 "jcheckpoint", "_cache", "_io", "_lock")
+                 "jcheckpoint", "dirtied_ns", "_cache", "_io", "_lock")
 
     def __init__(self, cache: BufferCache, blockno: int, slot: int, data: np.ndarray) -> None:
         self.blockno = blockno
@@ -60,6 +62,7 @@ class BufferHead:
         self.refcount = 0
         self.jtrans: Any = None
         self.jcheckpoint: Any = None
+        self.dirtied_ns = 0  # when it last went from clean to dirty (write-back age)
         self._cache = cache
         self._io = threading.Lock()  # held while the block is being read or written
         self._lock: Mutex | None = None

@@ -32,7 +32,8 @@ checkpointing a buffer that a running transaction pins first commits that one.
 
 Commits happen on ``force_commit`` (and ``Handle.sync``), every ``commit_interval``
 seconds from a background thread, when a transaction reaches its size limit, when
-the log is short of space (a checkpoint too), and at ``close``.
+the log is short of space (a checkpoint too), and at ``close``. The same thread
+checkpoints once the log is half full, down to a quarter, so handles seldom wait.
 
 Locks, in the order they are taken: ``_checkpoint_mutex`` (a checkpoint may have to
 commit a newer transaction first) → ``_commit_mutex`` (one commit at a time, in
@@ -248,6 +249,8 @@ class Journal:
         self._current = threading.local()
         self._timer: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._kick = threading.Event()  # wakes the timer thread early
+        self._draining = False  # a background checkpoint round is under way
         self._counts = dict(commits=0, forced=0, timer=0, logged=0, log_blocks=0,
                             revokes=0, checkpoints=0)
         self._commit_seconds = 0.0
@@ -302,6 +305,7 @@ class Journal:
         if not self._loaded:
             return
         self._stopping.set()
+        self._kick.set()
         if self._timer is not None:
             self._timer.join()
         try:
@@ -360,8 +364,7 @@ class Journal:
                 raise JournalError(f"handle out of credits adding block {bh.blockno}")
             h.credits -= 1
             t.buffers[bh.blockno] = bh
-            with self.cache._lock:
-                bh.jtrans = t  # write-back skips it from here on
+            self.cache.pin(bh, t)  # write-back skips it from here on
         bh.wait_io()  # ... and a write-back already under way finishes first
 
     def _dirty_buffer(self, h: Handle, bh: BufferHead) -> None:
@@ -460,6 +463,8 @@ class Journal:
             self._counts["revokes"] += len(plan.revokes)
             self._commit_seconds += time.perf_counter() - started
             self._cond.notify_all()
+            if self._used > self.usable // 2:
+                self._kick.set()  # the timer thread checkpoints in the background
         return True
 
     def _snapshot(self, t: Transaction) -> fmt.TransactionLayout:
@@ -511,10 +516,7 @@ class Journal:
         self._unpin(t)
 
     def _unpin(self, t: Transaction) -> None:
-        with self.cache._lock:
-            for bh in t.buffers.values():
-                if bh.jtrans is t:
-                    bh.jtrans = None
+        self.cache.unpin(t.buffers.values(), t)
 
     # -- checkpoint ----------------------------------------------------------------------
 
@@ -612,20 +614,38 @@ class Journal:
                                       f"journal aborted after an I/O error ({self._aborted})")
 
     def _commit_timer(self) -> None:
-        """kjournald: commit the running transaction once it is ``commit_interval`` old."""
+        """kjournald: commit the running transaction once it is ``commit_interval``
+        old, and checkpoint in the background once the log is half full, so a handle
+        rarely has to wait for log space."""
         interval = self.commit_interval or 5.0
-        while not self._stopping.wait(interval / 4):
+        while True:
+            self._kick.wait(interval / 4)
+            self._kick.clear()
+            if self._stopping.is_set():
+                return
             with self._cond:
                 t = self._running
                 due = (t is not None and not t.empty() and
                        self.clock.monotonic_ns() - t.created_ns >= interval * 1e9)
-            if due and self._aborted is None:
-                try:
+            try:
+                if due and self._aborted is None:
                     with self._commit_mutex:
                         if self._commit(t):  # type: ignore[arg-type]
                             self._counts["timer"] += 1
-                except OSError:
-                    pass  # aborted: already logged, handles now get EROFS
+                while (self._aborted is None and not self._stopping.is_set()
+                       and self._log_half_full()):
+                    if not self._checkpoint_oldest():
+                        break
+            except OSError:
+                pass  # aborted: already logged, handles now get EROFS
+
+    def _log_half_full(self) -> bool:
+        """Background checkpoints start above half and go on down to a quarter."""
+        if self._used > self.usable // 2:
+            self._draining = True
+        elif self._used <= self.usable // 4:
+            self._draining = False
+        return self._draining
 
     def _wrap(self, pos: int) -> int:
         return self.first + (pos - self.first) % self.usable

@@ -29,6 +29,9 @@ class KernelServices:
         debug_locks: record lock order and raise on inversions (lockdep).
         clock: the time source (a ``ManualClock`` in tests).
         commit_interval: seconds between timer commits of the journal (None: off).
+        writeback: hold dirty buffers to the cache's write-back limits with a
+            background writer (mounts); off, write-back happens only when asked or
+            when an allocation needs room, which keeps runs deterministic (fuzzers).
     """
 
     def __init__(
@@ -39,10 +42,13 @@ class KernelServices:
         debug_locks: bool = False,
         clock: Clock | None = None,
         commit_interval: float | None = 5.0,
+        writeback: bool = False,
     ) -> None:
         self.device = device
         self.lockdep = Lockdep() if debug_locks else None
         self.cache = BufferCache(device, cache_blocks, lockdep=self.lockdep)
+        if writeback and not device.read_only:
+            self.cache.start_writeback()
         self.clock = clock or Clock()
         self.commit_interval = commit_interval
         self.journal: Journal | None = None
@@ -124,6 +130,7 @@ class KernelServices:
     def close(self) -> None:
         """Unmount: close the journal (commit + checkpoint), write back, flush, close."""
         try:
+            self.cache.stop_writeback()
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None

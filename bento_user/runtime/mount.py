@@ -40,6 +40,25 @@ WATCH_INTERVAL = 0.5  # seconds between polls of the source files (--watch)
 READ_AHEAD_KB = 1024  # 1 MiB READs instead of 128 KiB (fuse_perf.md §2.2: +30-70 %)
 
 
+CACHE_MIN_MIB, CACHE_MAX_MIB = 256, 4096
+
+
+def default_cache_blocks(meminfo: str = "/proc/meminfo") -> int:
+    """A quarter of the memory available now, between 256 MiB and 4 GiB, in blocks.
+
+    The arena is anonymous memory touched only as blocks are cached, so a large cache
+    costs nothing until data fills it; a small one makes every workload bigger than
+    it pay for eviction and write-back (bench/RESULTS.md, "performance at scale").
+    """
+    try:
+        with open(meminfo) as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        kib = CACHE_MIN_MIB * 4 * 1024
+    mib = min(max(kib // 1024 // 4, CACHE_MIN_MIB), CACHE_MAX_MIB)
+    return mib * 256  # 4 KiB blocks
+
+
 @dataclass
 class MountConfig:
     image: str
@@ -49,7 +68,7 @@ class MountConfig:
     fs_options: dict[str, Any] = field(default_factory=dict)
     read_only: bool = False
     fuse: FuseOptions = field(default_factory=FuseOptions)
-    cache_blocks: int = 65536  # 256 MiB of buffer cache
+    cache_blocks: int = field(default_factory=lambda: default_cache_blocks())
     commit_interval: float = 5.0
     trace_path: str | None = None
     log_path: str | None = None
@@ -65,7 +84,7 @@ class Mount:
         self.mountpoint = os.path.realpath(config.mountpoint)
         device = ImageDevice(config.image, read_only=config.read_only)
         self.ks = KernelServices(device, cache_blocks=config.cache_blocks,
-                                 commit_interval=config.commit_interval)
+                                 commit_interval=config.commit_interval, writeback=True)
         self.dispatch = Dispatcher(fs)
         try:
             fs.init(self.ks)
@@ -256,6 +275,10 @@ class Mount:
                          "max_pause_ms": max(pauses, default=None)},
             "cache": {"hit_rate": cache.hit_rate, "hits": cache.hits, "misses": cache.misses,
                       "cached": cache.cached, "dirty": cache.dirty, "capacity": cache.capacity,
+                      "pinned_dirty": cache.pinned_dirty, "evictable": cache.evictable,
+                      "background_writes": cache.background_writes,
+                      "throttled": cache.throttled, "stalls": cache.stalls,
+                      "evictions": cache.evictions,
                       "reads": cache.reads, "writes": cache.writes,
                       "bytes_read": cache.bytes_read, "bytes_written": cache.bytes_written},
         }

@@ -1113,14 +1113,21 @@ class Xv6(Filesystem):
         self._sync_inode(ip)
 
     def _sync_inode(self, ip: Inode) -> None:
+        """Write back the file's overwritten blocks, commit, flush. A block may have
+        left the cache already (written home by the background writer or to make
+        room, without a flush): it still owes a flush, so ``owed`` counts every
+        block overwritten since the last fsync, cached or not."""
         with ip.lock.read():
+            owed = bool(ip.dirty_data) or ip.unflushed
             dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
             ip.dirty_data.clear()
-            unflushed, ip.unflushed = ip.unflushed, False
+            ip.unflushed = False
         if dirty:
             self.ks.cache.writeback(dirty)
+            for bh in dirty:
+                bh.wait_io()  # one the background writer was writing at that moment
         self.journal.force_commit()
-        if dirty or unflushed:
+        if owed:
             self.ks.device.flush()
 
     # ---------------------------------------------------------------- directories

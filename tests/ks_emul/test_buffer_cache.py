@@ -4,6 +4,7 @@ and several threads."""
 from __future__ import annotations
 
 import errno
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ class CacheMachine(RuleBasedStateMachine):
         self.model: dict[int, int] = {}  # block -> value of its first byte (0 if unset)
         self.disk: dict[int, int] = {}   # what the device holds
         self.held: list = []
+        self.owner = object()  # stands for a running transaction
+        self.pinned: set[int] = set()
 
     @rule(n=st.integers(0, NBLOCKS - 1))
     def read(self, n: int) -> None:
@@ -57,21 +60,44 @@ class CacheMachine(RuleBasedStateMachine):
         assert int(bh.data[0]) == self.model.get(bh.blockno, 0)
         self.cache.brelse(bh)
 
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), v=st.integers(1, 255))
+    def change_pinned(self, data: st.DataObject, v: int) -> None:
+        """What a journal handle does: pin, change, mark dirty (home must wait)."""
+        bh = self.held[data.draw(st.integers(0, len(self.held) - 1))]
+        self.cache.pin(bh, self.owner)
+        self.pinned.add(bh.blockno)
+        bh.data[:] = v
+        bh.mark_dirty()
+        self.model[bh.blockno] = v
+
+    @rule()
+    def commit(self) -> None:
+        buffers = [b for n in self.pinned if (b := self.cache.cached(n)) is not None]
+        self.cache.unpin(buffers, self.owner)
+        self.pinned.clear()
+
     @rule()
     def writeback(self) -> None:
         self.cache.writeback()
-        assert self.cache.statistics().dirty == 0
+        stats = self.cache.statistics()
+        assert stats.dirty == stats.pinned_dirty
 
     @rule()
     def sync(self) -> None:
         self.cache.sync()
         for n in range(NBLOCKS):
-            assert int(self.dev.blocks[n, 0]) == self.model.get(n, 0)
+            if n not in self.pinned:
+                assert int(self.dev.blocks[n, 0]) == self.model.get(n, 0)
 
     @invariant()
     def within_capacity(self) -> None:
         st_ = self.cache.statistics()
         assert st_.cached <= st_.capacity
+
+    @invariant()
+    def every_buffer_in_the_set_its_state_calls_for(self) -> None:
+        self.cache.check_invariants()
 
     def teardown(self) -> None:
         for bh in self.held:
@@ -167,12 +193,13 @@ def test_double_release_is_a_bug_reported_at_once() -> None:
 def test_pinned_buffers_are_not_written_back() -> None:
     dev = RamDevice(16)
     cache = BufferCache(dev, capacity=8)
+    owner = object()  # a transaction
     with cache.bread(3) as bh:
-        bh.jtrans = object()  # what the journal does while a transaction holds it
+        cache.pin(bh, owner)  # what the journal does while a transaction holds it
         bh.data[:] = 5
         bh.mark_dirty()
     assert cache.writeback() == 0 and int(dev.blocks[3, 0]) == 0
-    bh.jtrans = None
+    cache.unpin([bh], owner)
     assert cache.writeback() == 1 and int(dev.blocks[3, 0]) == 5
 
 
@@ -266,3 +293,85 @@ def test_writeback_of_more_adjacent_blocks_than_iov_max(disk_dir) -> None:  # ty
                 bh.mark_dirty()
         assert cache.writeback() == 2500
         assert dev.read_block(2499)[0] == 2499 % 256
+
+
+def test_eviction_never_looks_past_buffers_that_cannot_go() -> None:
+    """Allocation is O(1): with most of the cache dirty, held or pinned, each miss
+    evicts the least recently released evictable buffer straight away."""
+    dev = RamDevice(4096)
+    cache = BufferCache(dev, capacity=1024, readahead_max=1)
+    owner = object()
+    held = [cache.bread(n) for n in range(300)]
+    for bh in held[:200]:
+        cache.pin(bh, owner)
+        bh.mark_dirty()
+    for n in range(300, 900):
+        with cache.bread(n) as bh:
+            bh.mark_dirty()
+    for n in range(900, 1024):
+        cache.bread(n).release()
+    cache.check_invariants()
+    assert len(cache._lru) == 124 and next(iter(cache._lru)) == 900
+    cache.bread(2000).release()
+    assert cache.cached(900) is None and cache.cached(901) is not None
+    assert cache.statistics().stalls == 0
+    cache.check_invariants()
+    for bh in held:
+        bh.release()
+    cache.unpin(held, owner)
+    cache.check_invariants()
+
+
+def test_the_background_writer_keeps_dirty_buffers_below_its_threshold() -> None:
+    from bento_user.ks_emul import WritebackLimits
+    dev = RamDevice(512)
+    limits = WritebackLimits(background_ratio=0.1, hard_ratio=0.5, interval=0.05)
+    cache = BufferCache(dev, capacity=256, limits=limits)
+    cache.start_writeback()
+    try:
+        for n in range(100):
+            with cache.getblk(n) as bh:
+                bh.data[:] = n % 250 + 1
+                bh.mark_dirty()
+        deadline = time.monotonic() + 10
+        while cache.statistics().dirty >= cache.limits.background:
+            assert time.monotonic() < deadline, "the background writer did not run"
+            time.sleep(0.01)
+        stats = cache.statistics()
+        assert stats.background_writes > 0 and stats.stalls == 0
+        written = [n for n in range(100) if int(dev.blocks[n, 0]) == n % 250 + 1]
+        assert written and written == list(range(len(written)))  # oldest first
+        cache.check_invariants()
+    finally:
+        cache.stop_writeback()
+
+
+def test_a_writer_past_the_hard_limit_writes_back_itself() -> None:
+    from bento_user.ks_emul import WritebackLimits
+    dev = RamDevice(512)
+    limits = WritebackLimits(background_ratio=0.1, hard_ratio=0.2, interval=60)
+    cache = BufferCache(dev, capacity=256, limits=limits)
+    cache.start_writeback(background=False)  # the throttle alone
+    for n in range(200):
+        with cache.getblk(n) as bh:
+            bh.mark_dirty()
+        assert cache.statistics().dirty <= cache.limits.hard
+    assert cache.statistics().throttled > 0 and cache.statistics().background_writes == 0
+    cache.stop_writeback()
+
+
+def test_an_age_limit_writes_old_dirty_buffers_below_the_threshold() -> None:
+    from bento_user.ks_emul import WritebackLimits
+    dev = RamDevice(64)
+    cache = BufferCache(dev, capacity=64, limits=WritebackLimits(expire=0.05, interval=0.02))
+    cache.start_writeback()
+    try:
+        with cache.getblk(7) as bh:
+            bh.data[:] = 9
+            bh.mark_dirty()
+        deadline = time.monotonic() + 10
+        while int(dev.blocks[7, 0]) != 9:
+            assert time.monotonic() < deadline, "an old dirty buffer stayed dirty"
+            time.sleep(0.01)
+    finally:
+        cache.stop_writeback()
