@@ -56,6 +56,10 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
                      f"{c['throttled']:,} writers throttled, {c['stalls']:,} allocations "
                      f"stalled; {c['evictions']:,} evictions, {c['evictable']:,} "
                      f"blocks evictable now")
+    mem = stats.get("memory")
+    if mem:
+        lines.append(f"memory: {mem['rss_mib']:,.0f} MiB resident, "
+                     f"{mem['peak_rss_mib']:,.0f} MiB at most")
     j = stats.get("journal")
     if j:
         lines.append(f"journal: {j['commits']:,} commits ({j['forced']:,} forced, {j['timer']:,} "

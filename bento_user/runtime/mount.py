@@ -59,6 +59,21 @@ def default_cache_blocks(meminfo: str = "/proc/meminfo") -> int:
     return mib * 256  # 4 KiB blocks
 
 
+def resident_memory(status: str = "/proc/self/status") -> dict[str, float]:
+    """The daemon's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
+    fields = {"VmRSS:": "rss_mib", "VmHWM:": "peak_rss_mib"}
+    out = {v: 0.0 for v in fields.values()}
+    try:
+        with open(status) as f:
+            for line in f:
+                key = line.split(":", 1)[0] + ":"
+                if key in fields:
+                    out[fields[key]] = int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 @dataclass
 class MountConfig:
     image: str
@@ -282,6 +297,7 @@ class Mount:
                       "reads": cache.reads, "writes": cache.writes,
                       "bytes_read": cache.bytes_read, "bytes_written": cache.bytes_written},
         }
+        answer["memory"] = resident_memory()
         if self.ks.journal is not None:
             j = self.ks.journal.statistics()
             answer["journal"] = {"commits": j.commits, "forced": j.forced_commits,
