@@ -2,15 +2,17 @@
 
 In the manner of CrashMonkey and B3: short workloads of core operations over a tiny
 namespace (files foo, bar, A/foo, ...; directories A, B), with fsync, fdatasync,
-directory fsync and sync as persistence points, run on the recording device. For
+directory fsync and sync as persistence points, and cache pressure (``evict``: what
+the background writer and reclaim do, write-back without a flush and eviction) as
+an operation of its own, run on the recording device. For
 every flush epoch, crash states are built from subsets of the writes still in flight
 (all of them when there are few, a sample otherwise) and from torn 512-byte sectors.
-Each state is recovered by a fresh instance, walked, unmounted and fsck'd, and must
-equal the model's tree after some operation between the last persistence point that
-surely returned and the last operation that may have started (the prefix oracle of
-reliability.md §1.2): so whatever a returned fsync or sync made durable is there,
-and every operation is all or nothing. File data is checked sector by sector (an
-overwrite in ordered mode may land partly, as on ext4), against the states allowed.
+Each state is recovered by a fresh instance, walked, unmounted and fsck'd, and
+checked by the oracle (``crash_oracle.py``) against the durability contract, object
+by object: what a returned sync, fsync or fdatasync made durable is there (and, for
+a file system that declares ``ordered_metadata``, every metadata operation before
+any persistence call), and every operation is all or nothing. File data is checked
+sector by sector (an overwrite in ordered mode may land partly, as on ext4).
 
 Hypothesis generates the workloads and shrinks a failing one; the crash state is
 then shrunk too (fewer writes kept, no tear), and the pair is written out as a
@@ -35,10 +37,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from bento_user.api import Request
-from bento_user.blockdev import SECTOR_SIZE, RamDevice, RecordingDevice
+from bento_user.blockdev import SECTOR_SIZE, RecordingDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 
+from .crash_oracle import PERSIST, bounds, check, persisted
 from .target import Target
 
 NBLOCKS = 1024            # 4 MiB images: cheap to copy for every crash state
@@ -58,7 +60,6 @@ SIZES = [0, 100, 5000, 50_000]
 SYMLINK_TARGET = b"nowhere/x"   # dangling: calls through it fail the same on any file system
 
 Op = tuple[Any, ...]
-PERSIST = {"fsync", "fdatasync", "fsyncdir", "sync"}
 
 
 # -- workloads ------------------------------------------------------------------------
@@ -85,6 +86,7 @@ def workloads(max_ops: int = 6) -> st.SearchStrategy[list[Op]]:
         st.tuples(st.just("fdatasync"), files),
         st.tuples(st.just("fsyncdir"), st.sampled_from(["", "A", "B"])),
         st.tuples(st.just("sync")),
+        st.tuples(st.just("evict")),
     )
     return st.lists(op, min_size=1, max_size=max_ops)
 
@@ -190,7 +192,7 @@ class Model:
             return args[0] in paths and paths[args[0]].kind != stat.S_IFLNK
         if kind == "fdatasync":
             return args[0] in paths and paths[args[0]].kind == stat.S_IFREG
-        if kind == "sync":
+        if kind in ("sync", "evict"):
             return True
         raise ValueError(f"unknown operation {op!r}")
 
@@ -321,6 +323,9 @@ def _perform(rt: DirectRuntime, c: PathClient, tag: int, op: Op, held: list[int]
             c.close(fd)
     elif kind == "sync":
         rt.ks.sync()
+    elif kind == "evict":  # cache pressure: write-back without a flush, then reclaim
+        rt.ks.cache.writeback()
+        rt.ks.cache.shrink()
 
 
 def _show(op: Op) -> str:
@@ -410,113 +415,8 @@ def _image_key(run: Run, s: CrashState) -> tuple[Any, ...]:
     for i in sorted(set(s.keep) | set(torn)):
         w = flying[i]
         last[w.blockno] = (w.seq, torn.get(i))
-    return run.rec.durable_count(s.epoch), tuple(sorted(last.items())), bounds(run, s)
-
-
-def bounds(run: Run, s: CrashState) -> tuple[int, int]:
-    """(lo, hi): the recovered tree must be some ``states[j]``, lo <= j <= hi.
-
-    The cut comes after flush ``epoch`` returned and after every landed write was
-    issued, and before flush ``epoch + 1`` returned. lo follows the last persistence
-    op that surely ended before the cut; hi the last op that may have started."""
-    last_landed = max((run.rec.in_flight(s.epoch)[i].seq for i in
-                       set(s.keep) | {i for i, _ in s.torn}), default=-1)
-    lo, hi = 0, 0
-    for i, (op, (start, end), ok) in enumerate(zip(run.workload, run.spans, run.succeeded)):
-        if s.after is not None and i > s.after:
-            break
-        if start[1] <= s.epoch:
-            hi = i + 1
-        ended_before = end[1] < s.epoch or end[0] <= last_landed or s.after is not None
-        if op[0] in PERSIST and ok and ended_before:
-            lo = i + 1
-    return lo, max(lo, hi)
-
-
-# -- checking one crash state ------------------------------------------------------------
-
-
-def read_tree(rt: DirectRuntime) -> tuple[dict[str, tuple[int, int, int, bytes]], dict[str, bytes]]:
-    """The recovered namespace, in the model's terms, and every file's bytes."""
-    c = rt.client(Request())
-    shape: dict[str, tuple[int, int, int, bytes]] = {}
-    data: dict[str, bytes] = {}
-    todo = [""]
-    while todo:
-        d = todo.pop()
-        for name in c.listdir("/" + d):
-            path = f"{d}/{name.decode(errors='surrogateescape')}".lstrip("/")
-            a = c.lstat("/" + path)
-            kind = stat.S_IFMT(a.mode)
-            target = c.readlink("/" + path) if kind == stat.S_IFLNK else b""
-            if kind == stat.S_IFDIR:          # size and links: conventions differ
-                shape[path] = (kind, 0, 0, b"")
-                todo.append(path)
-            else:
-                shape[path] = (kind, a.size, a.nlink, target)
-            if kind == stat.S_IFREG:
-                data[path] = c.read_bytes("/" + path)
-    return shape, data
-
-
-def check(target: Target, run: Run, s: CrashState) -> str | None:
-    """None if the crash state recovers to an allowed tree; else what is wrong."""
-    image = run.rec.crash_image(s.epoch, s.keep, {i: sectors for i, sectors in s.torn})
-    dev = RamDevice.from_bytes(image)
-    try:
-        rt = target.open(dev)
-    except OSError as e:
-        return f"recovery failed: {e}"
-    except Exception as e:  # noqa: BLE001 - a bug in recovery, reported
-        return f"recovery raised {type(e).__name__}: {e}"
-    try:
-        try:
-            shape, data = read_tree(rt)
-        finally:
-            rt.close()
-    except Exception as e:  # noqa: BLE001
-        return f"reading the recovered tree raised {type(e).__name__}: {e}"
-    problems = target.fsck(dev.image())
-    if problems:
-        return "fsck after recovery: " + "; ".join(problems[:3])
-    lo, hi = bounds(run, s)
-    allowed = range(lo, hi + 1)
-    matches = [j for j in allowed if run.states[j].shape == shape]
-    if not matches:
-        return _explain(run, lo, hi, shape)
-    for path, content in data.items():
-        bad = _sector_mismatch(run, allowed, path, content, run.states[matches[0]].idents[path])
-        if bad is not None:
-            return (f"{path}: bytes {bad}..{bad + SECTOR_SIZE - 1} match no state after ops "
-                    f"{lo}..{hi} (data lost or stale)")
-    return None
-
-
-def _sector_mismatch(run: Run, allowed: range, path: str, content: bytes, ident: int) -> int | None:
-    versions = [run.states[j].data[ident] for j in allowed if ident in run.states[j].data]
-    for off in range(0, len(content), SECTOR_SIZE):
-        got = content[off:off + SECTOR_SIZE]
-        if not any(v[off:off + SECTOR_SIZE].ljust(len(got), b"\0") == got for v in versions):
-            return off
-    return None
-
-
-def _explain(run: Run, lo: int, hi: int, shape: dict[str, tuple[int, int, int, bytes]]) -> str:
-    """The difference to the nearest allowed state, in a line."""
-    def diff(j: int) -> list[str]:
-        want = run.states[j].shape
-        out = [f"{p} missing" for p in sorted(want.keys() - shape.keys())]
-        out += [f"{p} unexpected" for p in sorted(shape.keys() - want.keys())]
-        for p in sorted(want.keys() & shape.keys()):
-            if want[p] != shape[p]:
-                (wk, ws, wn, _), (gk, gs, gn, _) = want[p], shape[p]
-                out.append(f"{p}: " + (f"kind {stat.filemode(gk)[0]}, expected {stat.filemode(wk)[0]}"
-                                       if wk != gk else f"size {gs}, expected {ws}" if ws != gs
-                                       else f"{gn} links, expected {wn}"))
-        return out
-    nearest = min(range(lo, hi + 1), key=lambda j: len(diff(j)))
-    return (f"recovered tree matches no state after ops {lo}..{hi}; nearest (after op "
-            f"{nearest}): " + ", ".join(diff(nearest)[:4]))
+    return (run.rec.durable_count(s.epoch), tuple(sorted(last.items())),
+            persisted(run, s), bounds(run, s))
 
 
 # -- exploring, shrinking, reporting -------------------------------------------------------

@@ -58,6 +58,20 @@ def _fsync_without_commit() -> list[tuple[Any, str, Any]]:
     return [(Xv6, "_sync_inode", sync_inode)]
 
 
+def _fsync_trusts_the_cache() -> list[tuple[Any, str, Any]]:
+    def sync_inode(self: Xv6, ip: Any) -> None:  # the code before issue 14 §6
+        with ip.lock.read():
+            dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
+            ip.dirty_data.clear()
+            unflushed, ip.unflushed = ip.unflushed, False
+        if dirty:
+            self.ks.cache.writeback(dirty)
+        self.journal.force_commit()
+        if dirty or unflushed:           # a block written home and evicted owes nothing
+            self.ks.device.flush()
+    return [(Xv6, "_sync_inode", sync_inode)]
+
+
 def _rename_not_atomic() -> list[tuple[Any, str, Any]]:
     plain = Xv6.rename
 
@@ -148,6 +162,8 @@ BUGS = [
         _bitmap_wrong_bit),
     Bug("fsync-no-commit", "fsync writes data but does not commit the journal", "crash",
         _fsync_without_commit),
+    Bug("fsync-trusts-cache", "fsync flushes only if a block it covers is still cached",
+        "crash", _fsync_trusts_the_cache),
     Bug("rename-not-atomic", "rename commits the new name before removing the old", "crash",
         _rename_not_atomic),
     Bug("indirect-off-by-one", "block 12 (the first indirect one) maps onto block 11", "ops",

@@ -45,6 +45,14 @@ class Filesystem:
 
     name = "filesystem"
 
+    #: The durability contract beyond POSIX's, which the crash explorer holds a file
+    #: system to. False (the default): ``sync`` persists everything, ``fsync`` and
+    #: ``fdatasync`` the file's own data; nothing else is promised. True: any fsync,
+    #: fdatasync or directory fsync also persists every metadata operation that
+    #: returned before it (one journal committed whole, like xv6 or ext4's default);
+    #: claim it only if it holds, or the crash explorer will say so.
+    ordered_metadata: bool = False
+
     # -- life cycle --------------------------------------------------------------
 
     def init(self, ks: KernelServices) -> None:

@@ -50,8 +50,15 @@ def corrupt(message: str) -> FsError:
 class Request:
     """Who asks: the calling process's credentials, as FUSE passes them.
 
-    ``groups`` are supplementary groups; FUSE does not pass them (the kernel's
-    ``default_permissions`` check uses them), the direct runtime may.
+    ``groups`` are supplementary groups. FUSE does not pass them; the FUSE runtime
+    reads them from /proc/PID/status, the direct runtime takes them from its caller.
+
+    ``checked``: the kernel has already checked this request's permissions (a FUSE
+    mount with ``default_permissions``), with everything the caller holds —
+    supplementary groups and capabilities that no request carries. A file system must
+    then not refuse the call on permission grounds (it would refuse, with less
+    information, what Linux allows); it still applies what permissions *do*: a write
+    by a non-root caller clears setuid, a setgid directory passes on its group.
     """
 
     uid: int = 0
@@ -59,6 +66,7 @@ class Request:
     pid: int = 0
     umask: int = 0o022
     groups: tuple[int, ...] = ()
+    checked: bool = False
 
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
@@ -95,6 +103,8 @@ class SetAttr:
     """Which attributes ``setattr`` changes; None leaves one as it is.
 
     ``atime_ns``/``mtime_ns`` may be ``NOW`` (UTIME_NOW): the file system's clock.
+    ``NOW`` lies outside every 64-bit time, so -1 (a nanosecond before the epoch)
+    stays a time like any other.
     """
 
     mode: int | None = None
@@ -105,7 +115,7 @@ class SetAttr:
     mtime_ns: int | None = None
     ctime_ns: int | None = None
 
-    NOW = -1
+    NOW = -(1 << 63) - 1
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,16 @@ class BufferCache:
             bh.refcount -= 1
             self._settle(bh)
 
+    def shrink(self, count: int | None = None) -> int:
+        """Evict up to ``count`` (default: all) evictable buffers, least recently
+        used first, as memory pressure would; returns how many went."""
+        with self._lock:
+            n = len(self._lru) if count is None else min(count, len(self._lru))
+            for _ in range(n):
+                _, bh = self._lru.popitem(last=False)
+                self._evict(bh)
+            return n
+
     def invalidate(self, blocknos: Iterable[int]) -> None:
         """Drop cached copies of blocks changed on the device behind the cache's back.
 

@@ -26,7 +26,9 @@ journal's lock).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,6 +85,14 @@ class BufferHead:
         """Wait until no read or write of this block is in flight."""
         self._io.acquire()
         self._io.release()
+
+    @contextlib.contextmanager
+    def io_exclusive(self) -> Iterator[None]:
+        """No read or write-back of this block runs while inside: for a holder that
+        changes ``data`` and also sends the block to the device another way (a write
+        of a write-back already under way would otherwise land after, stale)."""
+        with self._io:
+            yield
 
     def release(self) -> None:
         self._cache.brelse(self)

@@ -88,3 +88,16 @@ class ProcessTable:
             if line.startswith(b"Uid:"):
                 return int(line.split()[1])
         return -1
+
+
+def supplementary_groups(pid: int, proc: str = "/proc") -> tuple[int, ...]:
+    """The supplementary groups of process ``pid`` (the ``Groups:`` line of
+    /proc/PID/status); () if it is gone or not ours to see."""
+    try:
+        with open(f"{proc}/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return tuple(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return ()

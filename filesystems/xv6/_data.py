@@ -58,7 +58,7 @@ class FileData:
         for i, p in enumerate(pblks.tolist()):
             bh = self.ks.cache.find(p)
             if bh is not None:
-                with bh:
+                with bh, bh.io_exclusive():  # no write-back of the old copy after ours
                     bh.data[:] = blocks[i]
         for start in range(0, len(pblks), STAGING_BLOCKS):
             chunk = pblks[start:start + STAGING_BLOCKS]

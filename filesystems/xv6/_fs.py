@@ -110,6 +110,7 @@ class Xv6(Filesystem):
     """
 
     name = "xv6"
+    ordered_metadata = True  # one journal: every fsync-family call commits it whole
 
     def __init__(self, *, read_only: bool = False, atime: str = "relatime") -> None:
         if atime not in ("relatime", "strictatime", "noatime"):
@@ -556,8 +557,8 @@ class Xv6(Filesystem):
                     raise FsError(errno.ENOENT, "the directory was removed")
                 if self.dirs.lookup(dp, name) is not None:
                     raise FsError(errno.EEXIST)
-                if kind in (stat.S_IFCHR, stat.S_IFBLK) and req.uid != 0:
-                    raise FsError(errno.EPERM)  # CAP_MKNOD
+                if kind in (stat.S_IFCHR, stat.S_IFBLK):
+                    perm.require_root(req)  # CAP_MKNOD
                 if kind == stat.S_IFDIR and dp.nlink >= LINK_MAX:
                     raise FsError(errno.EMLINK)
                 perms = mode & 0o7777 & ~req.umask if kind != stat.S_IFLNK else 0o777
@@ -871,7 +872,7 @@ class Xv6(Filesystem):
             elif of.flags & _ACCMODE == os.O_RDONLY:
                 raise FsError(errno.EINVAL)
         times = [t for t in (c.atime_ns, c.mtime_ns) if t is not None]
-        if times:
+        if times and not req.checked:
             if all(t == SetAttr.NOW for t in times):
                 if req.uid not in (0, ip.uid) and not perm.permitted(req, ip, os.W_OK):
                     raise FsError(errno.EACCES)
@@ -905,7 +906,7 @@ class Xv6(Filesystem):
         if (acc != os.O_RDONLY or flags & os.O_TRUNC) and self.read_only:
             raise FsError(errno.EROFS)
         perm.require(req, ip, want | (os.W_OK if flags & os.O_TRUNC else 0))
-        if flags & os.O_TRUNC and stat.S_ISREG(ip.mode) and acc != os.O_RDONLY:
+        if flags & os.O_TRUNC and stat.S_ISREG(ip.mode):  # Linux: read-only opens too
             with ip.lock.write():
                 if ip.size:
                     self._truncate(ip, 0)
@@ -1122,10 +1123,12 @@ class Xv6(Filesystem):
             dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
             ip.dirty_data.clear()
             ip.unflushed = False
-        if dirty:
+        while dirty:
             self.ks.cache.writeback(dirty)
             for bh in dirty:
-                bh.wait_io()  # one the background writer was writing at that moment
+                bh.wait_io()  # one the background writer was writing at that moment...
+            # ...may have been changed under that write, and be dirty again
+            dirty = [bh for bh in dirty if bh.dirty and bh.jtrans is None]
         self.journal.force_commit()
         if owed:
             self.ks.device.flush()
@@ -1167,10 +1170,8 @@ class Xv6(Filesystem):
 
     def _xattr_access(self, req: Request, ip: Inode, name: bytes, write: bool) -> None:
         xattr.check_name(name)
-        if name.startswith((b"trusted.",)) and req.uid != 0:
-            raise FsError(errno.EPERM)
-        if name.startswith(b"security.") and write and req.uid != 0:
-            raise FsError(errno.EPERM)
+        if name.startswith(b"trusted.") or (name.startswith(b"security.") and write):
+            perm.require_root(req)
         if name.startswith(b"user."):
             if not (stat.S_ISREG(ip.mode) or ip.is_dir):
                 raise FsError(errno.EPERM if write else errno.ENODATA)

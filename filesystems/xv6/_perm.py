@@ -1,9 +1,13 @@
 """Permission rules as Linux applies them (fs/namei.c, fs/attr.c, fs/inode.c).
 
-The kernel checks most of these in front of a FUSE mount (``default_permissions``);
-the file system checks them itself too, so the direct runtime behaves the same.
-Root (uid 0) stands for the capabilities CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN
-and CAP_FSETID.
+In front of a FUSE mount with ``default_permissions`` the kernel checks all of them,
+with the caller's full credentials, and marks the request ``checked``: then the
+refusals here step aside (refusing again, with less information, is how a file
+system says no where Linux says yes). Without it — the direct runtime, a mount with
+``no_default_permissions`` — they are the only check. The *effects* of permissions
+(``new_owner``, ``chmod_mode``'s setgid rule, ``killed_suid``) apply either way.
+Root (uid 0) stands for the capabilities CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN,
+CAP_FSETID and CAP_MKNOD.
 """
 
 from __future__ import annotations
@@ -32,20 +36,26 @@ def permitted(req: Request, ip: Inode, mask: int) -> bool:
 
 
 def require(req: Request, ip: Inode, mask: int) -> None:
-    if not permitted(req, ip, mask):
+    if not req.checked and not permitted(req, ip, mask):
         raise FsError(errno.EACCES)
 
 
 def require_owner(req: Request, ip: Inode) -> None:
     """chmod, explicit utimes, xattrs on sticky dirs: the owner or root (EPERM)."""
-    if req.uid not in (0, ip.uid):
+    if not req.checked and req.uid not in (0, ip.uid):
+        raise FsError(errno.EPERM)
+
+
+def require_root(req: Request) -> None:
+    """What only a capability allows (CAP_MKNOD, trusted.* and security.* xattrs)."""
+    if not req.checked and req.uid != 0:
         raise FsError(errno.EPERM)
 
 
 def check_sticky(req: Request, dp: Inode, ip: Inode) -> None:
     """In a sticky directory only the file's owner, the directory's owner or root may
     remove or rename an entry."""
-    if dp.mode & stat.S_ISVTX and req.uid not in (0, ip.uid, dp.uid):
+    if not req.checked and dp.mode & stat.S_ISVTX and req.uid not in (0, ip.uid, dp.uid):
         raise FsError(errno.EPERM)
 
 
@@ -74,7 +84,7 @@ def chmod_mode(req: Request, ip: Inode, mode: int) -> int:
 
 def check_chown(req: Request, ip: Inode, uid: int | None, gid: int | None) -> None:
     """Only root gives a file away; an owner may change its group to one of their own."""
-    if req.uid == 0:
+    if req.uid == 0 or req.checked:
         return
     if uid is not None and uid != ip.uid:
         raise FsError(errno.EPERM)

@@ -52,5 +52,7 @@ def check_name(name: bytes) -> None:
     """Linux's rules: a known namespace prefix, at most 255 bytes."""
     if not name or len(name) > 255:
         raise FsError(errno.ERANGE if name else errno.EINVAL)
-    if not name.startswith(NAMESPACES) or name in NAMESPACES:
+    if name in NAMESPACES:
+        raise FsError(errno.EINVAL)  # a namespace with no name in it (Linux: EINVAL)
+    if not name.startswith(NAMESPACES):
         raise FsError(errno.EOPNOTSUPP)
