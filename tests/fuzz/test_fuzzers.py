@@ -55,7 +55,7 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str
                               ("fsync", "bar"), ("sync",)]),
     ("journal-drops-block", [("mkdir", "A"), ("write", "A/foo", 0, 100), ("sync",)]),
     ("fsync-trusts-cache", [("write", "foo", 0, 5000), ("sync",), ("write", "foo", 0, 100),
-                            ("evict",), ("fsync", "foo")]),
+                            ("fsyncdir", ""), ("evict",), ("fsync", "foo")]),
 ])
 def test_the_crash_checks_catch_crash_bugs(bug: str, workload: list[crash.Op]) -> None:
     assert crash.explore(XV6, workload) is None            # healthy: every state recovers
