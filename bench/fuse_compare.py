@@ -108,18 +108,23 @@ class Target:
             sh("mount", "-t", "tmpfs", "-o", "size=7g", "tmpfs", str(self.mnt))
 
     def unmount(self) -> None:
-        if self.name == "bento":
-            sh(BENTO, "umount", str(self.mnt))
-        elif self.name == "fuse2fs":
-            sh("fusermount3", "-u", str(self.mnt))
-            while subprocess.run(["pgrep", "-f", f"fuse2fs {self.image}"],
-                                 capture_output=True).returncode == 0:
-                time.sleep(0.05)
-        else:
-            sh("umount", str(self.mnt))
-        if self.loop:
-            sh("losetup", "-d", self.loop)
+        unmount(self.name, self.mnt, self.image, self.loop)
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def unmount(name: str, mnt: Path, image: Path, loop: str | None) -> None:
+    """Unmount a target and wait until it is gone (fuse2fs exits after fusermount)."""
+    if name.startswith("bento"):
+        sh(BENTO, "umount", str(mnt))
+    elif name == "fuse2fs":
+        sh("fusermount3", "-u", str(mnt))
+        while subprocess.run(["pgrep", "-f", f"fuse2fs {image}"],
+                             capture_output=True).returncode == 0:
+            time.sleep(0.05)
+    else:
+        sh("umount", str(mnt))
+    if loop:
+        sh("losetup", "-d", loop)
 
 
 # -- workloads: each returns {metric: value} ------------------------------------------

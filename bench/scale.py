@@ -30,6 +30,9 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from fuse_compare import drop_caches, sh, unmount  # noqa: E402  (bench/ is not a package)
+
 BENTO = str(Path(sys.executable).with_name("bento"))
 IMAGE_SIZE = 6 << 30
 GIT = ("git", "-c", "user.name=bench", "-c", "user.email=bench@localhost",
@@ -38,22 +41,10 @@ TARGETS = {"ext4": None, "fuse2fs": None, "bento": "", "bento-256": "cache_mib=2
            "bento-2048": "cache_mib=2048"}
 
 
-def sh(*cmd: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)}: {done.stderr.strip()[-2000:] or done.stdout[-2000:]}")
-    return done.stdout
-
-
 def timed(*cmd: str, cwd: Path | None = None) -> float:
     start = time.perf_counter()
     sh(*cmd, cwd=cwd)
     return time.perf_counter() - start
-
-
-def drop_caches() -> None:
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 # -- assets ---------------------------------------------------------------------------
@@ -123,16 +114,7 @@ class Target:
         if self.name.startswith("bento"):
             stats = json.loads(sh(BENTO, "stat", "--json", str(self.mnt)))["stats"]
             self.peak_rss_mib = stats["memory"]["peak_rss_mib"]
-            sh(BENTO, "umount", str(self.mnt))
-        elif self.name == "fuse2fs":
-            sh("fusermount3", "-u", str(self.mnt))
-            while subprocess.run(["pgrep", "-f", f"fuse2fs {self.image}"],
-                                 capture_output=True).returncode == 0:
-                time.sleep(0.05)
-        else:
-            sh("umount", str(self.mnt))
-        if self.loop:
-            sh("losetup", "-d", self.loop)
+        unmount(self.name, self.mnt, self.image, self.loop)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
