@@ -47,6 +47,10 @@ DATA_MARK = b"FUZZDATA"          # starts every block of file data in the seed i
 TIME_BOUND = 10.0                # seconds per image
 MEMORY_BOUND = 2 << 30           # bytes over what the process had when it started
 READ_LIMIT = 1 << 20             # bytes read from the start of each file in the walk
+# /sparse has a block where each level of a classic block map begins (12 direct
+# pointers, 1,024 per indirect block: xv6's and ext2's shape), so corrupted pointers
+# of every level are in the seed images; holes make it cost five blocks of data.
+SPARSE_BLOCKS = [0, 12, 12 + 1024, 12 + 1024 + 1024**2, 12 + 1024 + 1024**2 + 5]
 
 
 class _Hang(BaseException):
@@ -93,7 +97,8 @@ def _populate(c: PathClient) -> None:
         c.write_bytes(f"/A/f{i}", _data(i, size))
     c.write_bytes("/A/B/deep", _data(9, 3 * BLOCK))
     fd = c.open("/sparse", os.O_CREAT | os.O_WRONLY)
-    c.pwrite(fd, _data(7, BLOCK), 3 << 20)      # reaches the double-indirect level
+    for lblk in SPARSE_BLOCKS:                  # one block at the start of each level
+        c.pwrite(fd, _data(7 + lblk % 5, BLOCK), lblk * BLOCK)
     c.close(fd)
     c.link("/A/f2", "/A/B/hard")
     c.symlink("A/f1", "/short-link")

@@ -103,3 +103,20 @@ def test_image_fuzzing_finds_unchecked_block_pointers(
 def test_ops_through_a_real_mount(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = fuzz(capsys, "ops", "--mount", "--examples", "2", "--steps", "15", "--seed", "2")
     assert code == 0 and "through a FUSE mount" in out, out
+
+
+def test_the_image_fuzzer_mutates_every_level_of_the_block_map() -> None:
+    """The seed image used to stop at the single-indirect level (a write at 3 MiB is
+    logical block 768): now the pointer blocks of the single-, double- and
+    triple-indirect levels (1 + 2 + 3 of them) are all among the blocks it mutates."""
+    from bento_user.blockdev import RamDevice
+    from fuzz import image
+
+    clean = image.seed_images(XV6)["clean"]
+    mutated = set(image.metadata_blocks(XV6, clean))
+    with XV6.open(RamDevice.from_bytes(clean)) as rt:
+        fs = rt.fs
+        ip = fs._iget(rt.client().stat("/sparse").ino)
+        pointers = set(fs.bmap.indirect_blocks(ip))
+    assert len(pointers) == 6
+    assert pointers <= mutated
