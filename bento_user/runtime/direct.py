@@ -87,6 +87,8 @@ class DirectRuntime:
         self.closed = True
         if self.ks.journal is not None:
             self.ks.journal._stopping.set()
+            self.ks.journal._kick.set()
+        self.ks.cache.stop_writeback()
 
     def __enter__(self) -> DirectRuntime:
         return self

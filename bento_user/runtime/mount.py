@@ -83,7 +83,7 @@ class MountConfig:
     fs_options: dict[str, Any] = field(default_factory=dict)
     read_only: bool = False
     fuse: FuseOptions = field(default_factory=FuseOptions)
-    cache_blocks: int = field(default_factory=lambda: default_cache_blocks())
+    cache_blocks: int = field(default_factory=default_cache_blocks)
     commit_interval: float = 5.0
     trace_path: str | None = None
     log_path: str | None = None

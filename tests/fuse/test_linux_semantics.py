@@ -193,3 +193,21 @@ def test_permissions_still_hold_for_what_the_kernel_refuses(sandbox: Path) -> No
     """, uid=65534, groups=())
     assert out.split() == ["EACCES", "EPERM", "EPERM"]
     assert stat.S_IMODE(f.stat().st_mode) == 0o644
+
+
+def test_a_stranger_may_touch_a_symlink_and_root_keeps_setuid(sandbox: Path) -> None:
+    """lutimes(UTIME_NOW) by uid 1001 on root's symlink (symlinks are 0777): Linux
+    allows it (before: EPERM). A write by root to a 6777 file owned by 1001 keeps the
+    bits (CAP_FSETID)."""
+    (sandbox / "link").symlink_to("d")
+    as_user(sandbox, """
+        import os
+        os.utime("link", follow_symlinks=False)
+    """, uid=OTHER, groups=())
+    f = sandbox / "s"
+    f.write_bytes(b"old")
+    os.chown(f, OTHER, OTHER)
+    f.chmod(0o6777)
+    with open(f, "ab") as out:
+        out.write(b"root")
+    assert stat.S_IMODE(f.stat().st_mode) == 0o6777
