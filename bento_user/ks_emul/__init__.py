@@ -33,6 +33,7 @@ from ._locks import Mutex as Mutex
 from ._locks import RWSemaphore as RWSemaphore
 from ._locks import Semaphore as Semaphore
 from ._process import ProcessInfo as ProcessInfo
+from ._process import status_field as status_field
 from ._process import supplementary_groups as supplementary_groups
 from ._recovery import JournalCorruptError as JournalCorruptError
 from ._recovery import RecoveryReport as RecoveryReport

@@ -36,6 +36,7 @@ Buffers in none of them are referenced (or being read) while clean: they return 
 from __future__ import annotations
 
 import errno
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -227,12 +228,7 @@ class BufferCache:
     def oldest_dirty(self, count: int) -> list[BufferHead]:
         """Up to ``count`` writable dirty buffers, those dirtied longest ago first."""
         with self._lock:
-            out: list[BufferHead] = []
-            for bh in self._dirty.values():
-                if len(out) >= count:
-                    break
-                out.append(bh)
-            return out
+            return list(itertools.islice(self._dirty.values(), count))
 
     def dirty_age(self) -> float:
         """Seconds since the oldest writable dirty buffer was dirtied (0 if none)."""
@@ -288,6 +284,16 @@ class BufferCache:
                 self._in_flight -= len(chosen)
                 self._io_done.notify_all()
         return written
+
+    def write_and_wait(self, buffers: list[BufferHead]) -> None:
+        """Return once every unpinned buffer of ``buffers`` that was dirty is home
+        with its current contents (an fsync's data): one another thread was writing
+        is waited for, and written again if it changed under that write."""
+        while buffers:
+            self.writeback(buffers)
+            for bh in buffers:
+                bh.wait_io()
+            buffers = [bh for bh in buffers if bh.dirty and bh.jtrans is None]
 
     def sync(self) -> None:
         """Write back every unpinned dirty buffer, then flush the device."""
@@ -425,8 +431,7 @@ class BufferCache:
         self._dirty.pop(n, None)
         self._pinned_dirty.pop(n, None)
         if bh.refcount == 0 and bh.jtrans is None and bh.uptodate and bh.data is not None:
-            if n not in self._lru:
-                self._lru[n] = bh
+            self._lru.setdefault(n, bh)  # newly evictable: the most recent end
         else:
             self._lru.pop(n, None)
 

@@ -84,20 +84,24 @@ class ProcessTable:
         return tuple(a.decode(errors="replace") for a in raw.split(b"\0")) if raw else ()
 
     def _uid(self, pid: int) -> int:
-        for line in self._read(pid, "status").splitlines():
-            if line.startswith(b"Uid:"):
-                return int(line.split()[1])
-        return -1
+        fields = status_field(pid, "Uid", self.proc)
+        return int(fields[0]) if fields else -1
 
 
-def supplementary_groups(pid: int, proc: str = "/proc") -> tuple[int, ...]:
-    """The supplementary groups of process ``pid`` (the ``Groups:`` line of
-    /proc/PID/status); () if it is gone or not ours to see."""
+def status_field(pid: int | str, key: str, proc: str = "/proc") -> list[bytes]:
+    """The values of line ``key`` of /proc/PID/status (``pid`` may be "self");
+    [] if the process is gone, not ours to see, or has no such line."""
+    prefix = key.encode() + b":"
     try:
         with open(f"{proc}/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"Groups:"):
-                    return tuple(int(g) for g in line.split()[1:])
-    except (OSError, ValueError):
+                if line.startswith(prefix):
+                    return line.split()[1:]
+    except OSError:
         pass
-    return ()
+    return []
+
+
+def supplementary_groups(pid: int, proc: str = "/proc") -> tuple[int, ...]:
+    """The supplementary groups of process ``pid``; () if it is gone."""
+    return tuple(int(g) for g in status_field(pid, "Groups", proc))

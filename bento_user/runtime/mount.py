@@ -27,7 +27,7 @@ import trio
 
 from ..api import Filesystem, FsError
 from ..blockdev import ImageDevice
-from ..ks_emul import KernelServices
+from ..ks_emul import KernelServices, status_field
 from . import control, loader, upgrade
 from ._dispatch import Dispatcher
 from .fuse import FuseOperations, FuseOptions
@@ -59,18 +59,12 @@ def default_cache_blocks(meminfo: str = "/proc/meminfo") -> int:
     return mib * 256  # 4 KiB blocks
 
 
-def resident_memory(status: str = "/proc/self/status") -> dict[str, float]:
+def resident_memory() -> dict[str, float]:
     """The daemon's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
-    fields = {"VmRSS:": "rss_mib", "VmHWM:": "peak_rss_mib"}
-    out = {v: 0.0 for v in fields.values()}
-    try:
-        with open(status) as f:
-            for line in f:
-                key = line.split(":", 1)[0] + ":"
-                if key in fields:
-                    out[fields[key]] = int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    out = {}
+    for key, name in (("VmRSS", "rss_mib"), ("VmHWM", "peak_rss_mib")):
+        kib = status_field("self", key)
+        out[name] = int(kib[0]) / 1024 if kib else 0.0
     return out
 
 

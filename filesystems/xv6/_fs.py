@@ -872,12 +872,8 @@ class Xv6(Filesystem):
             elif of.flags & _ACCMODE == os.O_RDONLY:
                 raise FsError(errno.EINVAL)
         times = [t for t in (c.atime_ns, c.mtime_ns) if t is not None]
-        if times and not req.checked:
-            if all(t == SetAttr.NOW for t in times):
-                if req.uid not in (0, ip.uid) and not perm.permitted(req, ip, os.W_OK):
-                    raise FsError(errno.EACCES)
-            else:
-                perm.require_owner(req, ip)
+        if times:
+            perm.check_utimes(req, ip, only_now=all(t == SetAttr.NOW for t in times))
 
     def access(self, req: Request, ino: InodeNo, mask: int) -> None:
         ip = self._iget(ino)
@@ -1123,12 +1119,7 @@ class Xv6(Filesystem):
             dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
             ip.dirty_data.clear()
             ip.unflushed = False
-        while dirty:
-            self.ks.cache.writeback(dirty)
-            for bh in dirty:
-                bh.wait_io()  # one the background writer was writing at that moment...
-            # ...may have been changed under that write, and be dirty again
-            dirty = [bh for bh in dirty if bh.dirty and bh.jtrans is None]
+        self.ks.cache.write_and_wait(dirty)
         self.journal.force_commit()
         if owed:
             self.ks.device.flush()

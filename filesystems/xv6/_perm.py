@@ -46,6 +46,15 @@ def require_owner(req: Request, ip: Inode) -> None:
         raise FsError(errno.EPERM)
 
 
+def check_utimes(req: Request, ip: Inode, only_now: bool) -> None:
+    """Setting times to now needs write permission (or ownership); any other time
+    needs ownership."""
+    if not only_now:
+        require_owner(req, ip)
+    elif not req.checked and req.uid not in (0, ip.uid) and not permitted(req, ip, os.W_OK):
+        raise FsError(errno.EACCES)
+
+
 def require_root(req: Request) -> None:
     """What only a capability allows (CAP_MKNOD, trusted.* and security.* xattrs)."""
     if not req.checked and req.uid != 0:
