@@ -60,6 +60,12 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
     if mem:
         lines.append(f"memory: {mem['rss_mib']:,.0f} MiB resident, "
                      f"{mem['peak_rss_mib']:,.0f} MiB at most")
+    sp = stats.get("space")
+    if sp and sp["reserve"]:
+        lines.append(f"near full: the kernel may hold {sp['dirty_limit'] / 2**20:,.1f} MiB dirty; "
+                     f"{sp['reserve'] / 2**20:,.1f} MiB reserved for it; writers opened below "
+                     f"{sp['low_water'] / 2**20:,.1f} MiB free get direct I/O "
+                     f"({sp['direct_opens']:,} so far, {sp['refused']:,} allocations refused)")
     j = stats.get("journal")
     if j:
         lines.append(f"journal: {j['commits']:,} commits ({j['forced']:,} forced, {j['timer']:,} "

@@ -37,6 +37,7 @@ from ..api import (
 )
 from ..ks_emul import supplementary_groups
 from ._dispatch import Dispatcher
+from .space import SpaceGuard
 
 log = logging.getLogger("bento.fuse")
 
@@ -76,6 +77,7 @@ class FuseOperations(pyfuse3.Operations):
         self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
         self._requests: dict[tuple[int, int, int, int], Request] = {}
         self.bugs = 0  # non-FsError exceptions answered with EIO
+        self.space = SpaceGuard()  # direct I/O and a reserve near a full disk (space.py)
         self.initialized = False  # the kernel's INIT has arrived
         # Set by the control socket: called instead of the operation, once, to stop
         # it in a debugger (``bento debug``).
@@ -142,8 +144,23 @@ class FuseOperations(pyfuse3.Operations):
         e.st_ctime_ns = a.ctime_ns
         return e
 
-    def _file_info(self, fh: FileHandle) -> pyfuse3.FileInfo:
-        return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache)
+    def _file_info(self, fh: FileHandle, ino: int, flags: int) -> pyfuse3.FileInfo:
+        """An open for writing goes through the page cache, or below the low-water
+        mark with direct I/O, so that its writes see ENOSPC themselves."""
+        direct = False
+        if self.options.writeback_cache and flags & _ACCMODE != os.O_RDONLY:
+            direct = self.space.wants_direct(self._free())
+            self.space.opened(fh, ino, direct)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache, direct_io=direct)
+
+    def _free(self) -> int:
+        s = self._call("statfs", ROOT_REQUEST)
+        return s.blocks_available * s.block_size
+
+    def _keep_reserve(self, nbytes: int = 0) -> None:
+        """ENOSPC for an allocation that would take what cached writers may need."""
+        if self.space.reserve and not self.space.may_allocate(self._free(), nbytes):
+            raise pyfuse3.FUSEError(errno.ENOSPC)
 
     # -- names ---------------------------------------------------------------------
 
@@ -156,18 +173,22 @@ class FuseOperations(pyfuse3.Operations):
 
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self._keep_reserve()
         return self._entry(self._call("mknod", self._req(ctx), parent_inode, name, mode, rdev))
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self._keep_reserve()
         return self._entry(self._call("mkdir", self._req(ctx), parent_inode, name, mode))
 
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self._keep_reserve()
         return self._entry(self._call("symlink", self._req(ctx), parent_inode, name, target))
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self._keep_reserve()
         return self._entry(self._call("link", self._req(ctx), inode, new_parent_inode, new_name))
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -178,6 +199,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        self._keep_reserve()
         self._call("rename", self._req(ctx), parent_inode_old, name_old, parent_inode_new,
                    name_new, flags)
 
@@ -229,7 +251,7 @@ class FuseOperations(pyfuse3.Operations):
     # -- files ---------------------------------------------------------------------
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        return self._file_info(self._open(self._req(ctx), inode, flags))
+        return self._file_info(self._open(self._req(ctx), inode, flags), inode, flags)
 
     def _for_kernel(self, flags: int) -> int:
         """With the writeback cache the kernel reads pages through any handle to fill
@@ -255,20 +277,24 @@ class FuseOperations(pyfuse3.Operations):
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self._keep_reserve()
         attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode,
                               self._for_kernel(flags))
-        return self._file_info(fh), self._entry(attr)
+        return self._file_info(fh, attr.ino, flags), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         return self._call("read", fh, off, size)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        if not self.space.is_write_back(fh):
+            self._keep_reserve(len(buf))
         return self._call("write", fh, off, buf)
 
     async def flush(self, fh: int) -> None:
         self._call("flush", fh)
 
     async def release(self, fh: int) -> None:
+        self.space.released(fh)
         self._quiet("release", fh)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -322,6 +348,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def setxattr(self, inode: int, name: bytes, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None:
+        self._keep_reserve(len(value))
         self._call("setxattr", self._req(ctx), inode, name, value, 0)
 
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:

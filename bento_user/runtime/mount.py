@@ -25,12 +25,13 @@ import numpy as np
 import pyfuse3
 import trio
 
-from ..api import Filesystem, FsError
+from ..api import ROOT_REQUEST, Filesystem, FsError
 from ..blockdev import ImageDevice
 from ..ks_emul import KernelServices, status_field
 from . import control, loader, upgrade
 from ._dispatch import Dispatcher
 from .fuse import FuseOperations, FuseOptions
+from .space import bdi_dirty_limit
 from .remote_pdb import debug_call
 from .trace import TraceWriter
 
@@ -161,7 +162,7 @@ class Mount:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._on_signals)
             nursery.start_soon(server.serve)
-            nursery.start_soon(self._raise_read_ahead)
+            nursery.start_soon(self._tune_device)
             if self.config.watch:
                 nursery.start_soon(self._watch)
             ready(None)
@@ -233,13 +234,25 @@ class Mount:
             if answer["ok"]:
                 seen = _file_stamps(self.loaded.source_files())
 
-    async def _raise_read_ahead(self) -> None:
-        """1 MiB READs instead of 128 KiB. The kernel clamps read-ahead to what INIT
-        negotiated, so this waits for INIT, then sets and checks it."""
+    async def _tune_device(self) -> None:
+        """Once INIT has come (the kernel clamps read-ahead to what it negotiated, and
+        the backing device exists only then): 1 MiB READs, and the space guard armed
+        with the mount's dirty limit."""
         while not self.ops.initialized:
             await trio.sleep(0.01)
+        bdi = _bdi(self.mountpoint)
+        if bdi is None:
+            log.warning("no backing device found for %s", self.mountpoint)
+            return
+        await self._raise_read_ahead(bdi)
+        if self.config.fuse.writeback_cache and not self.config.read_only:
+            s = self.dispatch.call("statfs", ROOT_REQUEST)
+            self.ops.space.arm(bdi_dirty_limit(bdi, s.blocks * s.block_size))
+
+    async def _raise_read_ahead(self, bdi: str) -> None:
+        """1 MiB READs instead of 128 KiB, set and checked."""
         try:
-            path = f"/sys/class/bdi/{_bdi(self.mountpoint)}/read_ahead_kb"
+            path = f"/sys/class/bdi/{bdi}/read_ahead_kb"
             for _ in range(50):
                 await trio.sleep(0.02)
                 with open(path, "w") as f:
@@ -292,6 +305,10 @@ class Mount:
                       "bytes_read": cache.bytes_read, "bytes_written": cache.bytes_written},
         }
         answer["memory"] = resident_memory()
+        space = self.ops.space
+        answer["space"] = {"dirty_limit": space.dirty_limit, "reserve": space.reserve,
+                           "low_water": space.low_water, "direct_opens": space.direct_opens,
+                           "refused": space.refused}
         if self.ks.journal is not None:
             j = self.ks.journal.statistics()
             answer["journal"] = {"commits": j.commits, "forced": j.forced_commits,

@@ -39,13 +39,13 @@ class Mount:
     """An image and its mount point; ``mount()``/``umount()`` drive the real CLI."""
 
     def __init__(self, root: Path, size: str = "1G", fs: str = "xv6",
-                 options: tuple[str, ...] = ()) -> None:
+                 options: tuple[str, ...] = (), mkfs: tuple[str, ...] = ()) -> None:
         self.image = root / "disk.img"
         self.path = root / "mnt"
         self.path.mkdir()
         self.fs = fs
         self.options = options
-        bento("mkfs", str(self.image), "--size", size)
+        bento("mkfs", str(self.image), "--size", size, *mkfs)
         self.mounted = False
 
     def mount(self, *extra: str) -> None:
