@@ -211,3 +211,20 @@ def test_a_stranger_may_touch_a_symlink_and_root_keeps_setuid(sandbox: Path) -> 
     with open(f, "ab") as out:
         out.write(b"root")
     assert stat.S_IMODE(f.stat().st_mode) == 0o6777
+
+
+def test_an_exchange_by_another_user_leaves_both_names_usable(sandbox: Path) -> None:
+    """renameat2(RENAME_EXCHANGE) of root's file and symlink by uid 1001. Before: the
+    kernel's write-back of the cached times (SETATTR mtime+ctime, sent with the
+    exchanging caller's credentials) got EPERM, and the next ``cat s`` as root EIO."""
+    (sandbox / "a").write_bytes(b"data")
+    (sandbox / "s").symlink_to("d")
+    as_user(sandbox, """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.renameat2(-100, b"s", -100, b"a", 2):  # AT_FDCWD, RENAME_EXCHANGE
+            raise OSError(ctypes.get_errno(), "renameat2")
+    """, uid=OTHER, groups=())
+    assert (sandbox / "s").read_bytes() == b"data"
+    assert (sandbox / "s").read_bytes() == b"data"
+    assert os.readlink(sandbox / "a") == "d"
