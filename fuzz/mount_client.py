@@ -30,10 +30,13 @@ class Stat:
     size: int
     uid: int
     gid: int
+    atime_ns: int
+    mtime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> Stat:
-        return cls(st.st_ino, st.st_mode, st.st_nlink, st.st_size, st.st_uid, st.st_gid)
+        return cls(st.st_ino, st.st_mode, st.st_nlink, st.st_size, st.st_uid, st.st_gid,
+                   st.st_atime_ns, st.st_mtime_ns)
 
 
 @contextlib.contextmanager
@@ -159,6 +162,10 @@ class MountClient:
     def chmod(self, path: bytes | str, mode: int) -> None:
         with self._call():
             os.chmod(self._p(path), mode)
+
+    def utime(self, path: bytes | str, ns: tuple[int, int]) -> None:
+        with self._call():
+            os.utime(self._p(path), ns=ns)
 
     def truncate(self, path: bytes | str, size: int) -> None:
         with self._call():

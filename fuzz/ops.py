@@ -261,8 +261,9 @@ class FileSystemMachine(RuleBasedStateMachine):
         if err is None:
             del d.children[name]
 
-    @rule(data=st.data(), name=NAMES, flags=st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]))
-    def rename(self, data: st.DataObject, name: bytes, flags: int) -> None:
+    @rule(data=st.data(), name=NAMES, flags=st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]),
+          req=USERS)
+    def rename(self, data: st.DataObject, name: bytes, flags: int, req: Request) -> None:
         if not self.entries():
             return
         spath, sd, sname, n = data.draw(st.sampled_from(self.entries()))
@@ -272,7 +273,9 @@ class FileSystemMachine(RuleBasedStateMachine):
         inside = n.is_dir and (dpath + b"/").startswith(src + b"/")
         exch_inside = (target is not None and target.is_dir
                        and (spath + b"/").startswith(dst + b"/"))
-        if target is n:
+        if not (self.searchable(req, spath) and self.searchable(req, dpath)):
+            err = errno.EACCES  # the path walk comes first
+        elif target is n:
             err = None if flags != RENAME_NOREPLACE else errno.EEXIST
         elif flags == RENAME_EXCHANGE and target is None:
             err = errno.ENOENT
@@ -280,13 +283,9 @@ class FileSystemMachine(RuleBasedStateMachine):
             err = errno.EEXIST
         elif inside or (flags == RENAME_EXCHANGE and exch_inside):
             err = errno.EINVAL
-        elif flags != RENAME_EXCHANGE and target is not None and n.is_dir != target.is_dir:
-            err = errno.ENOTDIR if n.is_dir else errno.EISDIR
-        elif flags != RENAME_EXCHANGE and target is not None and target.is_dir and target.children:
-            err = errno.ENOTEMPTY
         else:
-            err = None
-        self.expect(err, self.client(ROOT).rename, src, dst, flags)
+            err = self.rename_error(req, sd, n, dd, target, flags)
+        self.expect(err, self.client(req).rename, src, dst, flags)
         if err is not None or target is n:
             return
         if flags == RENAME_EXCHANGE:
@@ -294,6 +293,24 @@ class FileSystemMachine(RuleBasedStateMachine):
         else:
             del sd.children[sname]
             dd.children[name] = n
+
+    @staticmethod
+    def rename_error(req: Request, sd: Node, n: Node, dd: Node, target: Node | None,
+                     flags: int) -> int | tuple[int, ...] | None:
+        """After the path walk and the checks on names: the kernel's permission checks
+        (vfs_rename: write on both directories, and on a directory that changes its
+        parent), then the kinds; the file system alone finds ENOTEMPTY. Without the
+        kernel in front, either may come first."""
+        kind = None
+        if flags != RENAME_EXCHANGE and target is not None and n.is_dir != target.is_dir:
+            kind = errno.ENOTDIR if n.is_dir else errno.EISDIR
+        elif flags != RENAME_EXCHANGE and target is not None and target.is_dir and target.children:
+            kind = errno.ENOTEMPTY
+        moved = [x for x in (n, target if flags == RENAME_EXCHANGE else None)
+                 if x is not None and x.is_dir and sd is not dd]
+        if all(allowed(req, x, m) for x, m in [(sd, 3), (dd, 3), *((x, 2) for x in moved)]):
+            return kind
+        return errno.EACCES if kind is None else (errno.EACCES, kind)
 
     @rule(data=st.data(), name=NAMES)
     def link(self, data: st.DataObject, name: bytes) -> None:
@@ -318,12 +335,15 @@ class FileSystemMachine(RuleBasedStateMachine):
         if d.children[name].kind == stat.S_IFLNK:
             assert self.client(ROOT).readlink(path) == d.children[name].target
 
-    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o755, 0o777, 0o000]), req=USERS)
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o755, 0o777, 0o000, 0o6777, 0o6766]),
+          req=USERS)
     def chmod(self, data: st.DataObject, mode: int, req: Request) -> None:
         nodes = [e for e in self.entries() if e[3].kind != stat.S_IFLNK]
         if not nodes:
             return
         dpath, _, name, n = data.draw(st.sampled_from(nodes))
+        if n.is_dir:
+            mode &= 0o777  # setgid directories pass their group on: not modelled
         if not self.searchable(req, dpath):
             err = errno.EACCES
         elif req.uid not in (0, n.uid):
@@ -334,15 +354,48 @@ class FileSystemMachine(RuleBasedStateMachine):
         if err is None:
             n.mode = mode
 
-    @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t"]),
+    @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t", b"user."]),
           value=st.binary(max_size=300))
     def setxattr(self, data: st.DataObject, key: bytes, value: bytes) -> None:
         nodes = [e for e in self.entries() if e[3].kind in (stat.S_IFREG, stat.S_IFDIR)]
         if not nodes:
             return
         dpath, _, name, n = data.draw(st.sampled_from(nodes))
-        self.client(ROOT).setxattr(self.join(dpath, name), key, value)
-        n.xattrs[key] = value
+        err = errno.EINVAL if key == b"user." else None  # a namespace without a name
+        self.expect(err, self.client(ROOT).setxattr, self.join(dpath, name), key, value)
+        if err is None:
+            n.xattrs[key] = value
+
+    @rule(data=st.data(), req=USERS)
+    def truncate_by_open(self, data: st.DataObject, req: Request) -> None:
+        """open(O_RDONLY | O_TRUNC) truncates on Linux; descriptors kept open on the
+        file must read zeros past the new end (the invariant reads them)."""
+        files = self.regular_files()
+        if not files:
+            return
+        dpath, _, name, n = data.draw(st.sampled_from(files))
+        c = self.client(req)
+        ok = self.searchable(req, dpath) and allowed(req, n, 6)
+        fd = self.expect(None if ok else errno.EACCES, c.open, self.join(dpath, name),
+                         os.O_RDONLY | os.O_TRUNC)
+        if fd is None:
+            return
+        c.close(fd)
+        n.data = bytearray()
+        if req.uid:
+            n.mode &= ~0o4000 if not n.mode & 0o010 else ~0o6000
+
+    @rule(data=st.data(), times=st.tuples(*[st.sampled_from([-1, 0, 1, -10**9 - 1, 2**40 + 7])] * 2))
+    def utime(self, data: st.DataObject, times: tuple[int, int]) -> None:
+        """Explicit times, before 1970 too (-1 ns is a time, not "now")."""
+        files = self.regular_files()
+        if not files:
+            return
+        dpath, _, name, _ = data.draw(st.sampled_from(files))
+        c, path = self.client(ROOT), self.join(dpath, name)
+        c.utime(path, ns=times)
+        got = c.stat(path)
+        assert (got.atime_ns, got.mtime_ns) == times, f"utime{times}: {got}"
 
     @rule()
     def remount(self) -> None:

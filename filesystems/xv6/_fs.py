@@ -754,28 +754,32 @@ class Xv6(Filesystem):
 
     def _rename_locked(self, req: Request, sdp: Inode, name: bytes, ddp: Inode, new_name: bytes,
                        sip: Inode, dip: Inode | None, flags: int) -> Inode | None:
-        perm.require(req, sdp, os.W_OK | os.X_OK)
-        perm.require(req, ddp, os.W_OK | os.X_OK)
+        # In vfs_rename's order: the names, the same inode (nothing to do, nothing
+        # checked), then permissions, then the kinds; emptiness is the file system's.
         if flags & RENAME_EXCHANGE and dip is None:
             raise FsError(errno.ENOENT)
         if flags & RENAME_NOREPLACE and dip is not None:
             raise FsError(errno.EEXIST)
+        moves = [(sip, ddp)] + ([(dip, sdp)] if flags & RENAME_EXCHANGE else [])
+        moved = [child for child, _ in moves if child.is_dir and sdp is not ddp]
+        for child, target in moves:
+            if child in moved and self._is_ancestor(child, target):
+                raise FsError(errno.EINVAL, "cannot move a directory inside itself")
+        if dip is sip:
+            return None  # two names of one inode: POSIX says do nothing
+        perm.require(req, sdp, os.W_OK | os.X_OK)
+        perm.require(req, ddp, os.W_OK | os.X_OK)
         perm.check_sticky(req, sdp, sip)
         if dip is not None:
             perm.check_sticky(req, ddp, dip)
-        if dip is sip:
-            return None  # two names of one inode: POSIX says do nothing
-        moves = [(sip, ddp)] + ([(dip, sdp)] if flags & RENAME_EXCHANGE else [])
-        for child, target in moves:
-            if child.is_dir and sdp is not ddp:
-                if self._is_ancestor(child, target):
-                    raise FsError(errno.EINVAL, "cannot move a directory inside itself")
-                perm.require(req, child, os.W_OK)  # its '..' changes
         if dip is not None and not flags & RENAME_EXCHANGE:
             if sip.is_dir and not dip.is_dir:
                 raise FsError(errno.ENOTDIR)
             if not sip.is_dir and dip.is_dir:
                 raise FsError(errno.EISDIR)
+        for child in moved:
+            perm.require(req, child, os.W_OK)  # its '..' changes
+        if dip is not None and not flags & RENAME_EXCHANGE:
             if dip.is_dir and not self.dirs.is_empty(dip):
                 raise FsError(errno.ENOTEMPTY)
         with self._tx() as h:
