@@ -337,8 +337,15 @@ class ImageFinding:
 class ImageResult:
     images: int = 0
     seconds: float = 0.0
-    kinds: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)  # outcome -> images
     findings: list[ImageFinding] = field(default_factory=list)
+    # coverage: mutations per kind of block (the file system's words, ``block_kinds``)
+    mutated: dict[str, int] = field(default_factory=dict)
+    mutable: set[str] = field(default_factory=set)  # the kinds the seed images hold
+
+    @property
+    def never_mutated(self) -> list[str]:
+        return sorted(self.mutable - set(self.mutated))
 
     @property
     def rate(self) -> float:
@@ -383,6 +390,9 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
     started = time.monotonic()
     seeds = seed_images(target)
     blocks = {name: metadata_blocks(target, img) for name, img in seeds.items()}
+    kinds = {name: target.cls.block_kinds(RamDevice.from_bytes(img), blocks[name])
+             for name, img in seeds.items()}
+    result.mutable = {k for ks in kinds.values() for k in ks.values()}
     logging.disable(logging.CRITICAL)   # corrupt images make file systems log a lot
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.NOTSET)
@@ -394,6 +404,8 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
             mutations = [mutate(rng, image, blocks[name]) for _ in range(rng.choice([1, 1, 2, 3]))]
             for m in mutations:
                 m.apply(image)
+                kind = kinds[name].get(m.block, "unnamed")
+                result.mutated[kind] = result.mutated.get(kind, 0) + 1
             outcome = try_image(target, image, time_bound)
             result.images += 1
             result.kinds[outcome.kind] = result.kinds.get(outcome.kind, 0) + 1

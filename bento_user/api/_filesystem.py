@@ -96,6 +96,14 @@ class Filesystem:
         then check only behaviour."""
         raise _nosys()
 
+    @classmethod
+    def block_kinds(cls, device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:
+        """What each of ``blocks`` is on the image ("superblock", "journal", "inodes",
+        "directory", "indirect-2", ... in the file system's own words; file data may
+        be left out). Tools ask: the image fuzzer reports which kinds of metadata a
+        campaign corrupted. ``{}`` (the default) when the file system does not say."""
+        return {}
+
     def report(self, name: str) -> bytes:
         """A named report about the file system's own state, for tools (``bento prov``
         asks a provenance file system for ``"provenance"``). ENOENT for a name it

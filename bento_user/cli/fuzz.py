@@ -176,6 +176,10 @@ def _image(args: argparse.Namespace, target: Any, seed: int, status: _Status) ->
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items()))
     print(f"image: {result.images} images in {result.seconds:.1f} s ({result.rate:.1f}/s): "
           f"{outcomes or 'none'}")
+    if result.mutated:
+        print("mutated: " + ", ".join(f"{k} {n}" for k, n in sorted(result.mutated.items(),
+                                                                   key=lambda kv: -kv[1]))
+              + (f"; never: {', '.join(result.never_mutated)}" if result.never_mutated else ""))
     if not result.findings:
         print("no failure")
         return False

@@ -130,6 +130,11 @@ class Xv6(Filesystem):
         from .fsck import fsck
         return fsck(device).problems
 
+    @classmethod
+    def block_kinds(cls, device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:
+        from .fsck import block_kinds
+        return block_kinds(device, blocks)
+
     # ---------------------------------------------------------------- life cycle
 
     def init(self, ks: KernelServices) -> None:

@@ -15,7 +15,7 @@ corrupt image ends in a report, never a hang.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +74,8 @@ class _Checker:
         self.ks = KernelServices(self.overlay, cache_blocks=1024, commit_interval=None)
         self.report = FsckReport()
         self.progress = progress or (lambda step, fraction: None)
+        self.kinds: dict[int, str] = {}  # block -> what it is, file data left out
+        self.leaf = "data"  # what the inode being walked keeps in its blocks
 
     def problem(self, message: str) -> None:
         if len(self.report.problems) < self.MAX_PROBLEMS:
@@ -141,6 +143,7 @@ class _Checker:
         mapped: list[tuple[int, int]] = []
         budget = [self.geo.nblocks]
         addrs = [int(a) for a in rec["addrs"]]
+        self.leaf = {stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}.get(kind, "data")
         for lblk in range(NDIRECT):
             if addrs[lblk] and self.claim(ino, addrs[lblk]):
                 mapped.append((lblk, addrs[lblk]))
@@ -150,7 +153,7 @@ class _Checker:
             if p:
                 counted += self.walk(ino, p, level, bases[level - 1], mapped, budget)
         xb = int(rec["xattr_block"])
-        if xb and self.claim(ino, xb):
+        if xb and self.claim(ino, xb, "xattr"):
             counted += 1
         counted += len(mapped)
         if counted != int(rec["blocks"]):
@@ -172,7 +175,7 @@ class _Checker:
         elif kind not in (stat.S_IFREG,) and mapped:
             self.problem(f"inode {ino}: a special file with data blocks")
 
-    def claim(self, ino: int, p: int) -> bool:
+    def claim(self, ino: int, p: int, kind: str | None = None) -> bool:
         if not self.geo.data_start <= p < self.geo.nblocks:
             where = "outside the device" if p >= self.geo.nblocks else "inside the metadata area"
             self.problem(f"inode {ino}: block pointer {p} {where}")
@@ -181,12 +184,14 @@ class _Checker:
             self.problem(f"block {p} is claimed by inode {self.owner[p]} and inode {ino}")
             return False
         self.owner[p] = ino
+        if (kind := kind or self.leaf) != "data":
+            self.kinds[p] = kind
         return True
 
     def walk(self, ino: int, p: int, level: int, base: int, mapped: list[tuple[int, int]],
              budget: list[int]) -> int:
         """Claim an indirect block and what it points to; returns indirect blocks claimed."""
-        if not self.claim(ino, p):
+        if not self.claim(ino, p, f"indirect-{level}"):
             return 0
         ptrs = self.block(p).view("<u4")
         nz = np.flatnonzero(ptrs)
@@ -362,6 +367,30 @@ def fsck(device: BlockDevice, progress: Progress | None = None) -> FsckReport:
         c.ks.journal = None
         c.ks.close()
     return c.report
+
+
+def block_kinds(device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:
+    """What each of ``blocks`` is, by the layout and pass 1's walk of the inodes."""
+    c = _Checker(device, None)
+    try:
+        c.superblock_and_journal(device.name)
+        c.inodes()
+    finally:
+        c.ks.cache.sync = lambda: None  # type: ignore[method-assign]
+        c.ks.journal = None
+        c.ks.close()
+    g = c.geo
+    areas = [(0, "boot block"), (SUPERBLOCK, "superblock"), (JOURNAL_START, "journal"), (g.inode_start, "inodes"),
+             (g.ibitmap_start, "inode bitmap"), (g.bbitmap_start, "block bitmap"),
+             (g.data_start, None)]
+    out = {}
+    for b in blocks:
+        area = next((what for start, what in reversed(areas) if b >= start), None)
+        if area is None and b < g.nblocks:
+            area = c.kinds.get(b, "file data" if c.owner[b] != -1 else "free")
+        if area is not None:
+            out[b] = area
+    return out
 
 
 def geometry(device: BlockDevice) -> Geometry:

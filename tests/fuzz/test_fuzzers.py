@@ -120,3 +120,21 @@ def test_the_image_fuzzer_mutates_every_level_of_the_block_map() -> None:
         pointers = set(fs.bmap.indirect_blocks(ip))
     assert len(pointers) == 6
     assert pointers <= mutated
+
+
+def test_the_image_fuzzer_says_which_kinds_of_block_it_corrupted(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every kind of xv6 metadata is among the blocks it mutates, named by the file
+    system (``block_kinds``), and the summary counts mutations per kind."""
+    from bento_user.blockdev import RamDevice
+    from fuzz import image
+
+    clean = image.seed_images(XV6)["clean"]
+    blocks = image.metadata_blocks(XV6, clean)
+    kinds = XV6.cls.block_kinds(RamDevice.from_bytes(clean), blocks)
+    assert set(kinds.values()) >= {
+        "superblock", "journal", "inodes", "inode bitmap", "block bitmap", "directory",
+        "symlink", "xattr", "indirect-1", "indirect-2", "indirect-3"}
+    code, out = fuzz(capsys, "image", "--budget", "3", "--seed", "1", "--save", str(tmp_path))
+    line = next(x for x in out.splitlines() if x.startswith("mutated: "))
+    assert "inodes" in line, line
