@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,13 @@ class Mount:
         """Unmount, fsck clean, mount again."""
         self.umount()
         self.fsck()
+        self.mount()
+
+    def kill_and_remount(self) -> None:
+        """The daemon crashes (SIGKILL); the journal is replayed at the next mount."""
+        os.kill(self.pid(), signal.SIGKILL)
+        self.mounted = False
+        self.wait_unmounted()
         self.mount()
 
     def pid(self) -> int:

@@ -155,13 +155,6 @@ def test_sigkill_then_remount_recovers(mnt: Mount) -> None:
         assert (mnt.path / "dir" / name).read_bytes() in (b"", b"?" * 3000)
 
 
-def kill_and_remount(m: Mount) -> None:
-    os.kill(m.pid(), signal.SIGKILL)
-    m.mounted = False
-    m.wait_unmounted()
-    m.mount()
-
-
 def test_sync_1_does_not_reach_the_daemon_but_bento_sync_does(tmp_path: Path) -> None:
     """The README's durability table, lines sync(1) and `bento sync`: Linux sends
     FUSE_SYNCFS only to virtiofs. If this starts failing, the kernel forwards syncfs
@@ -171,12 +164,12 @@ def test_sync_1_does_not_reach_the_daemon_but_bento_sync_does(tmp_path: Path) ->
     try:
         (m.path / "synced").write_bytes(b"s" * 5000)
         os.sync()
-        kill_and_remount(m)
+        m.kill_and_remount()
         assert not (m.path / "synced").exists()
         (m.path / "bento-synced").write_bytes(b"b" * 5000)
         os.sync()  # the kernel's cached pages go to the daemon first
         bento("sync", str(m.path))
-        kill_and_remount(m)
+        m.kill_and_remount()
         assert (m.path / "bento-synced").read_bytes() == b"b" * 5000
     finally:
         m.umount()
