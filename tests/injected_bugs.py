@@ -51,8 +51,7 @@ def _bitmap_wrong_bit() -> list[tuple[Any, str, Any]]:
 
 def _fsync_without_commit() -> list[tuple[Any, str, Any]]:
     def sync_inode(self: Xv6, ip: Any) -> None:
-        dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
-        ip.dirty_data.clear()
+        dirty = [bh for b in ip.take_owed() if (bh := self.ks.cache.cached(b)) is not None]
         self.ks.cache.writeback(dirty)      # data written, metadata never committed
         self.ks.device.flush()
     return [(Xv6, "_sync_inode", sync_inode)]
@@ -61,8 +60,7 @@ def _fsync_without_commit() -> list[tuple[Any, str, Any]]:
 def _fsync_trusts_the_cache() -> list[tuple[Any, str, Any]]:
     def sync_inode(self: Xv6, ip: Any) -> None:  # the code before issue 14 §6
         with ip.lock.read():
-            dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
-            ip.dirty_data.clear()
+            dirty = [bh for b in ip.take_owed() if (bh := self.ks.cache.cached(b)) is not None]
             unflushed, ip.unflushed = ip.unflushed, False
         if dirty:
             self.ks.cache.writeback(dirty)

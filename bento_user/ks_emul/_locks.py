@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 LockClass = tuple[str, int]
+
+_OWNERS = threading.Lock()  # guards every lock's owners table (a few instructions)
+_COUNTS = threading.Lock()  # guards every rw-semaphore's counts (a few instructions)
 
 
 class LockError(RuntimeError):
@@ -118,12 +121,19 @@ def _fmt(cls: LockClass) -> str:
 
 
 class _Tracked:
-    """Owner tracking and lockdep hooks shared by all lock kinds."""
+    """Owner tracking and lockdep hooks shared by all lock kinds.
+
+    A file system makes one lock per cached inode, tens of thousands of them: slots,
+    and an owners table only while someone holds the lock, keep each small.
+    """
+
+    __slots__ = ("name", "_lockdep", "_owners", "_acquisitions", "_contended")
 
     def __init__(self, name: str, lockdep: Lockdep | None) -> None:
         self.name = name
         self._lockdep = lockdep
-        self._owners: dict[int, list[LockClass]] = {}  # thread -> classes it holds this as
+        # thread -> classes it holds this as; None while nobody does
+        self._owners: dict[int, list[LockClass]] | None = None
         self._acquisitions = 0
         self._contended = 0
 
@@ -134,7 +144,10 @@ class _Tracked:
         return cls
 
     def _after(self, cls: LockClass, contended: bool) -> None:
-        self._owners.setdefault(threading.get_ident(), []).append(cls)
+        with _OWNERS:
+            if self._owners is None:
+                self._owners = {}
+            self._owners.setdefault(threading.get_ident(), []).append(cls)
         self._acquisitions += 1
         self._contended += contended
         if self._lockdep is not None:
@@ -142,32 +155,38 @@ class _Tracked:
 
     def _release_owner(self) -> None:
         me = threading.get_ident()
-        held = self._owners.get(me)
-        if not held:
-            raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
-        cls = held.pop()
-        if not held:
-            del self._owners[me]
+        with _OWNERS:
+            held = self._owners.get(me) if self._owners is not None else None
+            if not held:
+                raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
+            cls = held.pop()
+            if not held:
+                del self._owners[me]
+                if not self._owners:
+                    self._owners = None
         if self._lockdep is not None:
             self._lockdep.released(cls)
 
     def held_by_me(self) -> bool:
-        return threading.get_ident() in self._owners
+        owners = self._owners
+        return owners is not None and threading.get_ident() in owners
 
     def statistics(self) -> LockStatistics:
-        return LockStatistics(self.name, tuple(self._owners), self._acquisitions,
+        return LockStatistics(self.name, tuple(self._owners or ()), self._acquisitions,
                               self._contended)
 
 
 class Mutex(_Tracked):
     """A sleeping lock with one owner (the kernel's ``struct mutex``)."""
 
+    __slots__ = ("_lock",)
+
     def __init__(self, name: str = "mutex", lockdep: Lockdep | None = None) -> None:
         super().__init__(name, lockdep)
         self._lock = threading.Lock()
 
     def acquire(self, subclass: int = 0) -> None:
-        if threading.get_ident() in self._owners:
+        if self.held_by_me():
             raise LockError(f"{self.name}: taken again by its owner (self-deadlock)")
         cls = self._before(subclass)
         contended = not self._lock.acquire(blocking=False)
@@ -199,6 +218,8 @@ class Mutex(_Tracked):
 class Semaphore(_Tracked):
     """A counting semaphore; ``owners`` lists the threads currently inside it."""
 
+    __slots__ = ("_sem",)
+
     def __init__(self, value: int, name: str = "semaphore", lockdep: Lockdep | None = None) -> None:
         super().__init__(name, lockdep)
         self._sem = threading.Semaphore(value)
@@ -227,58 +248,81 @@ class RWSemaphore(_Tracked):
 
     Writers are not starved: once a writer waits, new readers queue behind it. That is
     what lets a live upgrade close its gate while requests keep arriving.
+
+    The counts of every rw-semaphore are guarded by one module-wide mutex, held for a
+    few instructions, and a condition to sleep on is made only while someone waits:
+    an uncontended semaphore is four small fields, not a Condition (1.5 KiB).
     """
+
+    __slots__ = ("_readers", "_writer", "_writers_waiting", "_cond", "_sleepers")
 
     def __init__(self, name: str = "rwsem", lockdep: Lockdep | None = None) -> None:
         super().__init__(name, lockdep)
-        self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._cond: threading.Condition | None = None  # while anyone sleeps on it
+        self._sleepers = 0
+
+    def _sleep_until(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait, with ``_COUNTS`` held, until ``ready()``; False if ``timeout`` passed."""
+        if ready():
+            return True
+        if self._cond is None:
+            self._cond = threading.Condition(_COUNTS)
+        self._sleepers += 1
+        try:
+            return self._cond.wait_for(ready, timeout)
+        finally:
+            self._sleepers -= 1
+            if not self._sleepers:
+                self._cond = None
+
+    def _wake(self) -> None:
+        if self._cond is not None:
+            self._cond.notify_all()
 
     def acquire_read(self, subclass: int = 0) -> None:
-        if threading.get_ident() in self._owners:
+        if self.held_by_me():
             raise LockError(f"{self.name}: taken again by a thread that holds it")
         cls = self._before(subclass)
-        with self._cond:
+        with _COUNTS:
             contended = self._writer or self._writers_waiting > 0
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
+            self._sleep_until(lambda: not (self._writer or self._writers_waiting))
             self._readers += 1
         self._after(cls, contended)
 
     def release_read(self) -> None:
         self._release_owner()
-        with self._cond:
+        with _COUNTS:
             self._readers -= 1
             if self._readers == 0:
-                self._cond.notify_all()
+                self._wake()
 
     def acquire_write(self, subclass: int = 0, timeout: float | None = None) -> bool:
         """Take the lock exclusively; with a ``timeout``, give up (False) when it passes."""
-        if threading.get_ident() in self._owners:
+        if self.held_by_me():
             raise LockError(f"{self.name}: taken again by a thread that holds it")
         cls = self._before(subclass)
-        with self._cond:
+        with _COUNTS:
             contended = self._writer or self._readers > 0
             self._writers_waiting += 1
             try:
-                ok = self._cond.wait_for(lambda: not (self._writer or self._readers), timeout)
-                if not ok:
+                if not self._sleep_until(lambda: not (self._writer or self._readers), timeout):
                     return False
                 self._writer = True
             finally:
                 self._writers_waiting -= 1
                 if not self._writer:
-                    self._cond.notify_all()
+                    self._wake()
         self._after(cls, contended)
         return True
 
     def release_write(self) -> None:
         self._release_owner()
-        with self._cond:
+        with _COUNTS:
             self._writer = False
-            self._cond.notify_all()
+            self._wake()
 
     @contextmanager
     def read(self, subclass: int = 0) -> Iterator[None]:

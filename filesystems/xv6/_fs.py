@@ -267,7 +267,8 @@ class Xv6(Filesystem):
         ip.nlookup += old.lookups.pop(ip.ino, 0)
         ip.nopen += old.nopen.pop(ip.ino, 0)
         dirty, unflushed = old.debts.pop(ip.ino, ((), False))
-        ip.dirty_data.update(dirty)
+        for pblk in dirty:
+            ip.owe(pblk)
         ip.unflushed = ip.unflushed or unflushed
 
     def _adopt(self, fh: int) -> OpenFile | None:
@@ -444,7 +445,7 @@ class Xv6(Filesystem):
                 while victims and h.credits > 16:
                     lblk, pblk = victims.pop()
                     self.bmap.unmap(h, ip, lblk, pblk, metadata)
-                    ip.dirty_data.discard(pblk)
+                    ip.forgive(pblk)
                 self._store(h, ip)
 
     def _truncate(self, ip: Inode, size: int) -> None:
@@ -1067,7 +1068,7 @@ class Xv6(Filesystem):
             if new:
                 h.ordered_data(bh)  # on disk before the commit that points at it
             else:
-                ip.dirty_data.add(pblk)
+                ip.owe(pblk)
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
         self._writable()
@@ -1124,9 +1125,9 @@ class Xv6(Filesystem):
         room, without a flush): it still owes a flush, so ``owed`` counts every
         block overwritten since the last fsync, cached or not."""
         with ip.lock.read():
-            owed = bool(ip.dirty_data) or ip.unflushed
-            dirty = [bh for b in ip.dirty_data if (bh := self.ks.cache.cached(b)) is not None]
-            ip.dirty_data.clear()
+            blocks = ip.take_owed()
+            owed = bool(blocks) or ip.unflushed
+            dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
             ip.unflushed = False
         self.ks.cache.write_and_wait(dirty)
         self.journal.force_commit()

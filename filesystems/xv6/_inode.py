@@ -29,6 +29,9 @@ FIELDS = ("mode", "uid", "gid", "nlink", "size", "blocks", "atime_ns", "mtime_ns
           "xattr_block")
 
 
+NOTHING_OWED: frozenset[int] = frozenset()  # shared by every inode that owes nothing
+
+
 class Inode:
     """One inode: disk fields (see ``INODE_DTYPE``) and runtime state."""
 
@@ -52,7 +55,8 @@ class Inode:
         self.orphan = False        # on the on-disk orphan list
         self.dir: DirIndex | None = None       # name index, built on first use
         self.xattrs: dict[bytes, bytes] | None = None  # parsed xattr block
-        self.dirty_data: set[int] = set()      # overwritten data blocks (fsync writes them)
+        # overwritten data blocks (fsync writes them); a set only once there are some
+        self.dirty_data: set[int] | frozenset[int] = NOTHING_OWED
         self.unflushed = False     # data written to the device since the last flush
 
     # -- disk form ---------------------------------------------------------------
@@ -73,6 +77,23 @@ class Inode:
         for f in FIELDS:
             rec[f] = getattr(self, f)
         rec["addrs"] = self.addrs
+
+    # -- what the next fsync owes ------------------------------------------------
+
+    def owe(self, pblk: int) -> None:
+        """A data block was overwritten in place: the next fsync writes and flushes it."""
+        if not self.dirty_data:
+            self.dirty_data = set()
+        self.dirty_data.add(pblk)  # type: ignore[union-attr]
+
+    def forgive(self, pblk: int) -> None:
+        """The block left the file (truncate): nothing is owed for it."""
+        if self.dirty_data:
+            self.dirty_data.discard(pblk)  # type: ignore[union-attr]
+
+    def take_owed(self) -> set[int] | frozenset[int]:
+        owed, self.dirty_data = self.dirty_data, NOTHING_OWED
+        return owed
 
     # -- views -------------------------------------------------------------------
 
