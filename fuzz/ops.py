@@ -6,19 +6,15 @@ truncation, extended attributes, files kept open or only looked up (as the kerne
 holds inodes) while they are unlinked, and clean remounts; every result and errno is
 checked against a small model, the whole tree after every step, and fsck after every
 unmount. ``FileSystemMachine`` runs in-process on the direct runtime;
-``MountMachine`` makes the same calls through a real FUSE mount (entry and attribute
-time-outs 0, so the kernel's caches hide nothing).
+``MountMachine`` (ops_mount.py) makes the same calls through a real FUSE mount
+(entry and attribute time-outs 0, so the kernel's caches hide nothing).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,9 +28,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  run_state_machine_as_test)
 
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
-from bento_user.blockdev import ImageDevice, RamDevice
+from bento_user.blockdev import RamDevice
 
-from .mount_client import MountClient, Stat
 from .target import Target
 
 ROOT = Request(uid=0, gid=0, umask=0o022)
@@ -506,69 +501,6 @@ class FileSystemMachine(RuleBasedStateMachine):
                     self.progress(self.result)
 
 
-class MountMachine(FileSystemMachine):
-    """The same machine through a real mount made by ``bento mount``: one image and
-    mount point per example, under ``BENTO_FUZZ_DIR`` (default /var/tmp: O_DIRECT
-    needs a real disk file system)."""
-
-    OPTIONS = "timeout=0,no_writeback_cache,no_keep_cache"
-
-    def open_fs(self) -> None:
-        if not hasattr(self, "image"):
-            self.tmp = tempfile.mkdtemp(prefix="bento-fuzz-ops-",
-                                        dir=os.environ.get("BENTO_FUZZ_DIR", "/var/tmp"))
-            os.chmod(self.tmp, 0o755)  # the second user must reach the mount point
-            self.image = os.path.join(self.tmp, "disk.img")
-            self.mnt = os.path.join(self.tmp, "mnt")
-            os.mkdir(self.mnt)
-            with open(self.image, "wb") as f:
-                f.truncate(NBLOCKS * 4096)
-            with ImageDevice(self.image) as dev:
-                self.target.cls.mkfs(dev)
-        bento("mount", self.image, self.mnt, "--fs", self.target.spec, "-o", self.OPTIONS)
-        self.clients = {r.uid: MountClient(os.fsencode(self.mnt), r) for r in (ROOT, ALICE)}
-        self.live = True
-
-    def close_fs(self) -> None:
-        self.live = False
-        self.held.clear()
-        self.kept.clear()
-        for c in self.clients.values():
-            c.close_all()
-        bento("umount", self.mnt)
-        problems = self.target.fsck(ImageDevice(self.image, read_only=True))
-        assert problems == [], problems
-
-    def _hold(self, path: bytes) -> Any:
-        return self.client(ROOT).hold(path)
-
-    def _held_stat(self, h: Any) -> Any:
-        return Stat.of(os.fstat(h))
-
-    def _release(self, h: Any) -> None:
-        self.client(ROOT).close(h)
-
-    def teardown(self) -> None:
-        try:
-            super().teardown()
-        finally:
-            if os.path.ismount(self.mnt):  # a failed step: unmount whatever state it is in
-                subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
-                time.sleep(0.2)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def bento(*args: str) -> None:
-    """Run the ``bento`` command in a child process (a mount daemonises: never fork
-    this process, which may hold threads and Hypothesis' state)."""
-    code = "import sys; from bento_user.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                          text=True, env=env, timeout=120)
-    if done.returncode:
-        raise RuntimeError(f"bento {args[0]} failed: {done.stderr.strip()}")
-
-
 # -- running it ------------------------------------------------------------------------
 
 
@@ -589,7 +521,10 @@ class OpsResult:
 
 def machine(target: Target, mount: bool = False) -> type[FileSystemMachine]:
     """A machine class bound to ``target`` (a subclass: runs do not share state)."""
-    base = MountMachine if mount else FileSystemMachine
+    base: type[FileSystemMachine] = FileSystemMachine
+    if mount:
+        from .ops_mount import MountMachine  # it subclasses the machine above
+        base = MountMachine
     return type(f"{target.name}{base.__name__}", (base,), {"target": target})
 
 
