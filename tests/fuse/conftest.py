@@ -7,6 +7,7 @@ survived. Needs root and /dev/fuse, as CI has.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -95,6 +96,17 @@ class Mount:
         while os.path.ismount(self.path):
             assert time.monotonic() < deadline, f"{self.path} still mounted"
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def mounted(m: Mount) -> Iterator[Mount]:
+    """Mount ``m`` for the body; unmount what the body left mounted."""
+    m.mount()
+    try:
+        yield m
+    finally:
+        if m.mounted:
+            m.umount()
 
 
 @pytest.fixture

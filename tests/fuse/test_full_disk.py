@@ -6,13 +6,14 @@ and the file was empty after remount (the kernel's write-back got the ENOSPC).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
 import subprocess
 from pathlib import Path
 
-from .conftest import Mount
+from .conftest import Mount, mounted
 
 MIB = 1 << 20
 
@@ -76,66 +77,46 @@ def python_writes(dest: Path, sizes: list[int]) -> tuple[dict[Path, bytes], int]
     return landed, refused
 
 
-def assert_whole(files: dict[Path, bytes]) -> None:
+def assert_whole_after_remount(m: Mount, files: dict[Path, bytes]) -> None:
+    """Unmount, fsck clean, mount again: every acknowledged file reads back whole."""
+    m.remount()
     for path, data in files.items():
         got = path.read_bytes()
         assert got == data, f"{path.name}: {len(got)} bytes back of {len(data)} written"
 
 
+def small_mount(tmp_path: Path, *mkfs: str) -> contextlib.AbstractContextManager[Mount]:
+    return mounted(Mount(tmp_path, size="64M", mkfs=mkfs))
+
+
 def test_a_full_disk_fails_writes_at_write_and_keeps_what_it_acknowledged(
         tmp_path: Path) -> None:
-    m = Mount(tmp_path, size="64M")
-    m.mount()
-    try:
+    with small_mount(tmp_path) as m:
         landed = fill_with_cp(tmp_path, m.path)
         echoed, errors = shell_writes(m.path, 20)
         pyfiles, refused = python_writes(m.path, [100, 5000, 70_000, MIB])
         assert errors and all("No space left on device" in e for e in errors), errors
         assert refused, "the disk was full, yet every Python write landed"
-        landed |= echoed | pyfiles
-        m.umount()
-        m.fsck()
-        m.mount()
-        assert_whole(landed)
-    finally:
-        if m.mounted:
-            m.umount()
+        assert_whole_after_remount(m, landed | echoed | pyfiles)
 
 
 def test_a_writer_opened_before_the_disk_filled_keeps_its_cached_pages(
         tmp_path: Path) -> None:
     """A file written through the page cache, still open while others fill the disk:
     the reserve keeps room for its dirty pages, so its close succeeds and it lands."""
-    m = Mount(tmp_path, size="64M")
-    m.mount()
-    try:
+    with small_mount(tmp_path) as m:
         early = m.path / "early"
         data = known(-1, 2 * MIB)
         with open(early, "wb") as f:
             f.write(data)
             landed = fill_with_cp(tmp_path, m.path)
-        landed[early] = data
-        m.umount()
-        m.fsck()
-        m.mount()
-        assert_whole(landed)
-    finally:
-        if m.mounted:
-            m.umount()
+        assert_whole_after_remount(m, landed | {early: data})
 
 
 def test_running_out_of_inodes_fails_the_create(tmp_path: Path) -> None:
-    m = Mount(tmp_path, size="64M", mkfs=("--inodes", "64"))
-    m.mount()
-    try:
+    with small_mount(tmp_path, "--inodes", "64") as m:
         free = os.statvfs(m.path).f_ffree
         echoed, errors = shell_writes(m.path, free + 10)
         assert len(echoed) == free and len(errors) == 10, errors
         assert all("No space left on device" in e for e in errors), errors
-        m.umount()
-        m.fsck()
-        m.mount()
-        assert_whole(echoed)
-    finally:
-        if m.mounted:
-            m.umount()
+        assert_whole_after_remount(m, echoed)

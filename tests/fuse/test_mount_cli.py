@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BENTO, REPO, Mount, bento
+from .conftest import BENTO, REPO, Mount, bento, mounted
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -83,15 +83,10 @@ def public_mnt() -> Iterator[Mount]:
     """A mount other users can reach (pytest's tmp_path is private to root)."""
     root = Path(tempfile.mkdtemp(prefix="bento-public-"))
     os.chmod(root, 0o755)
-    m = Mount(root)
-    m.mount()
-    try:
+    with mounted(Mount(root)) as m:
         yield m
-    finally:
-        if m.mounted:
-            m.umount()
-        m.fsck()
-        shutil.rmtree(root)
+    m.fsck()
+    shutil.rmtree(root)
 
 
 def test_other_users_and_read_only(public_mnt: Mount) -> None:
