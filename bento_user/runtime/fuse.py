@@ -159,7 +159,7 @@ class FuseOperations(pyfuse3.Operations):
 
     def _keep_reserve(self, nbytes: int = 0) -> None:
         """ENOSPC for an allocation that would take what cached writers may need."""
-        if self.space.reserve and not self.space.may_allocate(self._free(), nbytes):
+        if self.space.guarding and not self.space.may_allocate(self._free(), nbytes):
             raise pyfuse3.FUSEError(errno.ENOSPC)
 
     # -- names ---------------------------------------------------------------------

@@ -143,6 +143,11 @@ class SpaceGuard:
         w = self._writers.get(fh)
         return w is None or not w.direct or w.ino in self._cached
 
+    @property
+    def guarding(self) -> bool:
+        """Whether a reserve is kept now: armed, and a cached writer is open."""
+        return self.reserve > 0 and bool(self._cached)
+
     def may_allocate(self, free: int, nbytes: int) -> bool:
         """Whether taking ``nbytes`` (and a pointer block) leaves the reserve whole."""
         if not self._cached or free - nbytes - 4096 >= self.reserve:
