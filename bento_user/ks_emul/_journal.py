@@ -304,10 +304,7 @@ class Journal:
         """Commit, checkpoint everything and mark the log empty (clean unmount)."""
         if not self._loaded:
             return
-        self._stopping.set()
-        self._kick.set()
-        if self._timer is not None:
-            self._timer.join()
+        self.stop_timer()
         try:
             if self._aborted is None and not self.device.read_only:
                 self.force_commit()
@@ -315,6 +312,14 @@ class Journal:
                 self._write_superblock(start=0, sequence=self._next_tid)
         finally:
             self._loaded = False
+
+    def stop_timer(self) -> None:
+        """Stop the commit timer: first step of close, and all a read-only tool needs."""
+        self._stopping.set()
+        self._kick.set()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
 
     # -- handles -------------------------------------------------------------------------
 

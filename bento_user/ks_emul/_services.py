@@ -127,6 +127,17 @@ class KernelServices:
             self.journal.force_commit()
         self.cache.sync()
 
+    def discard(self) -> None:
+        """Close and write nothing: for tools that only look (fsck replays the journal
+        into a memory overlay and leaves the image as it found it)."""
+        try:
+            self.cache.stop_writeback()
+            if self.journal is not None:
+                self.journal.stop_timer()
+                self.journal = None
+        finally:
+            self.device.close()
+
     def close(self) -> None:
         """Unmount: close the journal (commit + checkpoint), write back, flush, close."""
         try:
