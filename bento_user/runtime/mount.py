@@ -246,8 +246,12 @@ class Mount:
             return
         await self._raise_read_ahead(bdi)
         if self.config.fuse.writeback_cache and not self.config.read_only:
-            s = self.dispatch.call("statfs", ROOT_REQUEST)
-            self.ops.space.arm(bdi_dirty_limit(bdi, s.blocks * s.block_size))
+            try:
+                s = self.dispatch.call("statfs", ROOT_REQUEST)
+                self.ops.space.arm(bdi_dirty_limit(bdi, s.blocks * s.block_size))
+            except (OSError, ValueError, StopIteration, FsError) as e:
+                log.warning("no space guard on %s (a full disk may lose cached writes): %s",
+                            self.mountpoint, e)
 
     async def _raise_read_ahead(self, bdi: str) -> None:
         """1 MiB READs instead of 128 KiB, set and checked."""
