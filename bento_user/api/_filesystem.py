@@ -12,6 +12,12 @@ through open handles) until its count and its open handles are zero. ``readdir``
 does not count: a runtime that wants attributes for entries (readdirplus) calls
 ``lookup`` for each, and ``forget`` for the ones it could not deliver.
 
+Permissions: under a FUSE mount with ``default_permissions`` (the default) the kernel
+has checked every permission with the caller's full credentials before a call
+arrives, and marks the request ``checked``; a file system then must not refuse again
+(EACCES, EPERM) with less information than the kernel had. Without it (the direct
+runtime, ``no_default_permissions``) the file system is the only check.
+
 Offsets, sizes and file handles are ints; names and link targets are ``bytes`` (no
 NUL, no ``/``); data to write arrives as any bytes-like object.
 """
@@ -120,21 +126,40 @@ class Filesystem:
         """Drop lookup counts. Must not raise."""
 
     def mknod(self, req: Request, parent: InodeNo, name: bytes, mode: int, rdev: int) -> Attr:
+        """Create a node of the type in ``mode`` (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR,
+        S_IFBLK; ``rdev`` the device number) without opening it. Counts one lookup.
+        EEXIST if the name is taken, ENOSPC when no inode or block is left, EPERM for
+        a device node without CAP_MKNOD."""
         raise _nosys()
 
     def mkdir(self, req: Request, parent: InodeNo, name: bytes, mode: int) -> Attr:
+        """Create a directory with ``mode`` less ``req.umask`` (the group, and setgid,
+        from a setgid parent). Counts one lookup; the parent gains a link. EEXIST,
+        ENOSPC, EMLINK when the parent has as many subdirectories as it can hold."""
         raise _nosys()
 
     def symlink(self, req: Request, parent: InodeNo, name: bytes, target: bytes) -> Attr:
+        """Create a symbolic link holding ``target`` as given (never resolved; it may
+        dangle). Counts one lookup. EEXIST, ENOSPC, ENAMETOOLONG for a target longer
+        than the file system keeps."""
         raise _nosys()
 
     def link(self, req: Request, ino: InodeNo, new_parent: InodeNo, new_name: bytes) -> Attr:
+        """Give ``ino`` the name ``new_name`` too; returns its attributes (the link
+        count raised) and counts one lookup. EEXIST, EPERM for a directory, EMLINK
+        when the inode has as many links as it can hold, ENOSPC."""
         raise _nosys()
 
     def unlink(self, req: Request, parent: InodeNo, name: bytes) -> None:
+        """Remove the name of a non-directory (EISDIR for a directory). The inode
+        lives on while lookups or open handles remain (see the lookup count above)
+        and is freed on disk by the last ``forget`` or ``release``; a crash before
+        that must not leak it (an orphan list, as xv6 keeps)."""
         raise _nosys()
 
     def rmdir(self, req: Request, parent: InodeNo, name: bytes) -> None:
+        """Remove an empty directory: ENOTDIR if it is not one, ENOTEMPTY if it has
+        entries, EBUSY for the root. The same lookup-count rule as ``unlink``."""
         raise _nosys()
 
     def rename(self, req: Request, parent: InodeNo, name: bytes, new_parent: InodeNo,
@@ -143,11 +168,14 @@ class Filesystem:
         raise _nosys()
 
     def readlink(self, req: Request, ino: InodeNo) -> bytes:
+        """The target of symbolic link ``ino``, as stored; EINVAL for any other kind."""
         raise _nosys()
 
     # -- attributes --------------------------------------------------------------
 
     def getattr(self, req: Request, ino: InodeNo) -> Attr:
+        """The inode's attributes now. Does not count a lookup. The kernel asks
+        often (attribute time-outs, the writeback cache): keep it cheap."""
         raise _nosys()
 
     def setattr(self, req: Request, ino: InodeNo, changes: SetAttr,
@@ -160,11 +188,19 @@ class Filesystem:
         raise _nosys()
 
     def statfs(self, req: Request) -> StatFs:
+        """Sizes and free counts of the whole file system (``df``). The FUSE runtime
+        also asks at every open for writing (direct I/O near a full disk,
+        runtime/space.py): counters, not a scan."""
         raise _nosys()
 
     # -- files -------------------------------------------------------------------
 
     def open(self, req: Request, ino: InodeNo, flags: int) -> FileHandle:
+        """Open ``ino`` with open(2)'s ``flags`` (never O_CREAT: that is ``create``);
+        returns the handle later calls name. O_TRUNC truncates, with O_RDONLY too, as
+        on Linux. Under the writeback cache the runtime may ask O_RDWR for a
+        write-only open (the kernel reads to fill partial pages). EACCES, EISDIR for
+        a directory opened to write, EROFS on a read-only mount."""
         raise _nosys()
 
     def create(self, req: Request, parent: InodeNo, name: bytes, mode: int,
@@ -173,9 +209,17 @@ class Filesystem:
         raise _nosys()
 
     def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``: fewer only at the end of the file,
+        holes as zeros, and nothing a truncate removed. May update atime."""
         raise _nosys()
 
     def write(self, fh: FileHandle, offset: int, data: bytes | memoryview) -> int:
+        """Write ``data`` at ``offset``; returns the bytes written, short only when
+        the disk fills (ENOSPC if none fit). Extends the size, sets mtime and ctime,
+        and clears setuid/setgid for writers other than root. Under the writeback
+        cache the kernel sends its cached pages here later, through whichever
+        writable handle of the inode it holds: depend on the handle's access mode
+        only, never on who opened it."""
         raise _nosys()
 
     def flush(self, fh: FileHandle) -> None:
@@ -185,14 +229,23 @@ class Filesystem:
         """The last descriptor of the open file is gone. Must not raise."""
 
     def fsync(self, fh: FileHandle, datasync: bool) -> None:
+        """Make the file durable before returning: its data and size (``datasync``,
+        fdatasync), or also its other attributes and the name it was created under
+        (fsync). That includes blocks already written home without a device flush.
+        The crash explorer holds a file system to this, and to ``ordered_metadata``
+        if it claims it."""
         raise _nosys()
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
+        """Allocate space (mode 0 or FALLOC_FL_KEEP_SIZE) or punch a hole; ENOSPC if
+        the space is not there, EOPNOTSUPP for a mode the file system does not do."""
         raise _nosys()
 
     # -- directories -------------------------------------------------------------
 
     def opendir(self, req: Request, ino: InodeNo) -> FileHandle:
+        """Open directory ``ino`` for ``readdir``; returns its handle. ENOTDIR, and
+        EACCES without read permission."""
         raise _nosys()
 
     def readdir(self, fh: FileHandle, offset: int) -> Iterable[DirEntry]:
@@ -203,19 +256,29 @@ class Filesystem:
         """Must not raise."""
 
     def fsyncdir(self, fh: FileHandle, datasync: bool) -> None:
+        """Make the directory's entries durable: the names created, removed and
+        renamed in it (``datasync`` changes nothing for a directory)."""
         raise _nosys()
 
     # -- extended attributes -----------------------------------------------------
 
     def getxattr(self, req: Request, ino: InodeNo, name: bytes) -> bytes:
+        """The value of extended attribute ``name`` (with its namespace, e.g.
+        b"user.note"); ENODATA if the inode has none of that name."""
         raise _nosys()
 
     def setxattr(self, req: Request, ino: InodeNo, name: bytes, value: bytes,
                  flags: int = 0) -> None:
+        """Set an extended attribute. ``flags``: XATTR_CREATE (EEXIST if it is
+        there), XATTR_REPLACE (ENODATA if it is not), or 0. EINVAL for a bare
+        namespace (b"user."), ENOTSUP for a namespace the file system does not keep,
+        ENOSPC when it does not fit, EPERM for trusted. and security. without root."""
         raise _nosys()
 
     def listxattr(self, req: Request, ino: InodeNo) -> list[bytes]:
+        """The names of the inode's extended attributes, each with its namespace."""
         raise _nosys()
 
     def removexattr(self, req: Request, ino: InodeNo, name: bytes) -> None:
+        """Remove an extended attribute; ENODATA if there is none of that name."""
         raise _nosys()
