@@ -112,8 +112,8 @@ class Filesystem:
 
     def report(self, name: str) -> bytes:
         """A named report about the file system's own state, for tools (``bento prov``
-        asks a provenance file system for ``"provenance"``). ENOENT for a name it
-        does not know."""
+        asks xv6 and its subclasses for ``"hidden"``, the hidden inode where
+        provenance keeps its records). ENOENT for a name it does not know."""
         raise _nosys()
 
     # -- names -------------------------------------------------------------------

@@ -37,10 +37,11 @@ checkpoints once the log is half full, down to a quarter, so handles seldom wait
 
 Locks, in the order they are taken: ``_checkpoint_mutex`` (a checkpoint may have to
 commit a newer transaction first) → ``_commit_mutex`` (one commit at a time, in
-order) → ``_cond`` (all transaction state and accounting) → the buffer cache's lock
-(for ``bh.jtrans``). A thread holding a handle takes none of the two mutexes: it may
-not start a second handle or force a commit, which would wait for itself. No lock but the two mutexes is held across
-device I/O. After an I/O error in a commit or checkpoint the journal *aborts*: the
+order) → ``_cond`` (all transaction state and accounting; released before) →
+``_sb_mutex`` (one write of the journal superblock) → the buffer cache's lock (for
+``bh.jtrans``). A thread holding a handle takes none of the mutexes: it may not start
+a second handle or force a commit, which would wait for itself. No lock but the
+three mutexes is held across device I/O. After an I/O error in a commit or checkpoint the journal *aborts*: the
 disk stays at the last committed state and every new handle gets EROFS.
 """
 

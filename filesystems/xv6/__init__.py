@@ -16,5 +16,3 @@ Modules, bottom-up (cf. xv6's fs.c):
 
 from ._fs import Xv6 as Xv6
 from .mkfs import mkfs as mkfs
-
-Filesystem = Xv6

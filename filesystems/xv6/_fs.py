@@ -4,8 +4,10 @@ Layers inside (cf. xv6's fs.c): ``_format`` (disk layout) → ``_alloc`` (bitmap
 ``_bmap`` (block mapping) → ``_dir`` (directories) → this file (inodes, names,
 files, permissions via ``_perm``, the orphan list, the operations).
 
-Locks, in the order they are taken (docs/locking.md has the whole picture):
+Locks, in the order they are taken (docs/locking.md has the services' part):
 
+0. ``sync_lock`` — one fsync at a time, taken with nothing else held: a second
+   fsync of a file must not return while the first still writes blocks it took.
 1. ``ns`` — the namespace rw-semaphore. Operations that change names (create,
    mkdir, mknod, symlink, link, unlink, rmdir, rename) hold it for writing, so at
    most one runs at a time; lookup, readdir and opendir hold it for reading.
@@ -173,6 +175,7 @@ class Xv6(Filesystem):
         self.bmap = BlockMap(ks, self.geo, self.alloc)
         self.data = FileData(ks)
         self.dirs = Directories(ks, self.bmap, self.geo.ninodes)
+        self.sync_lock = ks.mutex("xv6.sync")
         self.ns = ks.rwsem("xv6.namespace")
         self.orphan_lock = ks.mutex("xv6.orphans")
         self.icache_lock = ks.mutex("xv6.icache")
@@ -1123,16 +1126,18 @@ class Xv6(Filesystem):
         """Write back the file's overwritten blocks, commit, flush. A block may have
         left the cache already (written home by the background writer or to make
         room, without a flush): it still owes a flush, so ``owed`` counts every
-        block overwritten since the last fsync, cached or not."""
-        with ip.lock.read():
-            blocks = ip.take_owed()
-            owed = bool(blocks) or ip.unflushed
-            dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
-            ip.unflushed = False
-        self.ks.cache.write_and_wait(dirty)
-        self.journal.force_commit()
-        if owed:
-            self.ks.device.flush()
+        block overwritten since the last fsync, cached or not. What it owes is the
+        inode's state: taken under its lock held for writing."""
+        with self.sync_lock:
+            with ip.lock.write():
+                blocks = ip.take_owed()
+                owed = bool(blocks) or ip.unflushed
+                dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
+                ip.unflushed = False
+            self.ks.cache.write_and_wait(dirty)
+            self.journal.force_commit()
+            if owed:
+                self.ks.device.flush()
 
     # ---------------------------------------------------------------- directories
 
