@@ -6,9 +6,11 @@ Modules, bottom-up:
 - ``_time``           the clock
 - ``_buffer_head``    one cached block and its rules of use
 - ``_buffer_cache``   the arena, LRU eviction, readahead, merged write-back
+- ``_writeback``      the background writer and its limits
 - ``_journal_format`` the journal's on-disk blocks (docs/journal-format.md)
 - ``_recovery``       scan, revoke, replay at mount
-- ``_journal``        handles, transactions, commit, checkpoint
+- ``_transaction``    a transaction and the handles on it
+- ``_journal``        starting handles, commit, checkpoint, the commit timer
 - ``_process``        who is asking: a pid's executable, command line, uid, parent
 - ``_services``       ``KernelServices``: the one object a file system is handed
 
@@ -19,12 +21,12 @@ from ._buffer_cache import BufferCache as BufferCache
 from ._buffer_cache import CacheStatistics as CacheStatistics
 from ._buffer_head import BufferHead as BufferHead
 from ._writeback import WritebackLimits as WritebackLimits
-from ._journal import Handle as Handle
 from ._journal import Journal as Journal
-from ._journal import JournalAbortedError as JournalAbortedError
-from ._journal import JournalError as JournalError
 from ._journal import JournalStatistics as JournalStatistics
-from ._journal import Transaction as Transaction
+from ._transaction import Handle as Handle
+from ._transaction import JournalAbortedError as JournalAbortedError
+from ._transaction import JournalError as JournalError
+from ._transaction import Transaction as Transaction
 from ._locks import LockError as LockError
 from ._locks import Lockdep as Lockdep
 from ._locks import LockOrderError as LockOrderError
