@@ -376,9 +376,9 @@ def block_kinds(device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:
     finally:
         c.ks.discard()  # the overlay took every write: nothing reaches the image
     g = c.geo
-    areas = [(0, "boot block"), (SUPERBLOCK, "superblock"), (JOURNAL_START, "journal"), (g.inode_start, "inodes"),
-             (g.ibitmap_start, "inode bitmap"), (g.bbitmap_start, "block bitmap"),
-             (g.data_start, None)]
+    areas = [(0, "boot block"), (SUPERBLOCK, "superblock"), (JOURNAL_START, "journal"),
+             (g.inode_start, "inodes"), (g.ibitmap_start, "inode bitmap"),
+             (g.bbitmap_start, "block bitmap"), (g.data_start, None)]
     out = {}
     for b in blocks:
         area = next((what for start, what in reversed(areas) if b >= start), None)
