@@ -3,9 +3,10 @@
 Issue 14 §7: once in three runs, ``git fsck`` of a clone made on a mount whose buffer
 cache was far smaller than the data failed. One run here: a fresh 6 GiB image, mounted
 with ``cache_mib=256`` (eviction, write-back and checkpoints all run hard); untar
-Python's ``lib/python3.11`` (941 MiB, 59,426 entries) and compare it with the
-tarball (``tar --compare``: contents, sizes, modes, times); ``git clone --no-local`` a one-commit repository of the same tree and
-``git fsck --full`` it; unmount and ``bento fsck`` the image. ``--copies 2`` is the
+Python's ``lib/python3.11`` (941 MiB, 59,426 entries) and compare it with the tarball
+(``tar --compare``: contents, sizes, modes, times); ``git clone --no-local`` a
+one-commit repository of the same tree and ``git fsck --full --strict`` it; unmount
+and ``bento fsck`` the image. ``--copies 2`` is the
 larger variant (the tree twice, then the clone). Any failed step keeps the run's
 directory: the image, the step's output, the mount's log and ``bento stat``.
 

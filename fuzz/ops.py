@@ -38,6 +38,7 @@ USERS = st.sampled_from([ROOT, ALICE])
 NAMES = st.sampled_from([b"a", b"b", b"c", b"dir", b"\xff\xfe", b"caf\xc3\xa9", b"n" * 255])
 BAD_NAMES = st.sampled_from([b"n" * 256])
 DATA = st.binary(max_size=9000)
+TIMES = [-1, 0, 1, -10**9 - 1, 2**40 + 7]  # ns; before 1970 too (-1 is not "now")
 OFFSETS = st.sampled_from([0, 1, 4095, 4096, 12 * 4096 - 3, 5 * 2**20])
 
 
@@ -380,7 +381,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         if req.uid:
             n.mode &= ~0o4000 if not n.mode & 0o010 else ~0o6000
 
-    @rule(data=st.data(), times=st.tuples(*[st.sampled_from([-1, 0, 1, -10**9 - 1, 2**40 + 7])] * 2))
+    @rule(data=st.data(), times=st.tuples(*[st.sampled_from(TIMES)] * 2))
     def utime(self, data: st.DataObject, times: tuple[int, int]) -> None:
         """Explicit times, before 1970 too (-1 ns is a time, not "now")."""
         files = self.regular_files()

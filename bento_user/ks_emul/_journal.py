@@ -31,8 +31,9 @@ order) → ``_cond`` (all transaction state and accounting; released before) →
 ``_sb_mutex`` (one write of the journal superblock) → the buffer cache's lock (for
 ``bh.jtrans``). A thread holding a handle takes none of the mutexes: it may not start
 a second handle or force a commit, which would wait for itself. No lock but the
-three mutexes is held across device I/O. After an I/O error in a commit or checkpoint the journal *aborts*: the
-disk stays at the last committed state and every new handle gets EROFS.
+three mutexes is held across device I/O. After an I/O error in a commit or checkpoint
+the journal *aborts*: the disk stays at the last committed state and every new handle
+gets EROFS.
 """
 
 from __future__ import annotations
