@@ -33,7 +33,7 @@ import numpy as np
 from bento_user.api import Attr, FileHandle, FsError, InodeNo, Request, SetAttr, UpgradeState
 from bento_user.ks_emul import Handle, KernelServices
 from filesystems.xv6 import Xv6
-from filesystems.xv6._format import BLOCK_SIZE, INODE_DTYPE, INODE_SIZE, ROOT_INO
+from filesystems.xv6._format import BLOCK_SIZE, INODE_DTYPE, INODE_SIZE, ROOT_INODE
 from filesystems.xv6._fs import OP_CREDITS
 from filesystems.xv6._inode import Inode, inode_records
 
@@ -269,7 +269,7 @@ class Provenance(Xv6):
         """The path the kernel last used for ``ino``, if every step is known."""
         parts = []
         for _ in range(64):
-            if ino == ROOT_INO:
+            if ino == ROOT_INODE:
                 return "/" + b"/".join(reversed(parts)).decode(errors="surrogateescape")
             step = self._names.get(ino)
             if step is None:

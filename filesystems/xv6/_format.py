@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import crc32c
 import numpy as np
 
-from bento_user.api import corrupt
+from bento_user.api import ROOT_INODE, corrupt
 
 BLOCK_SIZE = 4096
 MAGIC = b"XV6FSv2\0"
@@ -21,7 +21,8 @@ VERSION = 3            # 3: the superblock names a hidden inode (provenance's lo
 SUPERBLOCK = 1          # block 0 is the boot block, left zero
 JOURNAL_START = 2
 MIN_JOURNAL = 256       # room for transactions of the largest operation (48 blocks)
-ROOT_INO = 1            # inode 0 is never used: a zero pointer means "none"
+# The root directory is inode ROOT_INODE (1 on disk, the number FUSE gives the root:
+# no mapping); inode 0 is never used: a zero pointer means "none".
 INODE_SIZE = 256
 INODES_PER_BLOCK = BLOCK_SIZE // INODE_SIZE
 BITS_PER_BLOCK = BLOCK_SIZE * 8
@@ -203,11 +204,11 @@ def read_geometry(block: np.ndarray, device_blocks: int, what: str) -> Geometry:
                    int(sb["bbitmap_start"]), int(sb["bbitmap_blocks"]), int(sb["data_start"]))
     if got != expect or int(sb["journal_start"]) != JOURNAL_START:
         raise corrupt(f"{what}: superblock areas do not match its sizes")
-    if int(sb["root_ino"]) != ROOT_INO:
-        raise corrupt(f"{what}: root inode {int(sb['root_ino'])}, expected {ROOT_INO}")
+    if int(sb["root_ino"]) != ROOT_INODE:
+        raise corrupt(f"{what}: root inode {int(sb['root_ino'])}, expected {ROOT_INODE}")
     if int(sb["orphan_head"]) >= ninodes:
         raise corrupt(f"{what}: orphan list head {int(sb['orphan_head'])} is not an inode")
-    if int(sb["hidden_ino"]) >= ninodes or int(sb["hidden_ino"]) == ROOT_INO:
+    if int(sb["hidden_ino"]) >= ninodes or int(sb["hidden_ino"]) == ROOT_INODE:
         raise corrupt(f"{what}: hidden inode {int(sb['hidden_ino'])} is not a file's inode")
     return got
 

@@ -70,7 +70,7 @@ from ._format import (
     JOURNAL_START,
     MAX_FILE_SIZE,
     NAME_MAX,
-    ROOT_INO,
+    ROOT_INODE,
     STATE_CLEAN,
     STATE_MOUNTED,
     SUPERBLOCK,
@@ -186,7 +186,7 @@ class Xv6(Filesystem):
         self._fh = itertools.count(1)
         # A predecessor's state (live upgrade), taken up as inodes and handles are used.
         self._inherited = upgrade_state.Inherited()
-        root = self._iget(ROOT_INO)
+        root = self._iget(ROOT_INODE)
         if not root.is_dir:
             raise corrupt(f"{what}: the root inode is not a directory")
         root.nlookup = 1 << 40  # the kernel never forgets the root
@@ -235,7 +235,7 @@ class Xv6(Filesystem):
         fails, this instance serves on."""
         with self.icache_lock:
             lookups = [(ino, ip.nlookup) for ino, ip in self.icache.items()
-                       if ip.nlookup and ino != ROOT_INO]
+                       if ip.nlookup and ino != ROOT_INODE]
             debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
                      for ino, ip in self.icache.items() if ip.dirty_data or ip.unflushed]
             files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.files.items()]
@@ -500,7 +500,7 @@ class Xv6(Filesystem):
         for _ in range(self.geo.ninodes):
             if ino == a.ino:
                 return True
-            if ino == ROOT_INO:
+            if ino == ROOT_INODE:
                 return False
             hit = self.dirs.lookup(self._iget(ino), b"..")
             if hit is None:

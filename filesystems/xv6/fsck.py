@@ -33,7 +33,7 @@ from ._format import (
     INODES_PER_BLOCK,
     JOURNAL_START,
     NDIRECT,
-    ROOT_INO,
+    ROOT_INODE,
     STATE_CLEAN,
     SUPERBLOCK,
     SYMLINK_MAX,
@@ -250,11 +250,11 @@ class _Checker:
 
     def connectivity(self) -> None:
         self.progress("pass 3: connectivity", 0)
-        if ROOT_INO not in self.entries:
+        if ROOT_INODE not in self.entries:
             self.problem("the root inode is not a directory")
             return
-        parent = {ROOT_INO: ROOT_INO}
-        todo = [ROOT_INO]
+        parent = {ROOT_INODE: ROOT_INODE}
+        todo = [ROOT_INODE]
         while todo:
             d = todo.pop()
             for name, target, _ in self.entries.get(d, []):

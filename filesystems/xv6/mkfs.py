@@ -18,7 +18,7 @@ from ._format import (
     BLOCK_SIZE,
     JOURNAL_START,
     MAGIC,
-    ROOT_INO,
+    ROOT_INODE,
     STATE_CLEAN,
     SUPERBLOCK,
     VERSION,
@@ -66,15 +66,15 @@ def mkfs(device: BlockDevice, *, ninodes: int | None = None, journal_blocks: int
     # bitmaps: the metadata areas and the root's block are in use; inodes 0 and 1 too
     root_block = geo.data_start
     _write_bitmap(device, geo.bbitmap_start, geo.bbitmap_blocks, root_block + 1, geo.nblocks)
-    _write_bitmap(device, geo.ibitmap_start, geo.ibitmap_blocks, ROOT_INO + 1, geo.ninodes)
+    _write_bitmap(device, geo.ibitmap_start, geo.ibitmap_blocks, ROOT_INODE + 1, geo.ninodes)
 
     # the root directory: '.' and '..' both name itself
     mode = stat.S_IFDIR | 0o755
     root = aligned_blocks(1, BLOCK_SIZE)
-    root[0][:] = np.frombuffer(Directories.init_block(ROOT_INO, ROOT_INO, kind_code(mode)),
+    root[0][:] = np.frombuffer(Directories.init_block(ROOT_INODE, ROOT_INODE, kind_code(mode)),
                                np.uint8)
     device.write_blocks(root_block, [root[0]])
-    iblock, slot = geo.inode_location(ROOT_INO)
+    iblock, slot = geo.inode_location(ROOT_INODE)
     itable = aligned_blocks(1, BLOCK_SIZE)
     rec = inode_records(itable[0])[slot]
     rec["mode"], rec["nlink"], rec["size"], rec["blocks"] = mode, 2, BLOCK_SIZE, 1
@@ -93,7 +93,7 @@ def mkfs(device: BlockDevice, *, ninodes: int | None = None, journal_blocks: int
     sb["bbitmap_start"], sb["bbitmap_blocks"] = geo.bbitmap_start, geo.bbitmap_blocks
     sb["data_start"] = geo.data_start
     sb["uuid"] = np.frombuffer(uuid, np.uint8)
-    sb["root_ino"], sb["state"], sb["mkfs_time_ns"] = ROOT_INO, STATE_CLEAN, now
+    sb["root_ino"], sb["state"], sb["mkfs_time_ns"] = ROOT_INODE, STATE_CLEAN, now
     seal_superblock(sbb[0])
     device.flush()          # everything else first: the superblock makes it a file system
     device.write_blocks(SUPERBLOCK, [sbb[0]])
