@@ -202,7 +202,7 @@ class Xv6(Filesystem):
                 gone = [ip for ip in self.icache.values() if ip.nlink == 0]
             for ip in gone:
                 try:
-                    self._evict(ip)
+                    self._reclaim(ip)
                 except OSError:  # a corrupt inode: left on the orphan list for fsck
                     log.exception("xv6: freeing unlinked inode %d at unmount", ip.ino)
             with self._tx() as h:
@@ -405,7 +405,7 @@ class Xv6(Filesystem):
         for ino in chain:
             ip = self._iget(ino)
             if ip.nlink == 0:
-                self._evict(ip)
+                self._reclaim(ip)
             else:
                 self._truncate(ip, ip.size)
         if chain:
@@ -413,13 +413,13 @@ class Xv6(Filesystem):
 
     # ------------------------------------------------------------ helpers: freeing
 
-    def _maybe_evict(self, ip: Inode) -> None:
+    def _reclaim_if_unused(self, ip: Inode) -> None:
         with self.icache_lock:
             gone = ip.nlink == 0 and ip.nlookup == 0 and ip.nopen == 0
         if gone and not self.read_only:
-            self._evict(ip)
+            self._reclaim(ip)
 
-    def _evict(self, ip: Inode) -> None:
+    def _reclaim(self, ip: Inode) -> None:
         """Free an inode with no names, lookups or handles: its blocks, then itself."""
         with ip.lock.write():
             self._free_blocks(ip, 0)
@@ -547,7 +547,7 @@ class Xv6(Filesystem):
                     ip = self._iget(ino)  # counts inherited from an upgrade
                 with self.icache_lock:
                     ip.nlookup = max(0, ip.nlookup - n)
-                self._maybe_evict(ip)
+                self._reclaim_if_unused(ip)
             except Exception:  # forget must not fail; the inode stays on the orphan list
                 log.exception("xv6: forget of inode %d", ino)
 
@@ -717,7 +717,7 @@ class Xv6(Filesystem):
                     self._touch(dp)
                     self._store(h, dp)
             self._shrink_icache()
-        self._maybe_evict(ip)
+        self._reclaim_if_unused(ip)
 
     def _drop_link(self, h: Handle, dp: Inode, ip: Inode) -> None:
         """``ip`` lost its name in ``dp``: count it, orphan it when no names remain."""
@@ -759,7 +759,7 @@ class Xv6(Filesystem):
                     i.lock.release_write()
             self._shrink_icache()
         if victim is not None:
-            self._maybe_evict(victim)
+            self._reclaim_if_unused(victim)
 
     def _rename_locked(self, req: Request, sdp: Inode, name: bytes, ddp: Inode, new_name: bytes,
                        sip: Inode, dip: Inode | None, flags: int) -> Inode | None:
@@ -1114,7 +1114,7 @@ class Xv6(Filesystem):
                 return
             of.ip.nopen -= 1
         try:
-            self._maybe_evict(of.ip)
+            self._reclaim_if_unused(of.ip)
         except Exception:
             log.exception("xv6: reclaiming inode %d", of.ip.ino)
 
