@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
-import time
 from typing import Any
 
 from ._errors import UserError
+from ._progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,31 +69,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-class _Status:
-    """One line redrawn on a terminal; a line every 10 s otherwise (CI logs)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty:
-            if now - self.last >= 0.2:
-                sys.stderr.write(f"\r{text}\x1b[K")
-                sys.stderr.flush()
-                self.last = now
-        elif now - self.last >= 10:
-            print(text, file=sys.stderr, flush=True)
-            self.last = now
-
-    def done(self) -> None:
-        """End the progress line; the summary follows on a line of its own."""
-        if self.tty and self.last:
-            sys.stderr.write("\n")
-        self.last = 0.0
-
-
 def run(args: argparse.Namespace) -> int:
     from fuzz.target import FuzzError, Target
 
@@ -106,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"bento fuzz {args.fuzzer}: {target.spec} ({target.cls.__module__}."
           f"{target.cls.__qualname__}), seed {seed}"
           + ("" if target.has_fsck else "; no fsck: behaviour is checked, images are not"))
-    status = _Status()
+    status = Progress(log_every=10.0)  # a line every 10 s in CI logs
     try:
         found = {"ops": _ops, "crash": _crash, "image": _image}[args.fuzzer](
             args, target, seed, status)
@@ -118,15 +92,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
-def _ops(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+def _ops(args: argparse.Namespace, target: Any, seed: int, status: Progress) -> bool:
     from fuzz import ops
 
     if args.mount and (os.getuid() != 0 or not os.path.exists("/dev/fuse")):
         raise UserError("--mount needs root and /dev/fuse", 2)
     examples = args.examples or (20 if args.mount else 100)
     result = ops.run(target, examples=examples, seed=seed, mount=args.mount, steps=args.steps,
-                     progress=lambda r: status(f"ops: {r.examples}/{examples} sequences, "
-                                               f"{r.steps} steps, {r.rate:.1f}/s"))
+                     progress=lambda r: status.show(f"ops: {r.examples}/{examples} sequences, "
+                                                    f"{r.steps} steps, {r.rate:.1f}/s"))
     status.done()
     print(f"ops: {result.examples} sequences, {result.steps} steps in {result.seconds:.1f} s "
           f"({result.rate:.2f} sequences/s, {result.steps / max(result.seconds, 1e-9):.0f} steps/s)"
@@ -139,12 +113,13 @@ def _ops(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> b
     return False
 
 
-def _crash(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+def _crash(args: argparse.Namespace, target: Any, seed: int, status: Progress) -> bool:
     from fuzz import crash
 
     result = crash.run(target, budget=args.budget, seed=seed, max_ops=args.max_ops,
-                       progress=lambda r: status(f"crash: {r.workloads} workloads, {r.states} "
-                                                 f"crash states, {r.rate:.0f} states/s"))
+                       progress=lambda r: status.show(f"crash: {r.workloads} workloads, "
+                                                      f"{r.states} crash states, "
+                                                      f"{r.rate:.0f} states/s"))
     status.done()
     print(f"crash: {result.workloads} workloads, {result.states} crash states in "
           f"{result.seconds:.1f} s ({result.rate:.0f} states/s)")
@@ -166,12 +141,13 @@ def _crash(args: argparse.Namespace, target: Any, seed: int, status: _Status) ->
     return True
 
 
-def _image(args: argparse.Namespace, target: Any, seed: int, status: _Status) -> bool:
+def _image(args: argparse.Namespace, target: Any, seed: int, status: Progress) -> bool:
     from fuzz import image
 
     result = image.run(target, budget=args.budget, seed=seed, time_bound=args.time_bound,
-                       progress=lambda r: status(f"image: {r.images} images, "
-                                                 f"{len(r.findings)} failures, {r.rate:.0f}/s"))
+                       progress=lambda r: status.show(f"image: {r.images} images, "
+                                                      f"{len(r.findings)} failures, "
+                                                      f"{r.rate:.0f}/s"))
     status.done()
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items()))
     print(f"image: {result.images} images in {result.seconds:.1f} s ({result.rate:.1f}/s): "
