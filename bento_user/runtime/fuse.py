@@ -149,10 +149,11 @@ class FuseOperations(pyfuse3.Operations):
         mark with direct I/O, so that its writes see ENOSPC themselves."""
         direct = False
         if self.options.writeback_cache and flags & _ACCMODE != os.O_RDONLY:
-            try:
-                direct = self.space.wants_direct(self._free())
-            except pyfuse3.FUSEError:  # the handle is open: answer the open all the same
-                direct = True
+            if self.space.reserve:  # armed: the file system's free space decides
+                try:
+                    direct = self.space.wants_direct(self._free())
+                except pyfuse3.FUSEError:  # the handle is open: answer the open anyway
+                    direct = True
             self.space.opened(fh, ino, direct)
         return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache, direct_io=direct)
 
