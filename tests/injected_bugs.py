@@ -20,6 +20,7 @@ from filesystems.xv6 import _bmap, _dir
 from filesystems.xv6._alloc import Allocator
 from filesystems.xv6._bmap import BlockMap
 from filesystems.xv6._format import NDIRECT
+from filesystems.xv6._file import FileIO
 from filesystems.xv6._fs import Xv6
 
 
@@ -50,15 +51,15 @@ def _bitmap_wrong_bit() -> list[tuple[Any, str, Any]]:
 
 
 def _fsync_without_commit() -> list[tuple[Any, str, Any]]:
-    def sync_inode(self: Xv6, ip: Any) -> None:
+    def sync_inode(self: FileIO, ip: Any) -> None:
         dirty = [bh for b in ip.take_owed() if (bh := self.ks.cache.cached(b)) is not None]
         self.ks.cache.writeback(dirty)      # data written, metadata never committed
         self.ks.device.flush()
-    return [(Xv6, "_sync_inode", sync_inode)]
+    return [(FileIO, "sync", sync_inode)]
 
 
 def _fsync_trusts_the_cache() -> list[tuple[Any, str, Any]]:
-    def sync_inode(self: Xv6, ip: Any) -> None:  # the code before issue 14 §6
+    def sync_inode(self: FileIO, ip: Any) -> None:  # the code before issue 14 §6
         with ip.lock.read():
             dirty = [bh for b in ip.take_owed() if (bh := self.ks.cache.cached(b)) is not None]
             unflushed, ip.unflushed = ip.unflushed, False
@@ -67,7 +68,7 @@ def _fsync_trusts_the_cache() -> list[tuple[Any, str, Any]]:
         self.journal.force_commit()
         if dirty or unflushed:           # a block written home and evicted owes nothing
             self.ks.device.flush()
-    return [(Xv6, "_sync_inode", sync_inode)]
+    return [(FileIO, "sync", sync_inode)]
 
 
 def _rename_not_atomic() -> list[tuple[Any, str, Any]]:
@@ -75,8 +76,9 @@ def _rename_not_atomic() -> list[tuple[Any, str, Any]]:
 
     def rename(self: Xv6, req: Any, parent: int, name: bytes, new_parent: int,
                new_name: bytes, flags: int = 0) -> None:
-        src = self._child(self._dir(parent), name)
-        if flags or src is None or src.is_dir or self._child(self._dir(new_parent), new_name):
+        src = self.names.child(self.directory(parent), name)
+        if (flags or src is None or src.is_dir
+                or self.names.child(self.directory(new_parent), new_name)):
             return plain(self, req, parent, name, new_parent, new_name, flags)
         self.link(req, src.ino, new_parent, new_name)   # the new name, committed alone
         self.forget([(src.ino, 1)])
@@ -94,9 +96,9 @@ def _indirect_off_by_one() -> list[tuple[Any, str, Any]]:
 
 
 def _orphans_not_reclaimed() -> list[tuple[Any, str, Any]]:
-    def reclaim(self: Xv6) -> None:
+    def recover(self: FileIO) -> None:
         pass
-    return [(Xv6, "_reclaim_orphans", reclaim)]
+    return [(FileIO, "recover_orphans", recover)]
 
 
 class _Matches:
@@ -125,9 +127,9 @@ def _lookup_count_dropped() -> list[tuple[Any, str, Any]]:
 
 
 def _truncate_keeps_stale_tail() -> list[tuple[Any, str, Any]]:
-    def zero_tail(self: Xv6, h: Any, ip: Any, size: int) -> None:
+    def zero_tail(self: FileIO, h: Any, ip: Any, size: int) -> None:
         pass
-    return [(Xv6, "_zero_tail", zero_tail)]
+    return [(FileIO, "zero_tail", zero_tail)]
 
 
 def _block_pointers_unchecked() -> list[tuple[Any, str, Any]]:

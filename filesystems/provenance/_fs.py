@@ -6,7 +6,7 @@ file system's hidden inode (named by the superblock, by no directory) *inside th
 journal handle that makes the operation's change*: the record commits if and only
 if the change does, so after a crash provenance and data agree. How: an operation
 wrapper leaves its record *pending* for the thread; the first journal handle the
-operation starts (``_tx``) appends it when its body finishes without an exception.
+operation starts (``transaction``) appends it when its body finishes without an exception.
 Operations that start no handle changed nothing on disk (an open for reading, a
 first read, a close): their records are queued and written, before its own, by the
 next handle of any operation — so the reads that preceded a write are in the log
@@ -19,23 +19,25 @@ still on disk, and an upgrade back appends to them.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
-import stat
 import struct
 import threading
 from typing import Any
 
-import numpy as np
-
-from bento_user.api import Attr, FileHandle, FsError, InodeNo, Request, SetAttr, UpgradeState
+from bento_user.api import (
+    ROOT_INODE,
+    Attr,
+    FileHandle,
+    FsError,
+    InodeNo,
+    Request,
+    SetAttr,
+    UpgradeState,
+)
 from bento_user.ks_emul import Handle, KernelServices
-from filesystems.xv6 import Xv6
-from filesystems.xv6._format import BLOCK_SIZE, INODE_DTYPE, INODE_SIZE, ROOT_INODE
-from filesystems.xv6._fs import OP_CREDITS
-from filesystems.xv6._inode import Inode, inode_records
+from filesystems.xv6 import BLOCK_SIZE, INODE_DTYPE, INODE_SIZE, OP_CREDITS, Inode, Xv6
 
 LOG_CREDITS = 16     # bitmap and indirect blocks for up to 4 new log blocks (DEFER_BYTES
                      # + one record), the log inode, a new log inode and the superblock
@@ -76,7 +78,7 @@ class _Carrying:
     if no earlier handle took it, when its body ends without an exception."""
 
     def __init__(self, fs: Provenance, tx: Any, rec: dict[str, Any] | None) -> None:
-        self.fs, self.tx, self.rec = fs, tx, rec  # tx: what Xv6._tx returns
+        self.fs, self.tx, self.rec = fs, tx, rec  # tx: what Xv6.transaction returns
 
     def __enter__(self) -> Handle:
         self.handle: Handle = self.tx.__enter__()
@@ -100,8 +102,8 @@ class Provenance(Xv6):
 
     name = "provenance"
 
-    def _attach(self, ks: KernelServices, alloc: dict[str, Any] | None = None) -> int:
-        mount_count = super()._attach(ks, alloc)
+    def attach(self, ks: KernelServices, alloc: dict[str, Any] | None = None) -> int:
+        mount_count = super().attach(ks, alloc)
         self._pending = _Pending()
         self._log_lock = ks.mutex("provenance.log")
         self._names: dict[int, tuple[int, bytes]] = {}   # ino -> (parent, name) last seen
@@ -157,14 +159,14 @@ class Provenance(Xv6):
     def flush_records(self) -> None:
         """Write the queued records now (in a handle of their own)."""
         if self._deferred and not self.read_only:
-            with Xv6._tx(self, LOG_CREDITS) as h:
+            with Xv6.transaction(self, LOG_CREDITS) as h:
                 self._append(h, None)
 
-    def _tx(self, credits: int = OP_CREDITS) -> Any:
+    def transaction(self, credits: int = OP_CREDITS) -> Any:
         rec = self._pending.record
         if rec is None and not self._deferred:
-            return super()._tx(credits)
-        return _Carrying(self, super()._tx(credits + LOG_CREDITS), rec)
+            return super().transaction(credits)
+        return _Carrying(self, super().transaction(credits + LOG_CREDITS), rec)
 
     def _encode(self, rec: dict[str, Any]) -> bytes:
         """``rec`` as its line, after its process's description the first time.
@@ -225,7 +227,7 @@ class Provenance(Xv6):
             done += n
         ip.size = pos
         if grew:  # new blocks: pointers and counts change too
-            self._store(h, ip)
+            self.icache.iupdate(h, ip)
         else:
             block, slot = self.geo.inode_location(ip.ino)
             with self.ks.bread(block) as bh:
@@ -238,25 +240,9 @@ class Provenance(Xv6):
         log lock."""
         if self._log_ip is not None:
             return self._log_ip  # the icache's object: xv6 never drops the hidden inode
-        if self.hidden_ino:
-            self._log_ip = self._iget(self.hidden_ino, hidden_ok=True)
-            return self._log_ip
-        ino = self.alloc.alloc_inode(h)
-        if ino is None:
-            raise FsError(errno.ENOSPC, "no free inode for the provenance log")
-        ip = Inode(ino, self.ks.rwsem("xv6.inode"))
-        block, slot = self.geo.inode_location(ino)
-        with self.ks.bread(block) as bh:
-            ip.generation = (int(inode_records(bh.data)[slot]["generation"]) + 1) & 0xFFFFFFFF
-        ip.mode, ip.nlink = stat.S_IFREG | 0o600, 1
-        ip.atime_ns = ip.mtime_ns = ip.ctime_ns = ip.crtime_ns = self.ks.now_ns()
-        self._store(h, ip)
-        self._update_sb(h, hidden_ino=ino)
-        self.hidden_ino = ino
-        with self.icache_lock:
-            self.icache[ino] = ip
-        self._log_ip = ip
-        return ip
+        self._log_ip = self.hidden_inode(h)
+        assert self._log_ip is not None  # made in h if it did not exist
+        return self._log_ip
 
     # -- names, for the paths records carry -------------------------------------------
 
@@ -288,7 +274,7 @@ class Provenance(Xv6):
 
     def _child_ino(self, parent: int, name: bytes) -> int | None:
         try:
-            hit = self.dirs.lookup(self._dir(parent), name)
+            hit = self.dirs.lookup(self.directory(parent), name)
         except FsError:
             return None
         return None if hit is None else hit[0]
@@ -301,14 +287,11 @@ class Provenance(Xv6):
             self._named(attr.ino, parent, name)
         return attr
 
-    def _new_inode(self, h: Handle, dp: Inode, name: bytes, mode: int, uid: int, gid: int,
-                   rdev: int, target: bytes | None) -> Inode:
-        ip = super()._new_inode(h, dp, name, mode, uid, gid, rdev, target)
+    def created(self, h: Handle, dp: Inode, name: bytes, ip: Inode) -> None:
         rec = self._pending.record
         if rec is not None and "ino" not in rec:
             rec["ino"] = ip.ino  # the record is appended when this handle ends
         self._named(ip.ino, dp.ino, name)
-        return ip
 
     def create(self, req: Request, parent: InodeNo, name: bytes, mode: int,
                flags: int) -> tuple[Attr, FileHandle]:
@@ -378,34 +361,24 @@ class Provenance(Xv6):
         seen = self._first.setdefault(fh, set())
         if "write" in seen:
             return super().write(fh, offset, data)
-        of = self._file(fh)
+        of = self.open_file(fh)
         rec = self._record("write", of.req, ino=of.ip.ino, offset=offset)
         done = self._recorded(rec, super().write, fh, offset, data)
         seen.add("write")
         return done
 
-    def _write_blocks(self, ip: Inode, offset: int, src: np.ndarray,
-                      zero_only: bool = False) -> int:
-        """The data moves in handles of its own; a write's record goes with the
-        handle that sets the new size and mtime, the write's visible effect."""
-        rec, self._pending.record = self._pending.record, None
-        try:
-            return super()._write_blocks(ip, offset, src, zero_only)
-        finally:
-            self._pending.record = rec
-
     def _first_use(self, fh: int, what: str) -> None:
         seen = self._first.setdefault(fh, set())
         if what in seen:
             return
-        of = self._file(fh)
+        of = self.open_file(fh)
         seen.add(what)
         self._defer(self._record(what, of.req, ino=of.ip.ino))  # a read changes nothing
 
     def release(self, fh: FileHandle) -> None:
         self._first.pop(fh, None)
         try:
-            of = self._file(fh)
+            of = self.open_file(fh)
         except FsError:
             return super().release(fh)
         if of.flags & os.O_DIRECTORY:  # releasedir: not a file's close

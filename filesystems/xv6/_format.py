@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import crc32c
 import numpy as np
 
 from bento_user.api import ROOT_INODE, corrupt
+
+if TYPE_CHECKING:
+    from bento_user.ks_emul import Handle, KernelServices
 
 BLOCK_SIZE = 4096
 MAGIC = b"XV6FSv2\0"
@@ -170,6 +174,17 @@ def seal_superblock(block: np.ndarray) -> None:
     sb = superblock_view(block)
     sb["checksum"] = 0
     sb["checksum"] = crc32c.crc32c(block[: SUPERBLOCK_DTYPE.itemsize].tobytes())
+
+
+def update_superblock(ks: KernelServices, h: Handle, **fields: int) -> None:
+    """Set superblock fields inside journal handle ``h`` (and reseal it)."""
+    with ks.bread(SUPERBLOCK) as bh:
+        h.get_write_access(bh)
+        sb = superblock_view(bh.data)
+        for name, value in fields.items():
+            sb[name] = value
+        seal_superblock(bh.data)
+        h.dirty_metadata(bh)
 
 
 def read_geometry(block: np.ndarray, device_blocks: int, what: str) -> Geometry:

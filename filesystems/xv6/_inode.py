@@ -118,3 +118,11 @@ class Inode:
 def inode_records(block: np.ndarray) -> np.ndarray:
     """The inode records of one inode-table block (a writable view)."""
     return block.view(INODE_DTYPE)
+
+
+def touch(now_ns: int, *ips: Inode, mtime: bool = True) -> None:
+    """A change: ctime (and, for a change of contents, mtime) becomes ``now_ns``."""
+    for ip in ips:
+        ip.ctime_ns = now_ns
+        if mtime:
+            ip.mtime_ns = now_ns

@@ -112,3 +112,17 @@ def killed_suid(mode: int) -> int:
     if mode & stat.S_IXGRP:
         mode &= ~stat.S_ISGID
     return mode
+
+
+def check_xattr(req: Request, ip: Inode, name: bytes, write: bool) -> None:
+    """Who may read or change an extended attribute: trusted.* is root's, security.*
+    root's to change, user.* only on files and directories, by their permission
+    bits (and, on a sticky directory, only the owner changes them)."""
+    if name.startswith(b"trusted.") or (name.startswith(b"security.") and write):
+        require_root(req)
+    if name.startswith(b"user."):
+        if not (stat.S_ISREG(ip.mode) or ip.is_dir):
+            raise FsError(errno.EPERM if write else errno.ENODATA)
+        if write and ip.is_dir and ip.mode & stat.S_ISVTX:
+            require_owner(req, ip)
+        require(req, ip, os.W_OK if write else os.R_OK)

@@ -10,9 +10,20 @@ from __future__ import annotations
 import errno
 import struct
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from bento_user.api import FsError, corrupt
 
+from ._bmap import NoSpace
 from ._format import BLOCK_SIZE
+
+if TYPE_CHECKING:
+    from bento_user.ks_emul import Handle, KernelServices
+
+    from ._bmap import BlockMap
+    from ._inode import Inode
 
 MAGIC = b"XATR"
 _HEAD = struct.Struct("<4sI")
@@ -56,3 +67,39 @@ def check_name(name: bytes) -> None:
         raise FsError(errno.EINVAL)  # a namespace with no name in it (Linux: EINVAL)
     if not name.startswith(NAMESPACES):
         raise FsError(errno.EOPNOTSUPP)
+
+
+def load(ks: KernelServices, bmap: BlockMap, ip: Inode) -> dict[bytes, bytes]:
+    """The inode's attributes, parsed once and kept in ``ip.xattrs``."""
+    if ip.xattrs is None:
+        if not ip.xattr_block:
+            ip.xattrs = {}
+        else:
+            with ks.bread(bmap.check(ip, ip.xattr_block)) as bh:
+                ip.xattrs = decode(bh.data.tobytes(), ip.ino)
+    return ip.xattrs
+
+
+def save(ks: KernelServices, bmap: BlockMap, h: Handle, ip: Inode,
+         attrs: dict[bytes, bytes]) -> None:
+    """Make ``attrs`` the inode's attributes, inside ``h``: the block is written,
+    made or freed; the caller stores the inode."""
+    raw = encode(attrs) if attrs else b""
+    if not attrs:
+        if ip.xattr_block:
+            bmap.free(h, ip, ip.xattr_block, metadata=True)
+            ip.xattr_block = 0
+    else:
+        if not ip.xattr_block:
+            try:
+                ip.xattr_block = bmap.new_block(h, ip, bmap.goal(ip))
+            except NoSpace:
+                raise FsError(errno.ENOSPC) from None
+            bh = ks.getblk(ip.xattr_block)
+        else:
+            bh = ks.bread(ip.xattr_block)
+        with bh:
+            h.get_write_access(bh)
+            bh.data[:] = np.frombuffer(raw, np.uint8)
+            h.dirty_metadata(bh)
+    ip.xattrs = attrs

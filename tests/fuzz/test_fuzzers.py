@@ -116,7 +116,7 @@ def test_the_image_fuzzer_mutates_every_level_of_the_block_map() -> None:
     mutated = set(image.metadata_blocks(XV6, clean))
     with XV6.open(RamDevice.from_bytes(clean)) as rt:
         fs = rt.fs
-        ip = fs._iget(rt.client().stat("/sparse").ino)
+        ip = fs.icache.iget(rt.client().stat("/sparse").ino)
         pointers = set(fs.bmap.indirect_blocks(ip))
     assert len(pointers) == 6
     assert pointers <= mutated

@@ -21,7 +21,7 @@ from bento_user.runtime.direct import DirectRuntime
 from filesystems.provenance import Provenance, read_log
 from filesystems.provenance.query import History
 from filesystems.xv6 import Xv6
-from filesystems.xv6._fs import OP_CREDITS
+from filesystems.xv6 import OP_CREDITS
 from filesystems.xv6.fsck import fsck
 
 from ..xv6.conftest import fresh_device
@@ -86,7 +86,7 @@ def names_in_records(history: History) -> set[tuple[int, str, int]]:
 def commit_every_handle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each journal handle becomes a transaction of its own, so a record that is not
     in its operation's handle would show up as a crash state without it."""
-    plain = Xv6._tx
+    plain = Xv6.transaction
 
     @contextlib.contextmanager
     def committing(self: Xv6, credits: int = OP_CREDITS) -> Iterator[object]:
@@ -94,7 +94,7 @@ def commit_every_handle(monkeypatch: pytest.MonkeyPatch) -> None:
             yield h
         self.journal.force_commit()
 
-    monkeypatch.setattr(Xv6, "_tx", committing)
+    monkeypatch.setattr(Xv6, "transaction", committing)
 
 
 def disagreements() -> tuple[int, list[tuple[int, tuple[int, ...]]]]:
@@ -134,6 +134,6 @@ def test_every_crash_state_shows_operations_and_records_agreeing(commit_every_ha
 
 def test_the_check_catches_records_written_in_a_handle_of_their_own(
         commit_every_handle: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Provenance, "_tx", Xv6._tx)  # records after, not with, the change
+    monkeypatch.setattr(Provenance, "transaction", Xv6.transaction)  # records after, not with, the change
     states, bad = disagreements()
     assert len(bad) > 10

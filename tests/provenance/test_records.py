@@ -96,7 +96,7 @@ def test_the_hidden_inode_cannot_be_reached() -> None:
     rt = DirectRuntime.open(Provenance(), dev, commit_interval=None)
     c = rt.client(ME)
     c.write_bytes("/f", b"x")
-    hidden = rt.fs.hidden_ino
+    hidden = rt.fs.icache.hidden_ino
     assert hidden and hidden not in {ino for _, ino, _ in c.scandir("/")}
     for op, args in [("getattr", (ROOT_REQUEST, hidden)), ("open", (ROOT_REQUEST, hidden, os.O_RDWR)),
                      ("setattr", (ROOT_REQUEST, hidden, SetAttr(size=0))),

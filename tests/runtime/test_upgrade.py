@@ -61,7 +61,7 @@ def test_handles_lookups_and_orphans_survive() -> None:
         [b".", b".."] + [f"f{i}".encode() for i in range(1, 50)])
     c.close(dirfd)
     c.close(rootfd)
-    assert rt.fs.icache[1].nopen == 0  # white-box: the root's handle count came over
+    assert rt.fs.icache.table[1].nopen == 0  # white-box: the root's handle count came over
     rt.call("forget", [(a.ino, 1) for a in held] + [(d.ino, 1)])
     rt.call("forget", [(gone.ino, 1)])  # the last reference: the inode is freed now
     assert c.statvfs().files_free == free_before + 1
@@ -130,7 +130,7 @@ class RefusesTheState(Xv6):
 class LeaksObjects(Xv6):
     def prepare_upgrade(self) -> UpgradeState:
         state = super().prepare_upgrade()
-        state.data["icache"] = dict(self.icache)  # Inode objects: the old code's classes
+        state.data["icache"] = dict(self.icache.table)  # Inode objects: the old code's classes
         return state
 
 

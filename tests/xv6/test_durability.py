@@ -24,7 +24,7 @@ def test_fsync_flushes_an_overwrite_that_write_back_already_sent_home() -> None:
     c.fsync(fd)
     c.pwrite(fd, b"B" * 4096, 0)  # an overwrite: a dirty cached block, no allocation
     rt.ks.journal.force_commit()  # what the 5 s timer does: the mtime is committed
-    block = rt.fs.bmap.lookup(rt.fs.icache[c.fstat(fd).ino], 0)
+    block = rt.fs.bmap.lookup(rt.fs.icache.table[c.fstat(fd).ino], 0)
     assert rt.ks.cache.writeback() >= 1  # the background writer: home, no flush
     rt.ks.cache.invalidate([block])  # and evicted
     c.fsync(fd)

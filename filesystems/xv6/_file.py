@@ -1,0 +1,244 @@
+"""The file layer: a file's contents read, written, shrunk, synced and freed (xv6's
+readi, writei, itrunc, and iput's freeing half).
+
+Callers hold the inode's lock (for reading to read, for writing otherwise) or own an
+inode nothing else can reach; this layer starts the journal handles. A write moves
+its data in handles of its own, sized for data (``WRITE_CREDITS``): newly allocated
+blocks are *ordered data* (on disk before the commit that points at them), blocks
+overwritten in place are *owed* to the next fsync (``Inode.owe``). Large runs of whole
+blocks skip the buffer cache (``_data.py``). Shrinking and freeing put the inode on
+the orphan list first, so a crash half-way is finished by the next mount.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import numpy as np
+
+from bento_user.ks_emul import Handle, Journal, KernelServices
+
+from ._alloc import Allocator
+from ._bmap import BlockMap, NoSpace
+from ._data import FileData
+from ._format import BLOCK_SIZE
+from ._icache import InodeCache
+from ._inode import Inode
+from ._orphans import OrphanList
+
+log = logging.getLogger(__name__)
+
+OP_CREDITS = 48     # the most blocks one namespace operation touches
+WRITE_CREDITS = 64  # one handle of a write: data blocks are not logged
+# Writes of at least this many whole blocks go straight to the device (_data.py);
+# smaller ones through the buffer cache, whose write-back merges them later instead
+# of paying a synchronous device round trip each.
+DIRECT_MIN_BLOCKS = 16
+
+Transaction = Callable[[int], AbstractContextManager[Handle]]
+
+
+class FileIO:
+    """Contents of files (and the blocks of directories and symlinks when freed).
+
+    Args:
+        tx: starts the handles of an operation's metadata changes (``Xv6.transaction``).
+        credits: the most blocks one handle may ask for.
+    """
+
+    def __init__(self, ks: KernelServices, journal: Journal, alloc: Allocator,
+                 bmap: BlockMap, icache: InodeCache, orphans: OrphanList,
+                 tx: Transaction, credits: int) -> None:
+        self.ks, self.journal, self.alloc, self.bmap = ks, journal, alloc, bmap
+        self.icache, self.orphans, self.tx, self.credits = icache, orphans, tx, credits
+        self.data = FileData(ks)
+        self.sync_lock = ks.mutex("xv6.sync")
+
+    # -- reading ---------------------------------------------------------------------
+
+    def read(self, ip: Inode, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``; short at the end of the file. Holes
+        read as zeros."""
+        end = min(ip.size, offset + size)
+        if offset >= end:
+            return b""
+        first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        pblks = self.bmap.lookup_range(ip, first, last - first + 1)
+        return self.data.read(pblks, offset - first * BLOCK_SIZE, end - offset)
+
+    def read_all(self, ip: Inode) -> bytes:
+        """The whole file, 4 MiB at a time (the hidden log can be large)."""
+        step = 1024 * BLOCK_SIZE
+        return b"".join(self.read(ip, pos, step) for pos in range(0, ip.size, step))
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, ip: Inode, offset: int, src: np.ndarray, zero_only: bool = False) -> int:
+        """Copy ``src`` to the file at ``offset`` (or, with ``zero_only``, allocate
+        zeroed blocks in holes), as many handles as it takes. Returns bytes done:
+        short only when the disk is full. The size is the caller's to set."""
+        pos, end = offset, offset + len(src)
+        retried = False
+        while pos < end:
+            # 64 credits: asking for the transaction's whole capacity would commit
+            # the running transaction on every write. Data handles carry nothing of
+            # the operation's own (its visible effect is the caller's handle).
+            with self.journal.start(min(WRITE_CREDITS, self.credits)) as h:
+                try:
+                    while pos < end and h.credits > 16:
+                        lblk, off = divmod(pos, BLOCK_SIZE)
+                        whole = (end - pos) // BLOCK_SIZE if off == 0 else 0
+                        if whole >= DIRECT_MIN_BLOCKS and stat.S_ISREG(ip.mode):
+                            n = self._write_run(h, ip, lblk, whole, src[pos - offset:],
+                                                zero_only)
+                        else:
+                            n = min(BLOCK_SIZE - off, end - pos)
+                            self._write_block(h, ip, lblk, off,
+                                              src[pos - offset:pos - offset + n], zero_only)
+                        pos += n
+                        retried = False
+                except NoSpace:
+                    if retried or not self.alloc.pending_blocks:
+                        self.icache.iupdate(h, ip)
+                        return pos - offset
+                    retried = True  # freed blocks wait for a commit: make one, try again
+                self.icache.iupdate(h, ip)
+            if retried:
+                self.journal.force_commit()
+        return pos - offset
+
+    def _write_run(self, h: Handle, ip: Inode, lblk: int, count: int, src: np.ndarray,
+                   zero_only: bool) -> int:
+        """Whole blocks from ``lblk``, straight to the device (see _data.py); with
+        ``zero_only``, zero just the blocks that were holes. Returns bytes done."""
+        if zero_only:
+            old = self.bmap.lookup_range(ip, lblk, min(count, 1024))
+        pblks = self.bmap.map_alloc_leaf(h, ip, lblk, count)
+        n = len(pblks)
+        if zero_only:
+            new = old[:n] == 0
+            pblks, data = pblks[new], np.zeros(int(new.sum()) * BLOCK_SIZE, dtype=np.uint8)
+        else:
+            data = src[:n * BLOCK_SIZE]
+        if len(pblks):
+            self.data.write(pblks, data)  # before the handle's commit: ordered data
+            ip.unflushed = True
+        return n * BLOCK_SIZE
+
+    def _write_block(self, h: Handle, ip: Inode, lblk: int, off: int, chunk: np.ndarray,
+                     zero_only: bool) -> None:
+        if zero_only:
+            if self.bmap.lookup(ip, lblk):
+                return
+        pblk, new = self.bmap.map_alloc(h, ip, lblk, metadata=False)
+        whole = off == 0 and len(chunk) == BLOCK_SIZE
+        bh = self.ks.getblk(pblk) if (new or whole) else self.ks.bread(pblk)
+        with bh:
+            if new and not whole:
+                bh.data[:] = 0
+            if not zero_only:
+                bh.data[off:off + len(chunk)] = chunk
+            bh.mark_dirty()
+            if new:
+                h.ordered_data(bh)  # on disk before the commit that points at it
+            else:
+                ip.owe(pblk)
+
+    # -- shrinking and freeing -------------------------------------------------------
+
+    def truncate(self, ip: Inode, size: int) -> None:
+        """Set the size; shrinking frees the blocks past the end. Caller holds ip.lock
+        for writing (or the inode is private to the caller)."""
+        keep = -(-size // BLOCK_SIZE)
+        shrink = size < ip.size or any(True for _ in self.bmap.mapped(ip, keep))
+        with self.tx(OP_CREDITS) as h:
+            if shrink:
+                self.orphans.add(h, ip)  # a crash mid-way: mount finishes the truncate
+                self.zero_tail(h, ip, size)
+            ip.size = size
+            self.icache.iupdate(h, ip)
+        if shrink:
+            self.free_blocks(ip, keep)
+            with self.tx(OP_CREDITS) as h:
+                if ip.nlink:
+                    self.orphans.remove(h, ip)
+
+    def zero_tail(self, h: Handle, ip: Inode, size: int) -> None:
+        """Zero the rest of the last kept block, so a later extension reads zeros."""
+        off = size % BLOCK_SIZE
+        if not off or not stat.S_ISREG(ip.mode):
+            return
+        p = self.bmap.lookup(ip, size // BLOCK_SIZE)
+        if p:
+            with self.ks.bread(p) as bh:
+                bh.data[off:] = 0
+                bh.mark_dirty()
+                if bh.jtrans is None:
+                    h.ordered_data(bh)
+
+    def free_blocks(self, ip: Inode, first: int) -> None:
+        """Free every block from logical block ``first`` on, last first, in as many
+        handles as it takes (the inode is on the orphan list meanwhile, if needed)."""
+        metadata = not stat.S_ISREG(ip.mode)
+        victims = list(self.bmap.mapped(ip, first))
+        while victims:
+            with self.tx(self.credits) as h:
+                while victims and h.credits > 16:
+                    lblk, pblk = victims.pop()
+                    self.bmap.unmap(h, ip, lblk, pblk, metadata)
+                    ip.forgive(pblk)
+                self.icache.iupdate(h, ip)
+
+    def reclaim(self, ip: Inode) -> None:
+        """Free an inode with no names, lookups or handles: its blocks, then itself."""
+        with ip.lock.write():
+            self.free_blocks(ip, 0)
+            with self.tx(OP_CREDITS) as h:
+                if ip.xattr_block:
+                    self.bmap.free(h, ip, ip.xattr_block, metadata=True)
+                    ip.xattr_block = 0
+                self.orphans.remove(h, ip)
+                generation = ip.generation
+                for f in ("mode", "uid", "gid", "size", "blocks", "flags", "rdev"):
+                    setattr(ip, f, 0)
+                ip.generation = generation
+                ip.addrs = [0] * len(ip.addrs)
+                self.icache.iupdate(h, ip)
+                self.alloc.free_inode(h, ip.ino)
+            self.icache.drop(ip.ino)
+
+    def recover_orphans(self) -> None:
+        """Mount: finish what a crash interrupted — frees for unlinked inodes,
+        truncates for the rest — following the on-disk list."""
+        chain = self.orphans.load()
+        for ip in chain:
+            if ip.nlink == 0:
+                self.reclaim(ip)
+            else:
+                self.truncate(ip, ip.size)
+        if chain:
+            log.info("xv6: reclaimed %d orphan inodes", len(chain))
+
+    # -- durability ------------------------------------------------------------------
+
+    def sync(self, ip: Inode) -> None:
+        """Write back the file's overwritten blocks, commit, flush. A block may have
+        left the cache already (written home by the background writer or to make
+        room, without a flush): it still owes a flush, so ``owed`` counts every
+        block overwritten since the last fsync, cached or not. What it owes is the
+        inode's state: taken under its lock held for writing. One sync at a time
+        (``sync_lock``, taken with nothing else held): a second fsync of a file must
+        not return while the first still writes blocks it took."""
+        with self.sync_lock:
+            with ip.lock.write():
+                blocks = ip.take_owed()
+                owed = bool(blocks) or ip.unflushed
+                dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
+                ip.unflushed = False
+            self.ks.cache.write_and_wait(dirty)
+            self.journal.force_commit()
+            if owed:
+                self.ks.device.flush()

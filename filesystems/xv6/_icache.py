@@ -1,0 +1,143 @@
+"""The inode cache: one ``Inode`` object per inode number in use (xv6's iget, iupdate,
+ialloc).
+
+An inode is loaded from its table block the first time anything asks for it and
+stays while the kernel holds lookups or handles on it; past ``TARGET`` inodes, the
+unreferenced ones are dropped from memory (``shrink``) — dropped, not freed: freeing
+an inode on disk is the file layer's ``reclaim``.
+
+``lock`` (the ``xv6.icache`` mutex, a leaf: docs/locking.md) guards the table and
+every inode's ``nlookup`` and ``nopen``; the other fields are the inode's own lock's.
+A live upgrade's successor gives each inode, as it is loaded, what the predecessor
+knew of it (``inherited``, see _upgrade.py).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from bento_user.api import Attr, FsError
+from bento_user.ks_emul import Handle, KernelServices
+
+from . import _upgrade as upgrade_state
+from ._alloc import Allocator
+from ._format import BLOCK_SIZE, Geometry
+from ._inode import Inode, inode_records
+
+TARGET = 50_000  # unreferenced inodes beyond this are dropped from memory
+
+
+class InodeCache:
+    """The in-memory inodes of one mount.
+
+    Args:
+        is_orphan: whether an inode number is on the orphan list (a loaded inode
+            carries the answer as ``Inode.orphan``).
+    """
+
+    def __init__(self, ks: KernelServices, geo: Geometry, alloc: Allocator,
+                 is_orphan: Callable[[int], bool]) -> None:
+        self.ks, self.geo, self.alloc, self.is_orphan = ks, geo, alloc, is_orphan
+        self.lock = ks.mutex("xv6.icache")
+        self.table: dict[int, Inode] = {}
+        self.hidden_ino = 0  # a file with no name, kept for its owner (provenance's log)
+        self.inherited = upgrade_state.Inherited()  # a predecessor's, not yet taken up
+        self._limit = TARGET
+
+    def iget(self, ino: int, hidden_ok: bool = False) -> Inode:
+        """The in-memory inode (loaded on first use). ESTALE for a free inode, and
+        for the hidden one unless its owner asks (``hidden_ok``)."""
+        if ino == self.hidden_ino and ino and not hidden_ok:
+            raise FsError(errno.ESTALE, f"inode {ino} is hidden")
+        with self.lock:
+            ip = self.table.get(ino)
+            if ip is not None:
+                return ip
+        if not 0 < ino < self.geo.ninodes:
+            raise FsError(errno.ESTALE, f"inode {ino} does not exist")
+        ip = Inode(ino, self.ks.rwsem("xv6.inode"))
+        block, slot = self.geo.inode_location(ino)
+        with self.ks.bread(block) as bh:
+            ip.load(inode_records(bh.data)[slot], self.geo.nblocks)
+        if ip.mode == 0:
+            raise FsError(errno.ESTALE, f"inode {ino} is free")
+        with self.lock:
+            cached = self.table.get(ino)
+            if cached is not None:
+                return cached
+            if self.inherited:
+                self.take_inherited(ip)
+            ip.orphan = self.is_orphan(ino)
+            self.table[ino] = ip
+            return ip
+
+    def iupdate(self, h: Handle, ip: Inode) -> None:
+        """Write the inode's fields into its table block, inside handle ``h``."""
+        block, slot = self.geo.inode_location(ip.ino)
+        with self.ks.bread(block) as bh:
+            h.get_write_access(bh)
+            ip.store(inode_records(bh.data)[slot])
+            h.dirty_metadata(bh)
+
+    def ialloc(self, h: Handle, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:
+        """A new inode, allocated in ``h``: one link, no lookups, times now, the
+        slot's generation plus one (an NFS-style handle to the old one goes stale).
+        Not yet in the cache (``insert`` it once it is named) nor on disk
+        (``iupdate``). ENOSPC when the table is full."""
+        ino = self.alloc.alloc_inode(h)
+        if ino is None:
+            raise FsError(errno.ENOSPC, "no free inodes")
+        block, slot = self.geo.inode_location(ino)
+        with self.ks.bread(block) as bh:
+            generation = int(inode_records(bh.data)[slot]["generation"]) + 1
+        ip = Inode(ino, self.ks.rwsem("xv6.inode"))
+        ip.mode, ip.uid, ip.gid, ip.rdev, ip.nlink = mode, uid, gid, rdev, 1
+        ip.atime_ns = ip.mtime_ns = ip.ctime_ns = ip.crtime_ns = self.ks.now_ns()
+        ip.generation = generation & 0xFFFFFFFF
+        return ip
+
+    def insert(self, ip: Inode) -> None:
+        with self.lock:
+            self.table[ip.ino] = ip
+
+    def drop(self, ino: int) -> None:
+        with self.lock:
+            self.table.pop(ino, None)
+
+    def counted(self, ip: Inode) -> Attr:
+        """Count one lookup and return the attributes (the entry reply)."""
+        with self.lock:
+            ip.nlookup += 1
+        return ip.attr(BLOCK_SIZE)
+
+    def unused(self, ip: Inode) -> bool:
+        """No names, no lookups, no handles: the inode may be freed."""
+        with self.lock:
+            return ip.nlink == 0 and ip.nlookup == 0 and ip.nopen == 0
+
+    def take_inherited(self, ip: Inode) -> None:
+        """Give a newly loaded inode what a predecessor knew of it. Caller holds
+        ``lock``."""
+        old = self.inherited
+        ip.nlookup += old.lookups.pop(ip.ino, 0)
+        ip.nopen += old.nopen.pop(ip.ino, 0)
+        dirty, unflushed = old.debts.pop(ip.ino, ((), False))
+        for pblk in dirty:
+            ip.owe(pblk)
+        ip.unflushed = ip.unflushed or unflushed
+
+    def shrink(self) -> None:
+        """Drop unreferenced inodes past the target. Caller holds the namespace
+        lock for writing, so nothing else can be reaching them."""
+        with self.lock:
+            if len(self.table) < self._limit:
+                return
+            extra = len(self.table) - TARGET
+            idle = [ino for ino, ip in self.table.items()
+                    if ip.nlookup == 0 and ip.nopen == 0 and ip.nlink and not ip.orphan
+                    and ino != self.hidden_ino and not ip.lock.statistics().owners][:extra]
+            for ino in idle:
+                del self.table[ino]
+            # the scan is linear: run it again only once the cache has grown by half
+            self._limit = max(TARGET, len(self.table) * 3 // 2)
