@@ -41,6 +41,7 @@ from bento_user.blockdev import SECTOR_SIZE, RecordingDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 
 from .crash_oracle import PERSIST, bounds, check, persisted
+from .model import ROOT, Model, join
 from .target import Target
 
 NBLOCKS = 1024            # 4 MiB images: cheap to copy for every crash state
@@ -99,14 +100,6 @@ def pattern(tag: int, length: int) -> bytes:
 # -- the model ------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class Obj:
-    kind: int                     # stat.S_IFREG / S_IFDIR / S_IFLNK
-    ident: int
-    data: bytearray = field(default_factory=bytearray)
-    target: bytes = b""
-
-
 @dataclass(frozen=True)
 class State:
     """A tree as the checks compare it: path -> (kind, size, link count, symlink
@@ -117,123 +110,67 @@ class State:
     data: dict[int, bytes]
 
 
-class Model:
-    """What the namespace should be after each operation (success or errno class)."""
+class CrashModel:
+    """The shared POSIX model (model.py) driven as root by a workload's operations,
+    and its tree in the form the oracle compares."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self.paths: dict[str, Obj] = {"": Obj(stat.S_IFDIR, 0)}
+        self.tree = Model()
 
-    def _new(self, kind: int, **kw: Any) -> Obj:
-        return Obj(kind, next(self._ids), **kw)
-
-    def _parent_dir(self, path: str) -> bool:
-        parent = self.paths.get(path.rpartition("/")[0])
-        return parent is not None and parent.kind == stat.S_IFDIR
-
-    def _children(self, path: str) -> list[str]:
-        return [p for p in self.paths if p.startswith(path + "/")]
+    def exists(self, path: str) -> bool:
+        return self.tree.lookup(_bytes(path))[3] is not None
 
     def apply(self, tag: int, op: Op) -> bool:
         """Change the model as ``op`` does; False if the op must fail (no change)."""
         kind, *args = op
-        paths = self.paths
-        if kind in ("creat", "write", "hold"):
-            path = args[0]
-            obj = paths.get(path)
-            if obj is None:
-                if kind != "creat" or not self._parent_dir(path):
-                    return False
-                obj = paths[path] = self._new(stat.S_IFREG)
-            elif obj.kind != stat.S_IFREG:
-                return False
-            if kind == "write":
-                offset, length = args[1], args[2]
-                if len(obj.data) < offset:
-                    obj.data.extend(bytes(offset - len(obj.data)))
-                obj.data[offset:offset + length] = pattern(tag, length)
-            return True
-        if kind == "mkdir" or kind == "symlink":
-            path = args[0]
-            if path in paths or not self._parent_dir(path):
-                return False
-            paths[path] = (self._new(stat.S_IFDIR) if kind == "mkdir"
-                           else self._new(stat.S_IFLNK, target=SYMLINK_TARGET))
-            return True
-        if kind == "truncate":
-            obj = paths.get(args[0])
-            if obj is None or obj.kind != stat.S_IFREG:
-                return False
-            size = args[1]
-            obj.data = obj.data[:size] + bytearray(max(0, size - len(obj.data)))
-            return True
-        if kind == "link":
-            src, dst = args
-            obj = paths.get(src)
-            if obj is None or obj.kind == stat.S_IFDIR or dst in paths or not self._parent_dir(dst):
-                return False
-            paths[dst] = obj
-            return True
-        if kind == "unlink":
-            obj = paths.get(args[0])
-            if obj is None or obj.kind == stat.S_IFDIR:
-                return False
-            del paths[args[0]]
-            return True
-        if kind == "rmdir":
-            obj = paths.get(args[0])
-            if obj is None or obj.kind != stat.S_IFDIR or self._children(args[0]):
-                return False
-            del paths[args[0]]
-            return True
-        if kind == "rename":
-            return self._rename(*args)
-        if kind in ("fsync", "fsyncdir"):     # through a (dangling) symlink: ENOENT
-            return args[0] in paths and paths[args[0]].kind != stat.S_IFLNK
-        if kind == "fdatasync":
-            return args[0] in paths and paths[args[0]].kind == stat.S_IFREG
+        t = self.tree
         if kind in ("sync", "evict"):
             return True
-        raise ValueError(f"unknown operation {op!r}")
-
-    def _rename(self, src: str, dst: str) -> bool:
-        paths = self.paths
-        obj, over = paths.get(src), paths.get(dst)
-        if obj is None or not self._parent_dir(dst):
-            return False
-        if obj is over:
-            return True                                # the same file: nothing happens
-        if src == dst or dst.startswith(src + "/"):
-            return False                               # into itself
-        if over is not None:
-            if (obj.kind == stat.S_IFDIR) != (over.kind == stat.S_IFDIR):
-                return False
-            if over.kind == stat.S_IFDIR and self._children(dst):
-                return False
-        moved = {p: o for p, o in paths.items() if p == src or p.startswith(src + "/")}
-        for p in moved:
-            del paths[p]
-        for p in [p for p in paths if p == dst or p.startswith(dst + "/")]:
-            del paths[p]
-        for p, o in moved.items():
-            paths[dst + p[len(src):]] = o
-        return True
+        if kind == "rename":
+            return t.rename(ROOT, _bytes(args[0]), _bytes(args[1])) is None
+        if kind == "link":
+            return t.link(ROOT, _bytes(args[0]), _bytes(args[1])) is None
+        if kind == "unlink":
+            return t.unlink(ROOT, _bytes(args[0])) is None
+        if kind == "rmdir":
+            return t.rmdir(ROOT, _bytes(args[0])) is None
+        dpath, d, name, n = t.lookup(_bytes(args[0]))
+        if kind == "creat":
+            return t.open_write(ROOT, dpath, d, name, create=True) is None
+        if kind == "mkdir":
+            return t.mkdir(ROOT, dpath, d, name, 0o755) is None
+        if kind == "symlink":
+            return t.symlink(ROOT, dpath, d, name, SYMLINK_TARGET) is None
+        if kind == "fsyncdir":                # opened with O_DIRECTORY
+            return not args[0] or (n is not None and n.is_dir)
+        if kind == "fsync":                   # through a (dangling) symlink: ENOENT
+            return n is not None and n.kind != stat.S_IFLNK
+        regular = n is not None and n.kind == stat.S_IFREG
+        if kind == "write" and regular:
+            assert n is not None
+            t.write(ROOT, n, args[1], pattern(tag, args[2]))
+        elif kind == "truncate" and regular:
+            assert n is not None
+            t.truncate(n, args[1])
+        elif kind not in ("write", "truncate", "hold", "fdatasync"):
+            raise ValueError(f"unknown operation {op!r}")
+        return regular
 
     def state(self) -> State:
-        links: dict[int, int] = {}
-        for p, o in self.paths.items():
-            if p:
-                links[o.ident] = links.get(o.ident, 0) + 1
+        links = self.tree.link_counts()
         shape, idents, data = {}, {}, {}
-        for p, o in self.paths.items():
-            if not p:
-                continue
-            size = len(o.data) if o.kind == stat.S_IFREG else len(o.target)
-            shape[p] = (o.kind, size, links[o.ident] if o.kind != stat.S_IFDIR else 0, o.target)
-            if o.kind == stat.S_IFREG:
-                idents[p] = o.ident
-                data[o.ident] = bytes(o.data)
+        for dpath, _, name, n in self.tree.entries():
+            p = join(dpath, name).decode()[1:]
+            size = len(n.data) if n.kind == stat.S_IFREG else len(n.target)
+            shape[p] = (n.kind, size, links[n.ident] if not n.is_dir else 0, n.target)
+            if n.kind == stat.S_IFREG:
+                idents[p] = n.ident
+                data[n.ident] = bytes(n.data)
         return State(shape, idents, data)
+
+
+def _bytes(path: str) -> bytes:
+    return b"/" + path.encode()
 
 
 # -- running a workload on the recording device ----------------------------------------
@@ -260,12 +197,12 @@ def execute(target: Target, workload: list[Op]) -> Run:
     rec = RecordingDevice(target.fresh_device(NBLOCKS))
     rt = target.open(rec)
     c = rt.client()
-    model = Model()
+    model = CrashModel()
     run = Run([], rec, [model.state()], [])
     held: list[int] = []
     for tag, op in enumerate(workload):
         steps = [op]
-        if op[0] == "write" and op[1] not in model.paths:
+        if op[0] == "write" and not model.exists(op[1]):
             steps = [("creat", op[1]), op]
         for step in steps:
             start = (len(rec.writes), rec.epochs)

@@ -4,8 +4,8 @@ A Hypothesis state machine drives the file system as two users (root and uid 100
 with long, odd and non-UTF-8 names, hard links, symlinks, renames in every form,
 truncation, extended attributes, files kept open or only looked up (as the kernel
 holds inodes) while they are unlinked, and clean remounts; every result and errno is
-checked against a small model, the whole tree after every step, and fsck after every
-unmount. ``FileSystemMachine`` runs in-process on the direct runtime;
+checked against the POSIX model (model.py), the whole tree after every step, and
+fsck after every unmount. ``FileSystemMachine`` runs in-process on the direct runtime;
 ``MountMachine`` (ops_mount.py) makes the same calls through a real FUSE mount
 (entry and attribute time-outs 0, so the kernel's caches hide nothing).
 """
@@ -17,7 +17,7 @@ import os
 import stat
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +30,9 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
 from bento_user.blockdev import RamDevice
 
+from .model import ROOT, Model, Node, join
 from .target import Target
 
-ROOT = Request(uid=0, gid=0, umask=0o022)
 ALICE = Request(uid=1000, gid=1000, umask=0o022)
 USERS = st.sampled_from([ROOT, ALICE])
 NAMES = st.sampled_from([b"a", b"b", b"c", b"dir", b"\xff\xfe", b"caf\xc3\xa9", b"n" * 255])
@@ -40,29 +40,6 @@ BAD_NAMES = st.sampled_from([b"n" * 256])
 DATA = st.binary(max_size=9000)
 TIMES = [-1, 0, 1, -10**9 - 1, 2**40 + 7]  # ns; before 1970 too (-1 is not "now")
 OFFSETS = st.sampled_from([0, 1, 4095, 4096, 12 * 4096 - 3, 5 * 2**20])
-
-
-@dataclass(eq=False)
-class Node:
-    kind: int
-    uid: int
-    gid: int
-    mode: int
-    data: bytearray = field(default_factory=bytearray)
-    children: dict[bytes, Node] = field(default_factory=dict)
-    target: bytes = b""
-    xattrs: dict[bytes, bytes] = field(default_factory=dict)
-
-    @property
-    def is_dir(self) -> bool:
-        return self.kind == stat.S_IFDIR
-
-
-def allowed(req: Request, n: Node, mask: int) -> bool:
-    if req.uid == 0:
-        return not mask & 1 or n.is_dir or bool(n.mode & 0o111)
-    bits = (n.mode >> 6) if req.uid == n.uid else (n.mode >> 3) if req.gid == n.gid else n.mode
-    return (bits & 7 & mask) == mask
 
 
 NBLOCKS = 4096   # 16 MiB: room for the 5 MiB sparse offsets, small enough to copy
@@ -77,7 +54,7 @@ class FileSystemMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.root = Node(stat.S_IFDIR, 0, 0, 0o755)
+        self.model = Model()
         self.held: list[tuple[Any, Node]] = []   # inode references without a file
         self.kept: list[tuple[int, Node]] = []   # descriptors kept open (as root)
         self.dev: RamDevice | None = None
@@ -120,27 +97,7 @@ class FileSystemMachine(RuleBasedStateMachine):
     def _release(self, h: Any) -> None:
         self.rt.call("forget", [(h, 1)])
 
-    # -- model helpers -----------------------------------------------------------
-
-    def dirs(self) -> list[tuple[bytes, Node]]:
-        out, todo = [], [(b"", self.root)]
-        while todo:
-            path, n = todo.pop()
-            out.append((path or b"/", n))
-            todo += [(path + b"/" + k, c) for k, c in sorted(n.children.items()) if c.is_dir]
-        return out
-
-    def entries(self) -> list[tuple[bytes, Node, bytes, Node]]:
-        """(dir path, dir, name, node) of every entry."""
-        return [(p, d, k, c) for p, d in self.dirs() for k, c in sorted(d.children.items())]
-
-    def searchable(self, req: Request, path: bytes) -> bool:
-        n = self.root
-        for part in [p for p in path.split(b"/") if p]:
-            if not allowed(req, n, 1):
-                return False
-            n = n.children[part]
-        return allowed(req, n, 1)
+    # -- helpers -------------------------------------------------------------------
 
     def client(self, req: Request) -> Any:
         """A ``PathClient`` (direct) or ``MountClient`` (mount): the same calls."""
@@ -160,235 +117,131 @@ class FileSystemMachine(RuleBasedStateMachine):
         assert err is None, f"{fn.__name__}{args}: succeeded, expected {names}"
         return result
 
-    @staticmethod
-    def join(d: bytes, name: bytes) -> bytes:
-        return (d.rstrip(b"/") + b"/" + name)
-
-    def create_error(self, req: Request, dpath: bytes, d: Node, name: bytes
-                     ) -> int | tuple[int, ...] | None:
-        if not self.searchable(req, dpath):  # Linux checks search permission first
-            return errno.EACCES
-        if len(name) > 255:  # the VFS may check write permission before the name
-            return errno.ENAMETOOLONG if allowed(req, d, 3) else (errno.ENAMETOOLONG, errno.EACCES)
-        if name in d.children:
-            return errno.EEXIST
-        if not allowed(req, d, 3):
-            return errno.EACCES
-        return None
-
     # -- rules ---------------------------------------------------------------------
+    # Each draws its arguments from the model's tree, asks the model what Linux
+    # answers (model.py: it changes the tree when the call succeeds) and makes the
+    # call, which must answer the same.
 
     @rule(data=st.data(), name=NAMES | BAD_NAMES, req=USERS, mode=st.sampled_from([0o755, 0o700, 0o777]))
     def mkdir(self, data: st.DataObject, name: bytes, req: Request, mode: int) -> None:
-        dpath, d = data.draw(st.sampled_from(self.dirs()))
-        err = self.create_error(req, dpath, d, name)
-        self.expect(err, self.client(req).mkdir, self.join(dpath, name), mode)
-        if err is None:
-            d.children[name] = Node(stat.S_IFDIR, req.uid, req.gid, mode & ~req.umask)
+        dpath, d = data.draw(st.sampled_from(self.model.dirs()))
+        err = self.model.mkdir(req, dpath, d, name, mode)
+        self.expect(err, self.client(req).mkdir, join(dpath, name), mode)
 
     @rule(data=st.data(), name=NAMES, req=USERS, content=DATA, offset=OFFSETS)
     def write(self, data: st.DataObject, name: bytes, req: Request, content: bytes, offset: int) -> None:
-        dpath, d = data.draw(st.sampled_from(self.dirs()))
-        path = self.join(dpath, name)
+        dpath, d = data.draw(st.sampled_from(self.model.dirs()))
         n = d.children.get(name)
-        c = self.client(req)
-        if n is None:
-            err = self.create_error(req, dpath, d, name)
-        elif not self.searchable(req, dpath):
-            err = errno.EACCES
-        elif n.kind == stat.S_IFLNK:
+        if n is not None and n.kind == stat.S_IFLNK:
             return  # following symlinks is covered by the symlink rule
-        elif n.is_dir:
-            err = errno.EISDIR
-        elif not allowed(req, n, 2):
-            err = errno.EACCES
-        else:
-            err = None
-        fd = self.expect(err, c.open, path, os.O_WRONLY | os.O_CREAT, 0o644)
+        c = self.client(req)
+        err = self.model.open_write(req, dpath, d, name, create=True)
+        fd = self.expect(err, c.open, join(dpath, name), os.O_WRONLY | os.O_CREAT, 0o644)
         if fd is None:
             return
-        if n is None:
-            n = d.children[name] = Node(stat.S_IFREG, req.uid, req.gid, 0o644 & ~req.umask)
         assert c.pwrite(fd, content, offset) == len(content)
         c.close(fd)
-        if content:
-            if len(n.data) < offset:
-                n.data.extend(bytes(offset - len(n.data)))
-            n.data[offset:offset + len(content)] = content
-        if req.uid:
-            n.mode &= ~0o4000 if not n.mode & 0o010 else ~0o6000
+        self.model.write(req, d.children[name], offset, content)
 
     @rule(data=st.data(), size=st.sampled_from([0, 1, 4097, 50_000]))
     def truncate(self, data: st.DataObject, size: int) -> None:
-        files = [e for e in self.entries() if e[3].kind == stat.S_IFREG]
+        files = self.model.regular_files()
         if not files:
             return
         dpath, _, name, n = data.draw(st.sampled_from(files))
-        self.client(ROOT).truncate(self.join(dpath, name), size)
-        n.data = n.data[:size] + bytearray(max(0, size - len(n.data)))
+        self.client(ROOT).truncate(join(dpath, name), size)
+        self.model.truncate(n, size)
 
     @rule(data=st.data(), req=USERS)
     def unlink(self, data: st.DataObject, req: Request) -> None:
-        if not self.entries():
+        if not self.model.entries():
             return
-        dpath, d, name, n = data.draw(st.sampled_from(self.entries()))
-        err = (errno.EACCES if not self.searchable(req, dpath) or not allowed(req, d, 3)
-               else errno.EISDIR if n.is_dir else None)
-        if n.is_dir:
-            err = err or errno.EISDIR
-        self.expect(err, self.client(req).unlink, self.join(dpath, name))
-        if err is None:
-            del d.children[name]
+        dpath, _, name, _ = data.draw(st.sampled_from(self.model.entries()))
+        path = join(dpath, name)
+        self.expect(self.model.unlink(req, path), self.client(req).unlink, path)
 
     @rule(data=st.data(), req=USERS)
     def rmdir(self, data: st.DataObject, req: Request) -> None:
-        if not self.entries():
+        if not self.model.entries():
             return
-        dpath, d, name, n = data.draw(st.sampled_from(self.entries()))
-        if not self.searchable(req, dpath) or not allowed(req, d, 3):
-            err = errno.EACCES
-        elif not n.is_dir:
-            err = errno.ENOTDIR
-        elif n.children:
-            err = errno.ENOTEMPTY
-        else:
-            err = None
-        self.expect(err, self.client(req).rmdir, self.join(dpath, name))
-        if err is None:
-            del d.children[name]
+        dpath, _, name, _ = data.draw(st.sampled_from(self.model.entries()))
+        path = join(dpath, name)
+        self.expect(self.model.rmdir(req, path), self.client(req).rmdir, path)
 
     @rule(data=st.data(), name=NAMES, flags=st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]),
           req=USERS)
     def rename(self, data: st.DataObject, name: bytes, flags: int, req: Request) -> None:
-        if not self.entries():
+        if not self.model.entries():
             return
-        spath, sd, sname, n = data.draw(st.sampled_from(self.entries()))
-        dpath, dd = data.draw(st.sampled_from(self.dirs()))
-        src, dst = self.join(spath, sname), self.join(dpath, name)
-        target = dd.children.get(name)
-        inside = n.is_dir and (dpath + b"/").startswith(src + b"/")
-        exch_inside = (target is not None and target.is_dir
-                       and (spath + b"/").startswith(dst + b"/"))
-        if not (self.searchable(req, spath) and self.searchable(req, dpath)):
-            err = errno.EACCES  # the path walk comes first
-        elif target is n:
-            err = None if flags != RENAME_NOREPLACE else errno.EEXIST
-        elif flags == RENAME_EXCHANGE and target is None:
-            err = errno.ENOENT
-        elif flags == RENAME_NOREPLACE and target is not None:
-            err = errno.EEXIST
-        elif inside or (flags == RENAME_EXCHANGE and exch_inside):
-            err = errno.EINVAL
-        else:
-            err = self.rename_error(req, sd, n, dd, target, flags)
-        self.expect(err, self.client(req).rename, src, dst, flags)
-        if err is not None or target is n:
-            return
-        if flags == RENAME_EXCHANGE:
-            sd.children[sname], dd.children[name] = target, n  # type: ignore[assignment]
-        else:
-            del sd.children[sname]
-            dd.children[name] = n
-
-    @staticmethod
-    def rename_error(req: Request, sd: Node, n: Node, dd: Node, target: Node | None,
-                     flags: int) -> int | tuple[int, ...] | None:
-        """After the path walk and the checks on names: the kernel's permission checks
-        (vfs_rename: write on both directories, and on a directory that changes its
-        parent), then the kinds; the file system alone finds ENOTEMPTY. Without the
-        kernel in front, either may come first."""
-        kind = None
-        if flags != RENAME_EXCHANGE and target is not None and n.is_dir != target.is_dir:
-            kind = errno.ENOTDIR if n.is_dir else errno.EISDIR
-        elif flags != RENAME_EXCHANGE and target is not None and target.is_dir and target.children:
-            kind = errno.ENOTEMPTY
-        moved = [x for x in (n, target if flags == RENAME_EXCHANGE else None)
-                 if x is not None and x.is_dir and sd is not dd]
-        if all(allowed(req, x, m) for x, m in [(sd, 3), (dd, 3), *((x, 2) for x in moved)]):
-            return kind
-        return errno.EACCES if kind is None else (errno.EACCES, kind)
+        spath, _, sname, _ = data.draw(st.sampled_from(self.model.entries()))
+        dpath, _ = data.draw(st.sampled_from(self.model.dirs()))
+        src, dst = join(spath, sname), join(dpath, name)
+        self.expect(self.model.rename(req, src, dst, flags), self.client(req).rename, src, dst,
+                    flags)
 
     @rule(data=st.data(), name=NAMES)
     def link(self, data: st.DataObject, name: bytes) -> None:
-        files = [e for e in self.entries() if not e[3].is_dir]
+        files = [e for e in self.model.entries() if not e[3].is_dir]
         if not files:
             return
-        spath, _, sname, n = data.draw(st.sampled_from(files))
-        dpath, dd = data.draw(st.sampled_from(self.dirs()))
-        err = errno.EEXIST if name in dd.children else None
-        self.expect(err, self.client(ROOT).link, self.join(spath, sname), self.join(dpath, name))
-        if err is None:
-            dd.children[name] = n
+        spath, _, sname, _ = data.draw(st.sampled_from(files))
+        dpath, _ = data.draw(st.sampled_from(self.model.dirs()))
+        src, dst = join(spath, sname), join(dpath, name)
+        self.expect(self.model.link(ROOT, src, dst), self.client(ROOT).link, src, dst)
 
     @rule(data=st.data(), name=NAMES, link_to=st.sampled_from([b"a", b"../b", b"/x/y", b"t" * 300]))
     def symlink(self, data: st.DataObject, name: bytes, link_to: bytes) -> None:
-        dpath, d = data.draw(st.sampled_from(self.dirs()))
-        err = errno.EEXIST if name in d.children else None
-        path = self.join(dpath, name)
+        dpath, d = data.draw(st.sampled_from(self.model.dirs()))
+        path = join(dpath, name)
+        err = self.model.symlink(ROOT, dpath, d, name, link_to)
         self.expect(err, self.client(ROOT).symlink, link_to, path)
-        if err is None:
-            d.children[name] = Node(stat.S_IFLNK, 0, 0, 0o777, target=link_to)
         if d.children[name].kind == stat.S_IFLNK:
             assert self.client(ROOT).readlink(path) == d.children[name].target
 
     @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o755, 0o777, 0o000, 0o6777, 0o6766]),
           req=USERS)
     def chmod(self, data: st.DataObject, mode: int, req: Request) -> None:
-        nodes = [e for e in self.entries() if e[3].kind != stat.S_IFLNK]
+        nodes = [e for e in self.model.entries() if e[3].kind != stat.S_IFLNK]
         if not nodes:
             return
         dpath, _, name, n = data.draw(st.sampled_from(nodes))
         if n.is_dir:
             mode &= 0o777  # setgid directories pass their group on: not modelled
-        if not self.searchable(req, dpath):
-            err = errno.EACCES
-        elif req.uid not in (0, n.uid):
-            err = errno.EPERM
-        else:
-            err = None
-        self.expect(err, self.client(req).chmod, self.join(dpath, name), mode)
-        if err is None:
-            n.mode = mode
+        err = self.model.chmod(req, dpath, n, mode)
+        self.expect(err, self.client(req).chmod, join(dpath, name), mode)
 
     @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t", b"user."]),
           value=st.binary(max_size=300))
     def setxattr(self, data: st.DataObject, key: bytes, value: bytes) -> None:
-        nodes = [e for e in self.entries() if e[3].kind in (stat.S_IFREG, stat.S_IFDIR)]
+        nodes = [e for e in self.model.entries() if e[3].kind in (stat.S_IFREG, stat.S_IFDIR)]
         if not nodes:
             return
         dpath, _, name, n = data.draw(st.sampled_from(nodes))
-        err = errno.EINVAL if key == b"user." else None  # a namespace without a name
-        self.expect(err, self.client(ROOT).setxattr, self.join(dpath, name), key, value)
-        if err is None:
-            n.xattrs[key] = value
+        err = self.model.setxattr(ROOT, n, key, value)
+        self.expect(err, self.client(ROOT).setxattr, join(dpath, name), key, value)
 
     @rule(data=st.data(), req=USERS)
     def truncate_by_open(self, data: st.DataObject, req: Request) -> None:
         """open(O_RDONLY | O_TRUNC) truncates on Linux; descriptors kept open on the
         file must read zeros past the new end (the invariant reads them)."""
-        files = self.regular_files()
+        files = self.model.regular_files()
         if not files:
             return
         dpath, _, name, n = data.draw(st.sampled_from(files))
         c = self.client(req)
-        ok = self.searchable(req, dpath) and allowed(req, n, 6)
-        fd = self.expect(None if ok else errno.EACCES, c.open, self.join(dpath, name),
-                         os.O_RDONLY | os.O_TRUNC)
-        if fd is None:
-            return
-        c.close(fd)
-        n.data = bytearray()
-        if req.uid:
-            n.mode &= ~0o4000 if not n.mode & 0o010 else ~0o6000
+        err = self.model.truncate_by_open(req, dpath, n)
+        fd = self.expect(err, c.open, join(dpath, name), os.O_RDONLY | os.O_TRUNC)
+        if fd is not None:
+            c.close(fd)
 
     @rule(data=st.data(), times=st.tuples(*[st.sampled_from(TIMES)] * 2))
     def utime(self, data: st.DataObject, times: tuple[int, int]) -> None:
         """Explicit times, before 1970 too (-1 ns is a time, not "now")."""
-        files = self.regular_files()
+        files = self.model.regular_files()
         if not files:
             return
         dpath, _, name, _ = data.draw(st.sampled_from(files))
-        c, path = self.client(ROOT), self.join(dpath, name)
+        c, path = self.client(ROOT), join(dpath, name)
         c.utime(path, ns=times)
         got = c.stat(path)
         assert (got.atime_ns, got.mtime_ns) == times, f"utime{times}: {got}"
@@ -401,16 +254,13 @@ class FileSystemMachine(RuleBasedStateMachine):
 
     # -- references: files open or looked up while their names come and go -----------
 
-    def regular_files(self) -> list[tuple[bytes, Node, bytes, Node]]:
-        return [e for e in self.entries() if e[3].kind == stat.S_IFREG]
-
     @precondition(lambda self: len(self.held) < 4)
     @rule(data=st.data())
     def hold(self, data: st.DataObject) -> None:
-        files = self.regular_files()
+        files = self.model.regular_files()
         if files:
             dpath, _, name, n = data.draw(st.sampled_from(files))
-            self.held.append((self._hold(self.join(dpath, name)), n))
+            self.held.append((self._hold(join(dpath, name)), n))
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
@@ -421,10 +271,10 @@ class FileSystemMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.kept) < 4)
     @rule(data=st.data())
     def open_keep(self, data: st.DataObject) -> None:
-        files = self.regular_files()
+        files = self.model.regular_files()
         if files:
             dpath, _, name, n = data.draw(st.sampled_from(files))
-            self.kept.append((self.client(ROOT).open(self.join(dpath, name), os.O_RDWR), n))
+            self.kept.append((self.client(ROOT).open(join(dpath, name), os.O_RDWR), n))
 
     @precondition(lambda self: self.kept)
     @rule(data=st.data(), content=DATA, offset=OFFSETS, sync=st.booleans())
@@ -434,10 +284,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         assert c.pwrite(fd, content, offset) == len(content)
         if sync:
             c.fsync(fd)
-        if content:
-            if len(n.data) < offset:
-                n.data.extend(bytes(offset - len(n.data)))
-            n.data[offset:offset + len(content)] = content
+        self.model.write(ROOT, n, offset, content)
 
     @precondition(lambda self: self.kept)
     @rule(data=st.data())
@@ -452,42 +299,38 @@ class FileSystemMachine(RuleBasedStateMachine):
         if self.result is not None:
             self.result.steps += 1
         c = self.client(ROOT)
-        links: dict[int, int] = {}
-        for dpath, d in self.dirs():
+        links = self.model.link_counts()
+        for dpath, d in self.model.dirs():
             assert sorted(c.listdir(dpath)) == sorted(d.children), dpath
             st_ = c.stat(dpath)
             assert st_.nlink == 2 + sum(1 for x in d.children.values() if x.is_dir)
             assert st_.mode & 0o7777 == d.mode, dpath
             for name, n in d.children.items():
-                a = c.lstat(self.join(dpath, name))
+                path = join(dpath, name)
+                a = c.lstat(path)
                 assert stat.S_IFMT(a.mode) == n.kind
-                links[id(n)] = links.get(id(n), 0) + 1
+                if not n.is_dir:
+                    assert a.nlink == links[n.ident], path
                 if n.kind == stat.S_IFREG:
                     assert a.size == len(n.data)
-                    assert c.read_bytes(self.join(dpath, name)) == n.data
+                    assert c.read_bytes(path) == n.data
                     assert a.mode & 0o7777 == n.mode
                 if n.kind == stat.S_IFLNK:
-                    assert c.readlink(self.join(dpath, name)) == n.target
-                if n.xattrs:
-                    for k, v in n.xattrs.items():
-                        assert c.getxattr(self.join(dpath, name), k, False) == v
-        for dpath, d, name, n in self.entries():
-            if not n.is_dir:
-                assert c.lstat(self.join(dpath, name)).nlink == links[id(n)]
+                    assert c.readlink(path) == n.target
+                for k, v in n.xattrs.items():
+                    assert c.getxattr(path, k, False) == v
 
     @invariant()
     def references_see_their_files(self) -> None:
         """An unlinked file lives on while referenced: same size, data, link count."""
-        links: dict[int, int] = {}
-        for _, _, _, n in self.entries():
-            links[id(n)] = links.get(id(n), 0) + 1
+        links = self.model.link_counts()
         for h, n in self.held:
             a = self._held_stat(h)
-            assert (a.size, a.nlink) == (len(n.data), links.get(id(n), 0)), "held inode"
+            assert (a.size, a.nlink) == (len(n.data), links.get(n.ident, 0)), "held inode"
         c = self.client(ROOT)
         for fd, n in self.kept:
             a = c.fstat(fd)
-            assert (a.size, a.nlink) == (len(n.data), links.get(id(n), 0)), "open file"
+            assert (a.size, a.nlink) == (len(n.data), links.get(n.ident, 0)), "open file"
             assert c.pread(fd, len(n.data) + 1, 0) == n.data, "open file's data"
 
     def teardown(self) -> None:

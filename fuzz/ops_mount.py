@@ -18,7 +18,8 @@ from typing import Any
 from bento_user.blockdev import ImageDevice
 
 from .mount_client import MountClient, Stat
-from .ops import ALICE, NBLOCKS, ROOT, FileSystemMachine
+from .model import ROOT
+from .ops import ALICE, NBLOCKS, FileSystemMachine
 
 
 class MountMachine(FileSystemMachine):

@@ -104,3 +104,23 @@ def test_public_names_are_exported_once_from_private_modules(package: str) -> No
         assert origin.startswith(package + "._"), f"{package}.{name} comes from {origin}"
     submodules = [m.name for m in pkgutil.iter_modules(pkg.__path__)]
     assert all(m.startswith("_") for m in submodules), submodules
+
+
+def test_the_oracles_import_no_file_system() -> None:
+    """The model and the crash oracle judge file systems: they must not share code
+    with what they judge (a bug copied into both would pass)."""
+    for name in ("model.py", "crash_oracle.py"):
+        path = ROOT / "fuzz" / name
+        for imported in imports_of(path, "fuzz"):
+            assert not imported.startswith("filesystems"), f"fuzz/{name} imports {imported}"
+            assert imported.split(".")[0] != "fuzz" or imported in ("fuzz.target", "fuzz.crash"), (
+                f"fuzz/{name} imports {imported}")
+
+
+def test_a_subclass_of_xv6_uses_only_its_public_names() -> None:
+    """Provenance is written against xv6's extension seam (filesystems/xv6/__init__.py),
+    not its private modules."""
+    for path, package in modules_under("filesystems/provenance"):
+        for name in imports_of(path, package):
+            assert not name.startswith("filesystems.xv6._"), (
+                f"{path.relative_to(ROOT)} imports {name}, private to xv6")

@@ -305,12 +305,12 @@ class Xv6(Xv6Core):
                 if c.mode is not None:
                     ip.mode = stat.S_IFMT(ip.mode) | perm.chmod_mode(req, ip, c.mode)
                 if c.uid is not None or c.gid is not None:
-                    ip.mode = perm.killed_suid(ip.mode)  # Linux: even root, even unchanged
+                    ip.mode = perm.killed_suid(req, ip)  # Linux: even root, even unchanged
                     ip.uid = ip.uid if c.uid is None else c.uid
                     ip.gid = ip.gid if c.gid is None else c.gid
                 if c.size is not None:
                     if req.uid:
-                        ip.mode = perm.killed_suid(ip.mode)
+                        ip.mode = perm.killed_suid(req, ip)
                     if c.mtime_ns is None:
                         ip.mtime_ns = now
                 if c.atime_ns is not None:
@@ -378,7 +378,7 @@ class Xv6(Xv6Core):
                 with self.transaction() as h:
                     touch(self.ks.now_ns(), ip)
                     if req.uid:
-                        ip.mode = perm.killed_suid(ip.mode)
+                        ip.mode = perm.killed_suid(req, ip)
                     self.icache.iupdate(h, ip)
         return self._new_handle(ip, flags, req)
 
@@ -444,7 +444,7 @@ class Xv6(Xv6Core):
                 ip.size = max(ip.size, offset + done)
                 touch(self.ks.now_ns(), ip)
                 if of.req.uid:
-                    ip.mode = perm.killed_suid(ip.mode)
+                    ip.mode = perm.killed_suid(of.req, ip)
                 self.icache.iupdate(h, ip)
         return done
 

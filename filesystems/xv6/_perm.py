@@ -103,13 +103,15 @@ def check_chown(req: Request, ip: Inode, uid: int | None, gid: int | None) -> No
         raise FsError(errno.EPERM)
 
 
-def killed_suid(mode: int) -> int:
-    """The mode after a chown or an unprivileged write: setuid goes, and setgid when
-    group-executable (otherwise it marks mandatory locking and stays)."""
+def killed_suid(req: Request, ip: Inode) -> int:
+    """The mode after a chown or an unprivileged write: setuid goes; setgid goes when
+    group-executable, or when the caller is neither in the file's group nor root
+    (Linux's setattr_should_drop_sgid; otherwise setgid marks mandatory locking)."""
+    mode = ip.mode
     if stat.S_ISDIR(mode):
         return mode
     mode &= ~stat.S_ISUID
-    if mode & stat.S_IXGRP:
+    if mode & stat.S_IXGRP or not (req.uid == 0 or req.in_group(ip.gid)):
         mode &= ~stat.S_ISGID
     return mode
 

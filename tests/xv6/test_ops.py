@@ -199,6 +199,11 @@ def test_permissions_like_linux(mounted: Mounted) -> None:
     bob.write(fd, b"x")
     bob.close(fd)
     assert root.stat("/tmp/a").mode & 0o7777 == 0o0777              # unprivileged write too
+    root.chmod("/tmp/a", 0o6766)  # setgid without group x: kept only for the file's group
+    fd = bob.open("/tmp/a", os.O_WRONLY)
+    bob.write(fd, b"y")
+    bob.close(fd)
+    assert root.stat("/tmp/a").mode & 0o7777 == 0o0766              # bob is not in group 1000
     root.mkdir("/shared", 0o777)
     root.chown("/shared", 0, 50)
     root.chmod("/shared", 0o2777)

@@ -1,0 +1,182 @@
+"""The POSIX model (fuzz/model.py) on its own: its answers in tricky cases against the
+kernel's tmpfs, and the crash explorer's use of it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
+from fuzz.crash import execute
+from fuzz.model import ROOT, Err, Model
+from fuzz.mount_client import MountClient
+from fuzz.target import Target
+
+ALICE = Request(uid=1000, gid=1000, umask=0o022)
+E = errno
+
+
+def model_call(m: Model, req: Request, op: str, *args: Any) -> Err:
+    """The model's answer to one path-level call (the way ops.py asks it)."""
+    if op in ("unlink", "rmdir", "rename", "link"):
+        return getattr(m, op)(req, *args)
+    dpath, d, name, n = m.lookup(args[0])
+    if op == "mkdir":
+        return m.mkdir(req, dpath, d, name, args[1])
+    if op == "create":
+        err = m.open_write(req, dpath, d, name, create=True)
+        if err is None:
+            m.write(req, d.children[name], 0, args[1])  # type: ignore[union-attr]
+        return err
+    if op == "chmod":
+        return m.chmod(req, dpath, n, args[1])  # type: ignore[arg-type]
+    if op == "setxattr":
+        return m.setxattr(req, n, args[1], b"v")  # type: ignore[arg-type]
+    if op == "trunc_open":
+        return m.truncate_by_open(req, dpath, n)  # type: ignore[arg-type]
+    raise ValueError(op)
+
+
+def kernel_call(root: Path, req: Request, op: str, *args: Any) -> int | None:
+    """The same call on the real file system under ``root``; the errno or None."""
+    c = MountClient(os.fsencode(root), req)
+    try:
+        if op == "create":
+            fd = c.open(args[0], os.O_WRONLY | os.O_CREAT, 0o644)
+            c.pwrite(fd, args[1], 0)
+            c.close(fd)
+        elif op == "trunc_open":
+            c.close(c.open(args[0], os.O_RDONLY | os.O_TRUNC))
+        elif op == "setxattr":
+            c.setxattr(args[0], args[1], b"v")
+        elif op == "mkdir":
+            c.mkdir(*args)
+        else:
+            getattr(c, op)(*args)
+    except OSError as e:
+        return e.errno
+    return None
+
+
+# Each case: calls in order, as (user, op, args..., the answer Linux gives).
+CASES: dict[str, list[tuple[Any, ...]]] = {
+    "search and write permission": [
+        (ROOT, "mkdir", b"/d", 0o755, None),
+        (ALICE, "mkdir", b"/d/x", 0o755, E.EACCES),
+        (ALICE, "create", b"/d/f", b"x", E.EACCES),
+        (ROOT, "mkdir", b"/d/s", 0o700, None),
+        (ALICE, "unlink", b"/d/s/nothing", E.EACCES),
+    ],
+    "a long name where the caller may not write": [
+        (ALICE, "mkdir", b"/" + b"n" * 256, 0o755, (E.ENAMETOOLONG, E.EACCES)),
+        (ROOT, "mkdir", b"/" + b"n" * 256, 0o755, E.ENAMETOOLONG),
+    ],
+    "renames that Linux refuses": [
+        (ROOT, "mkdir", b"/a", 0o755, None),
+        (ROOT, "mkdir", b"/a/b", 0o755, None),
+        (ROOT, "create", b"/f", b"data", None),
+        (ROOT, "rename", b"/a", b"/a/b/c", 0, E.EINVAL),
+        (ROOT, "rename", b"/f", b"/a", 0, E.EISDIR),
+        (ROOT, "rename", b"/a", b"/f", 0, E.ENOTDIR),
+        (ROOT, "mkdir", b"/e", 0o755, None),
+        (ROOT, "rename", b"/e", b"/a", 0, E.ENOTEMPTY),
+        (ROOT, "rename", b"/f", b"/g", RENAME_EXCHANGE, E.ENOENT),
+        (ROOT, "rename", b"/f", b"/e", RENAME_NOREPLACE, E.EEXIST),
+        (ROOT, "rename", b"/f", b"/f", RENAME_NOREPLACE, E.EEXIST),
+        (ROOT, "rename", b"/f", b"/f", 0, None),
+        (ROOT, "rename", b"/a/b", b"/e", RENAME_EXCHANGE, None),
+    ],
+    "names of directories": [
+        (ROOT, "mkdir", b"/d", 0o755, None),
+        (ROOT, "create", b"/f", b"", None),
+        (ROOT, "link", b"/d", b"/d2", E.EPERM),
+        (ROOT, "unlink", b"/d", E.EISDIR),
+        (ROOT, "rmdir", b"/f", E.ENOTDIR),
+        (ROOT, "link", b"/f", b"/d", E.EEXIST),
+    ],
+    "unprivileged writes to setuid files": [
+        (ROOT, "create", b"/s", b"", None),
+        (ROOT, "chmod", b"/s", 0o6777, None),
+        (ALICE, "create", b"/s", b"alice", None),   # setuid and setgid go
+        (ROOT, "chmod", b"/s", 0o6766, None),
+        (ALICE, "create", b"/s", b"again", None),   # setgid without group x: Alice is
+        (ROOT, "chmod", b"/s", 0o6766, None),       # not in the group, so it goes too
+        (ROOT, "create", b"/s", b"root", None),     # root keeps both (CAP_FSETID)
+        (ALICE, "chmod", b"/s", 0o777, E.EPERM),
+    ],
+    "a read-only open that truncates": [
+        (ROOT, "create", b"/f", b"secret", None),
+        (ALICE, "trunc_open", b"/f", E.EACCES),
+        (ROOT, "chmod", b"/f", 0o666, None),
+        (ALICE, "trunc_open", b"/f", None),
+    ],
+    "extended attribute names": [
+        (ROOT, "create", b"/f", b"", None),
+        (ROOT, "setxattr", b"/f", b"user.", E.EINVAL),
+        (ROOT, "setxattr", b"/f", b"user.a", None),
+    ],
+}
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount, other users)")
+    mnt = Path(tempfile.mkdtemp(prefix="bento-model-", dir="/var/tmp"))  # others may search it
+    mnt.chmod(0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs", str(mnt)],
+                   check=True)
+    old = os.umask(0o022)
+    try:
+        yield mnt
+    finally:
+        os.umask(old)
+        subprocess.run(["umount", str(mnt)], check=True)
+        mnt.rmdir()
+
+
+def tree(root: Path) -> dict[bytes, tuple[int, int, bytes]]:
+    """path -> (mode, link count, contents) of everything under ``root``."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            data = Path(os.fsdecode(p)).read_bytes() if name in filenames else b""
+            out[p[len(os.fsencode(root)):]] = (st.st_mode, st.st_nlink if name in filenames else 0,
+                                               data)
+    return out
+
+
+def model_tree(m: Model) -> dict[bytes, tuple[int, int, bytes]]:
+    links = m.link_counts()
+    return {(dpath.rstrip(b"/") + b"/" + name): (
+        n.kind | n.mode, 0 if n.is_dir else links[n.ident], bytes(n.data))
+        for dpath, _, name, n in m.entries()}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_model_answers_as_tmpfs_does(tmpfs: Path, case: str) -> None:
+    m = Model()
+    for req, op, *args, linux in CASES[case]:
+        got = kernel_call(tmpfs, req, op, *args)
+        expected = linux if isinstance(linux, tuple) else (linux,)
+        assert got in expected, f"{op}{tuple(args)} as uid {req.uid}: tmpfs says {got}"
+        answer = model_call(m, req, op, *args)
+        assert answer == linux, f"{op}{tuple(args)} as uid {req.uid}: the model says {answer}"
+    assert model_tree(m) == tree(tmpfs)
+
+
+def test_a_directory_fsync_of_a_file_is_refused_by_both_the_fs_and_the_model() -> None:
+    """The crash explorer's old model allowed fsyncdir of a name that had become a
+    regular file (a rename over "A"): a false alarm, the open with O_DIRECTORY fails."""
+    run = execute(Target.load("xv6"), [("creat", "foo"), ("rename", "foo", "A"),
+                                       ("fsyncdir", "A"), ("fsync", "A")])
+    assert run.succeeded == [True, True, False, True]
