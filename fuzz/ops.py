@@ -176,9 +176,15 @@ class FileSystemMachine(RuleBasedStateMachine):
         spath, _, sname, _ = data.draw(st.sampled_from(self.model.entries()))
         dpath, _ = data.draw(st.sampled_from(self.model.dirs()))
         src, dst = join(spath, sname), join(dpath, name)
+        if flags & ~self.target.cls.rename_flags:  # not implemented: refused, as on Linux,
+            walk = self.model.walk_error(req, spath) or self.model.walk_error(req, dpath)
+            self.expect(walk or (errno.EINVAL, errno.EACCES),  # after the path walk
+                        self.client(req).rename, src, dst, flags)
+            return
         self.expect(self.model.rename(req, src, dst, flags), self.client(req).rename, src, dst,
                     flags)
 
+    @precondition(lambda self: self.target.supports("link"))
     @rule(data=st.data(), name=NAMES)
     def link(self, data: st.DataObject, name: bytes) -> None:
         files = [e for e in self.model.entries() if not e[3].is_dir]
@@ -189,6 +195,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         src, dst = join(spath, sname), join(dpath, name)
         self.expect(self.model.link(ROOT, src, dst), self.client(ROOT).link, src, dst)
 
+    @precondition(lambda self: self.target.supports("symlink"))
     @rule(data=st.data(), name=NAMES, link_to=st.sampled_from([b"a", b"../b", b"/x/y", b"t" * 300]))
     def symlink(self, data: st.DataObject, name: bytes, link_to: bytes) -> None:
         dpath, d = data.draw(st.sampled_from(self.model.dirs()))
@@ -210,6 +217,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         err = self.model.chmod(req, dpath, n, mode)
         self.expect(err, self.client(req).chmod, join(dpath, name), mode)
 
+    @precondition(lambda self: self.target.supports("setxattr"))
     @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t", b"user."]),
           value=st.binary(max_size=300))
     def setxattr(self, data: st.DataObject, key: bytes, value: bytes) -> None:

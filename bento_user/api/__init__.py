@@ -2,9 +2,16 @@
 
 - ``_types``       requests, attributes, directory entries, ``FsError``, flags
 - ``_filesystem``  the ``Filesystem`` base class: the operations and their contracts
+- ``_fsck``        ``FsckReport``: what every checker returns, with e2fsck's exit codes
 """
 
 from ._filesystem import Filesystem as Filesystem
+from ._fsck import EXIT_CLEAN as EXIT_CLEAN
+from ._fsck import EXIT_CORRECTED as EXIT_CORRECTED
+from ._fsck import EXIT_ERRORS as EXIT_ERRORS
+from ._fsck import EXIT_OPERATIONAL as EXIT_OPERATIONAL
+from ._fsck import FsckReport as FsckReport
+from ._fsck import Progress as Progress
 from ._types import FALLOC_FL_KEEP_SIZE as FALLOC_FL_KEEP_SIZE
 from ._types import RENAME_EXCHANGE as RENAME_EXCHANGE
 from ._types import RENAME_NOREPLACE as RENAME_NOREPLACE

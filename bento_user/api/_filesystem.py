@@ -28,6 +28,7 @@ import errno
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from ._fsck import FsckReport, Progress
 from ._types import Attr, DirEntry, FileHandle, FsError, InodeNo, Request, SetAttr, StatFs, UpgradeState
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class Filesystem:
     #: claim it only if it holds, or the crash explorer will say so.
     ordered_metadata: bool = False
 
+    #: The renameat2 flags implemented (RENAME_NOREPLACE, RENAME_EXCHANGE); any other
+    #: must be refused with EINVAL, as Linux file systems do. The fuzzers draw these.
+    rename_flags: int = 0
+
     # -- life cycle --------------------------------------------------------------
 
     def init(self, ks: KernelServices) -> None:
@@ -89,18 +94,29 @@ class Filesystem:
     # -- tools: what the fuzzers (and tests) need besides the operations ---------------
 
     @classmethod
-    def mkfs(cls, device: BlockDevice) -> None:
-        """Make an empty file system on ``device`` (the fuzzers format small images
-        of their own); ENOSYS if there is no formatter, and then nothing can be fuzzed."""
+    def mkfs(cls, device: BlockDevice, progress: Progress | None = None, **options: int) -> str:
+        """Make an empty file system on ``device``; returns one line describing what
+        was made (``bento mkfs`` prints it). ``options`` are the file system's own
+        (xv6: ``inodes``, ``journal_blocks``; ``bento mkfs -O NAME=VALUE``): raise
+        ``FsError(EINVAL)`` for one it does not take or a value it cannot use. The
+        fuzzers format small images of their own with no options. ENOSYS if there is
+        no formatter, and then nothing can be fuzzed."""
         raise _nosys()
 
     @classmethod
-    def fsck(cls, device: BlockDevice) -> list[str]:
-        """Check ``device`` without changing it: the problems found, one line each,
-        ``[]`` if clean; FsError if it is not this kind of file system at all.
-        ``device`` is closed afterwards. ENOSYS if there is no checker: the fuzzers
-        then check only behaviour."""
+    def fsck(cls, device: BlockDevice, progress: Progress | None = None) -> FsckReport:
+        """Check ``device`` without changing it (a journal is replayed in memory, never
+        onto the image). FsError if it is not this kind of file system at all; every
+        other finding goes in the report. ``device`` is closed afterwards. ENOSYS if
+        there is no checker: the fuzzers then check only behaviour."""
         raise _nosys()
+
+    @classmethod
+    def identify(cls, device: BlockDevice) -> str | None:
+        """A short name ("xv6 v2") if ``device`` already holds this file system, from
+        its signature alone (cheap, never raises for a foreign or corrupt image).
+        ``bento mkfs`` asks every installed file system before overwriting."""
+        return None
 
     @classmethod
     def block_kinds(cls, device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:

@@ -13,10 +13,12 @@ import logging
 import sys
 
 from .. import __version__
-from . import debug, demo, fsck, fuzz, mkfs, mount, prov, replay, stats, sync, umount, upgrade
+from . import (debug, demo, filesystems, fsck, fuzz, mkfs, mount, prov, replay, stats, sync,
+               umount, upgrade)
 from ._errors import UserError
 
-SUBCOMMANDS = [mkfs, fsck, mount, umount, upgrade, prov, stats, sync, debug, replay, fuzz, demo]
+SUBCOMMANDS = [mkfs, fsck, mount, umount, upgrade, prov, stats, sync, debug, replay, fuzz, demo,
+               filesystems]
 
 
 def main(argv: list[str] | None = None) -> int:

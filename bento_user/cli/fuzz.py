@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 from ._errors import UserError
+from ._fs import add_fs_argument
 from ._progress import Progress
 
 
@@ -20,8 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="fuzzer", required=True, metavar="FUZZER")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--fs", default="xv6", help="xv6, provenance, module:Class or a path "
-                       "(the class needs a mkfs classmethod; fsck is optional)")
+        add_fs_argument(q)
         q.add_argument("--seed", type=int, help="replay a run (default: a random seed, printed)")
         q.set_defaults(run=run)
 

@@ -1,17 +1,23 @@
-"""``bento mkfs IMAGE``: make an xv6 v2 file system in an image file or on a block device."""
+"""``bento mkfs IMAGE``: make a file system in an image file or on a block device.
+
+The file system does the formatting (``Filesystem.mkfs``); this command owns what is
+the same for all of them: creating and sizing the image, and refusing to overwrite
+a file system already there (ext2/3/4, xfs or any installed one) without --force.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import stat
 
-from filesystems.xv6.fsck import geometry
-from filesystems.xv6.mkfs import existing_signature, mkfs
-
+from ..api import Filesystem, FsError
 from ..blockdev import ImageDevice
+from ..runtime.loader import LoadError, load_filesystem_class, registered
 from ._errors import UserError
+from ._fs import add_fs_argument, filesystem_class
 from ._progress import Progress
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -25,17 +31,52 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
+def parse_option(text: str) -> tuple[str, int]:
+    """'journal_blocks=512' -> ('journal_blocks', 512)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"not NAME=NUMBER: {text!r}")
+    return name, int(value)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mkfs", help="make an xv6 file system")
+    p = sub.add_parser("mkfs", help="make a file system")
     p.add_argument("image", help="image file (created if missing) or block device")
+    add_fs_argument(p)
     p.add_argument("--size", type=parse_size, help="image size, e.g. 1G (required for a new file)")
-    p.add_argument("--inodes", type=int, help="number of inodes (default: one per 16 KiB)")
-    p.add_argument("--journal-blocks", type=int, help="journal size in 4 KiB blocks")
+    p.add_argument("--inodes", type=int, help="xv6: number of inodes (default: one per 16 KiB)")
+    p.add_argument("--journal-blocks", type=int, help="xv6: journal size in 4 KiB blocks")
+    p.add_argument("-O", dest="options", type=parse_option, action="append", default=[],
+                   metavar="NAME=N", help="an option of the file system's own mkfs")
     p.add_argument("--force", action="store_true", help="overwrite an existing file system")
     p.set_defaults(run=run)
 
 
+def existing_signature(device: ImageDevice) -> str | None:
+    """The kind of file system already on ``device``, if one is recognisable: the
+    kernel's common ones, or any installed bento file system."""
+    if device.nblocks < 2:
+        return None
+    first = device.read_block(0) + device.read_block(1)
+    if first[1080:1082] == b"\x53\xef":
+        return "ext2/3/4"
+    if first[:4] == b"XFSB":
+        return "xfs"
+    for spec in registered().values():
+        try:
+            found = load_filesystem_class(spec).identify(device)
+        except (LoadError, OSError, ValueError):
+            continue
+        if found:
+            return found
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    cls = filesystem_class(args.fs)
+    options = dict(args.options)
+    options.update({k: v for k, v in (("inodes", args.inodes),
+                                      ("journal_blocks", args.journal_blocks)) if v is not None})
     path = args.image
     exists = os.path.exists(path)
     is_block = exists and stat.S_ISBLK(os.stat(path).st_mode)
@@ -56,17 +97,18 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None:
         with open(path, "ab") as f:
             f.truncate(args.size // 4096 * 4096)
+    print(f"{path}: {format_image(cls, path, options)}")
+    return 0
+
+
+def format_image(cls: type[Filesystem], path: str, options: dict[str, int]) -> str:
     progress = Progress()
     try:
         with ImageDevice(path) as dev:
-            geo = mkfs(dev, ninodes=args.inodes, journal_blocks=args.journal_blocks,
-                       progress=lambda f: progress("writing inode table", f))
-    except ValueError as e:
-        raise UserError(f"{path}: {e}", 2) from None
-    progress.done()
-    with ImageDevice(path, read_only=True) as dev:
-        geo = geometry(dev)
-    print(f"{path}: xv6 v2, {geo.nblocks} blocks of 4 KiB ({geo.nblocks * 4096 / 2**20:.0f} MiB), "
-          f"{geo.ninodes - 1} inodes, {geo.journal_blocks}-block journal, "
-          f"{geo.nblocks - geo.data_start} data blocks")
-    return 0
+            return cls.mkfs(dev, progress, **options)
+    except FsError as e:
+        if e.errno == errno.ENOSYS:
+            raise UserError(f"{cls.name} has no mkfs", 2) from None
+        raise UserError(f"{path}: {e.strerror}", 2) from None
+    finally:
+        progress.done()

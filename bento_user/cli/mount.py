@@ -22,6 +22,7 @@ from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_c
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background
 from ._errors import UserError
+from ._fs import add_fs_argument
 
 EXIT_BUSY, EXIT_CORRUPT = 3, 4
 
@@ -41,8 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
     p.add_argument("image", help="image file or block device")
     p.add_argument("mountpoint")
-    p.add_argument("--fs", default="xv6", help="xv6, provenance, a module, module:Class or "
-                   "a path to a .py file or package (default xv6)")
+    add_fs_argument(p)
     p.add_argument("--watch", action="store_true",
                    help="live-upgrade whenever a source file of the file system changes "
                    "(each pause is logged; with -f, on the terminal)")

@@ -18,7 +18,9 @@ from ..api import FsError
 from ..blockdev import ImageDevice
 from ..runtime import control
 from ..runtime.direct import DirectRuntime
+from ..runtime.loader import instantiate
 from ._errors import UserError
+from ._fs import add_fs_argument, filesystem_class
 
 WALK_MAX_DIRS = 20_000  # directories searched for files the records do not name
 
@@ -29,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and what those processes had read before: the lineage, as a tree.")
     p.add_argument("path")
     p.add_argument("--image", help="read an unmounted image; PATH is inside it")
+    add_fs_argument(p)  # xv6 reads them: plain xv6 keeps provenance's records
     p.add_argument("--depth", type=int, default=3, help="levels of inputs to follow (3)")
     p.add_argument("--json", action="store_true", help="print W3C PROV-JSON")
     p.add_argument("--graph", metavar="FILE", help="draw the lineage (.png, .svg, .pdf, .dot)")
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.depth < 0:
         raise UserError("--depth must be 0 or more", 2)
-    log, ino, path, find = (_offline(args.image, args.path) if args.image
+    log, ino, path, find = (_offline(args.image, args.path, args.fs) if args.image
                             else _mounted(args.path))
     try:
         history = query.History.parse(log)
@@ -106,13 +109,12 @@ def _mounted(path: str) -> Source:
     return base64.b64decode(answer["data"]), st.st_ino, inside.replace("//", "/"), find
 
 
-def _offline(image: str, path: str) -> Source:
-    from filesystems.xv6 import Xv6
-
+def _offline(image: str, path: str, fs: str) -> Source:
+    cls = filesystem_class(fs)
     if not os.path.exists(image):
         raise UserError(f"{image}: no such image", 2)
     try:
-        rt = DirectRuntime.open(Xv6(read_only=True), ImageDevice(image, read_only=True))
+        rt = DirectRuntime.open(instantiate(cls, read_only=True), ImageDevice(image, read_only=True))
     except FsError as e:
         raise UserError(f"{image}: cannot read: {e.strerror}", 4) from None
     try:

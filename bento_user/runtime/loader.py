@@ -1,9 +1,10 @@
 """Finding a file-system class from what a user typed, and importing it afresh.
 
-A spec is ``xv6`` or ``provenance`` (the built-in ones), a module
-(``filesystems.provenance``), ``module:Class``, or a path to a Python file or package
-directory (``~/myfs.py``, ``/src/myfs``, each optionally ``:Class``). Without a class
-name, the module's one most-derived ``Filesystem`` subclass is taken.
+A spec is a registered name (``xv6``, ``provenance``, ``tiny`` or any installed
+package's: the entry-point group ``bento_user.filesystems``, see ``registered``), a
+module (``filesystems.provenance``), ``module:Class``, or a path to a Python file or
+package directory (``~/myfs.py``, ``/src/myfs``, each optionally ``:Class``). Without
+a class name, the module's one most-derived ``Filesystem`` subclass is taken.
 
 A live upgrade must run the code that is on disk *now*: ``load(spec, fresh=True)``
 drops every loaded module of the target's top-level package from ``sys.modules`` and
@@ -21,6 +22,7 @@ import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -32,10 +34,7 @@ from typing import Any
 
 from ..api import Filesystem
 
-BUILTIN = {
-    "xv6": "filesystems.xv6:Xv6",
-    "provenance": "filesystems.provenance:Provenance",
-}
+GROUP = "bento_user.filesystems"  # the entry-point group file systems register in
 
 # The framework is the "kernel": it is never reloaded under a running file system.
 _NEVER_RELOADED = ("bento_user",)
@@ -81,11 +80,21 @@ def load_filesystem_class(spec: str) -> type[Filesystem]:
     return load(spec).cls
 
 
+def registered() -> dict[str, str]:
+    """Installed file systems by name -> ``module:Class``: every package's entries in
+    the ``bento_user.filesystems`` entry-point group (ours are in pyproject.toml; a
+    user's package adds its own and is ``--fs NAME`` once pip-installed)."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=GROUP)}
+
+
 def load(spec: str, *, fresh: bool = False) -> Loaded:
-    target = BUILTIN.get(spec, spec)
+    target = registered().get(spec, spec)
     where, class_name = _split(target)
-    if not where:
-        raise LoadError(f"{spec!r}: expected xv6, provenance, a module, module:Class or a path")
+    if not where or (":" not in target and "." not in where and not _is_path(where)
+                     and importlib.util.find_spec(where) is None):
+        names = ", ".join(sorted(registered())) or "none installed"
+        raise LoadError(f"{spec!r}: not a file system name ({names}), module, "
+                        "module:Class or path")
     if _is_path(where):
         module, package, replaced = _import_path(where, fresh)
     else:
@@ -111,8 +120,9 @@ def load(spec: str, *, fresh: bool = False) -> Loaded:
 def absolute(spec: str) -> str:
     """``spec`` with a relative path made absolute (a daemon does not share the
     caller's working directory)."""
-    where, class_name = _split(BUILTIN.get(spec, spec))
-    if spec in BUILTIN or not _is_path(where):
+    names = registered()
+    where, class_name = _split(names.get(spec, spec))
+    if spec in names or not _is_path(where):
         return spec
     where = os.path.abspath(os.path.expanduser(where))
     return f"{where}:{class_name}" if class_name else where

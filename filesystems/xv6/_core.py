@@ -19,7 +19,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
-from bento_user.api import Filesystem, FsError, Request, UpgradeState, corrupt
+from bento_user.api import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    Filesystem,
+    FsckReport,
+    FsError,
+    Progress,
+    Request,
+    UpgradeState,
+    corrupt,
+)
 from bento_user.blockdev import BlockDevice
 from bento_user.ks_emul import Handle, Journal, KernelServices
 
@@ -30,6 +40,7 @@ from ._dir import Directories
 from ._file import OP_CREDITS, FileIO
 from ._format import (
     JOURNAL_START,
+    MAGIC,
     ROOT_INODE,
     STATE_CLEAN,
     STATE_MOUNTED,
@@ -65,6 +76,7 @@ class Xv6Core(Filesystem):
     """
 
     ordered_metadata = True  # one journal: every fsync-family call commits it whole
+    rename_flags = RENAME_NOREPLACE | RENAME_EXCHANGE
 
     def __init__(self, *, read_only: bool = False, atime: str = "relatime") -> None:
         if atime not in ("relatime", "strictatime", "noatime"):
@@ -75,14 +87,33 @@ class Xv6Core(Filesystem):
     # ---------------------------------------------------------------- tools
 
     @classmethod
-    def mkfs(cls, device: BlockDevice) -> None:
+    def mkfs(cls, device: BlockDevice, progress: Progress | None = None, **options: int) -> str:
+        """Options: ``inodes`` (default one per 16 KiB), ``journal_blocks``."""
         from .mkfs import mkfs
-        mkfs(device)
+        unknown = set(options) - {"inodes", "journal_blocks"}
+        if unknown:
+            raise FsError(errno.EINVAL, f"xv6's mkfs has no option {sorted(unknown)[0]!r} "
+                          "(it takes inodes and journal_blocks)")
+        try:
+            geo = mkfs(device, ninodes=options.get("inodes"),
+                       journal_blocks=options.get("journal_blocks"),
+                       progress=progress and (lambda f: progress("writing inode table", f)))
+        except ValueError as e:
+            raise FsError(errno.EINVAL, str(e)) from None
+        return (f"xv6 v2, {geo.nblocks} blocks of 4 KiB ({geo.nblocks * 4096 / 2**20:.0f} MiB), "
+                f"{geo.ninodes - 1} inodes, {geo.journal_blocks}-block journal, "
+                f"{geo.nblocks - geo.data_start} data blocks")
 
     @classmethod
-    def fsck(cls, device: BlockDevice) -> list[str]:
+    def fsck(cls, device: BlockDevice, progress: Progress | None = None) -> FsckReport:
         from .fsck import fsck
-        return fsck(device).problems
+        return fsck(device, progress)
+
+    @classmethod
+    def identify(cls, device: BlockDevice) -> str | None:
+        if device.nblocks <= SUPERBLOCK:
+            return None
+        return "xv6 v2" if device.read_block(SUPERBLOCK)[:len(MAGIC)] == MAGIC else None
 
     @classmethod
     def block_kinds(cls, device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:

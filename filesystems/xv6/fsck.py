@@ -15,12 +15,11 @@ corrupt image ends in a report, never a hang.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
-from bento_user.api import FsError
+from bento_user.api import FsckReport, FsError, Progress
 from bento_user.blockdev import BlockDevice, OverlayDevice
 from bento_user.ks_emul import JournalCorruptError, KernelServices
 
@@ -44,26 +43,7 @@ from ._format import (
     superblock_view,
 )
 
-Progress = Callable[[str, float], None]
-
-EXIT_CLEAN, EXIT_ERRORS, EXIT_OPERATIONAL = 0, 4, 8
-
-
-@dataclass
-class FsckReport:
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    inodes_used: int = 0
-    blocks_used: int = 0
-    directories: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.problems
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CLEAN if self.clean else EXIT_ERRORS
+COUNTS = ("inodes", "directories", "data blocks")  # the summary line's, in this order
 
 
 class _Checker:
@@ -72,7 +52,7 @@ class _Checker:
     def __init__(self, device: BlockDevice, progress: Progress | None) -> None:
         self.overlay = OverlayDevice(device)
         self.ks = KernelServices(self.overlay, cache_blocks=1024, commit_interval=None)
-        self.report = FsckReport()
+        self.report = FsckReport(counts=dict.fromkeys(COUNTS, 0))
         self.progress = progress or (lambda step, fraction: None)
         self.kinds: dict[int, str] = {}  # block -> what it is, file data left out
         self.leaf = "data"  # what the inode being walked keeps in its blocks
@@ -130,7 +110,7 @@ class _Checker:
             if n % 1024 == 0:
                 self.progress("pass 1: inodes", n / max(1, len(used)))
             self.inode(ino, table[ino])
-        self.report.inodes_used = len(used)
+        self.report.counts["inodes"] = len(used)
 
     def inode(self, ino: int, rec: np.void) -> None:
         mode, size = int(rec["mode"]), int(rec["size"])
@@ -164,7 +144,7 @@ class _Checker:
         if kind == stat.S_IFREG and last >= 0 and last * BLOCK_SIZE >= size:
             self.problem(f"inode {ino}: block {last} lies past its size {size}")
         if kind == stat.S_IFDIR:
-            self.report.directories += 1
+            self.report.counts["directories"] += 1
             lblks = [lblk for lblk, _ in mapped]
             if size % BLOCK_SIZE or size // BLOCK_SIZE != len(lblks) or lblks != list(range(len(lblks))):
                 self.problem(f"directory {ino}: size {size} does not match its blocks")
@@ -328,7 +308,7 @@ class _Checker:
         blocks = [self.block(g.bbitmap_start + i) for i in range(g.bbitmap_blocks)]
         on_disk = bit_array(blocks, g.bbitmap_blocks * BLOCK_SIZE * 8)
         in_use = self.owner != -1
-        self.report.blocks_used = int(np.count_nonzero(in_use[g.data_start:]))
+        self.report.counts["data blocks"] = int(np.count_nonzero(in_use[g.data_start:]))
         for what, bad in (("used but marked free", in_use & ~on_disk[: g.nblocks]),
                           ("marked used but not in use", ~in_use & on_disk[: g.nblocks])):
             n = np.flatnonzero(bad)

@@ -32,20 +32,6 @@ from ._inode import inode_records
 _CHUNK = 256  # blocks zeroed per write
 
 
-def existing_signature(device: BlockDevice) -> str | None:
-    """The kind of file system already on ``device``, if one is recognisable."""
-    if device.nblocks < 2:
-        return None
-    first = device.read_block(0) + device.read_block(1)
-    if first[BLOCK_SIZE: BLOCK_SIZE + 8] == MAGIC:
-        return "xv6 v2"
-    if first[1080:1082] == b"\x53\xef":
-        return "ext2/3/4"
-    if first[:4] == b"XFSB":
-        return "xfs"
-    return None
-
-
 def mkfs(device: BlockDevice, *, ninodes: int | None = None, journal_blocks: int | None = None,
          uuid: bytes | None = None, now_ns: int | None = None,
          progress: Callable[[float], None] | None = None) -> Geometry:

@@ -1,4 +1,4 @@
-"""Real mounts: an xv6 image mounted through FUSE by the ``bento`` command.
+"""Real mounts: an image (xv6 unless a test says) mounted through FUSE by ``bento``.
 
 Each test works through the mount with real programs, then the fixture unmounts,
 checks the image with fsck, and (through ``remount``) a test verifies its data
@@ -47,7 +47,7 @@ class Mount:
         self.path.mkdir()
         self.fs = fs
         self.options = options
-        bento("mkfs", str(self.image), "--size", size, *mkfs)
+        bento("mkfs", str(self.image), "--size", size, "--fs", fs, *mkfs)
         self.mounted = False
 
     def mount(self, *extra: str) -> None:
@@ -59,7 +59,7 @@ class Mount:
         self.mounted = False
 
     def fsck(self) -> str:
-        done = bento("fsck", str(self.image), check=False)
+        done = bento("fsck", str(self.image), "--fs", self.fs, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from bento_user.api import FsckReport
 from bento_user.blockdev import RamDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 from filesystems.xv6 import Xv6, mkfs
-from filesystems.xv6.fsck import FsckReport, fsck
+from filesystems.xv6.fsck import fsck
 
 
 def fresh_device(nblocks: int = 16384, **mkfs_args: int) -> RamDevice:

@@ -131,7 +131,7 @@ def test_unlinked_open_file_lives_until_release_and_survives_a_crash(mounted: Mo
     rt = DirectRuntime.open(Xv6(), crashed, commit_interval=None)
     rt.close()
     report = check(crashed)
-    assert report.inodes_used == 1
+    assert report.counts["inodes"] == 1
 
 
 def test_rename_forms(mounted: Mounted) -> None:
