@@ -37,7 +37,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from bento_user.api import (RENAME_NOREPLACE, Attr, DirEntry, FileHandle, Filesystem,
-                            FsckReport, FsError, InodeNo, Progress, Request, SetAttr, StatFs)
+                            FsckReport, FsError, InodeNo, Progress, Request, SetAttr, StatFs,
+                            UpgradeState)
 from bento_user.blockdev import BlockDevice
 from bento_user.ks_emul import BufferCache, Handle, Journal, KernelServices
 
@@ -55,12 +56,12 @@ IPB, EPB = BS // INODE.itemsize, BS // DIRENT.itemsize
 def entries(block: np.ndarray) -> np.ndarray:
     """A directory block's entry slots (the last 136 bytes are unused)."""
     return block[:EPB * DIRENT.itemsize].view(DIRENT)
-MAX_SIZE = (NDIRECT + PER + PER * PER) * BS
+MAX_SIZE, MAX_DIR = (NDIRECT + PER + PER * PER) * BS, (NDIRECT + PER) * BS
 
 
 def layout(nblocks: int) -> dict[str, int]:
     """Where each area starts, for a device of ``nblocks``."""
-    journal, ninodes = min(2048, max(64, nblocks // 16)), max(64, nblocks // 4) // IPB * IPB
+    journal, ninodes = min(2048, max(256, nblocks // 16)), max(64, nblocks // 4) // IPB * IPB
     itable = 1 + journal
     bitmap = itable + ninodes // IPB
     return dict(nblocks=nblocks, ninodes=ninodes, journal=journal, itable=itable,
@@ -85,7 +86,7 @@ class Tiny(Filesystem):
 
     @classmethod
     def mkfs(cls, device: BlockDevice, progress: Progress | None = None, **options: int) -> str:
-        check(not options and device.nblocks >= 256, errno.EINVAL)
+        check(not options and device.nblocks >= 1024, errno.EINVAL)
         g = layout(device.nblocks)
         cache = BufferCache(device, capacity=256)
         for b in range(g["itable"], g["data"] + 1):  # the tables and the root's block
@@ -120,8 +121,15 @@ class Tiny(Filesystem):
     # -- life cycle ---------------------------------------------------------------------
 
     def init(self, ks: KernelServices) -> None:
-        self.ks, self.inodes, self.handles = ks, {}, {}
-        self.lock, self.refs, self.fhs = ks.mutex("tiny"), Counter[int](), itertools.count(1)
+        self._attach(ks)
+        for ino in np.flatnonzero((self._table()["mode"] != 0) & (self._table()["nlink"] == 0)):
+            with self._tx() as h:
+                self._truncate(h, int(ino), 0, free=True)  # unlinked, then a crash
+
+    def _attach(self, ks: KernelServices) -> None:
+        """Read the superblock and the bitmap, find the journal: all that memory needs."""
+        self.ks, self.inodes, self.handles, self.next_fh = ks, {}, {}, 1
+        self.lock, self.refs = ks.mutex("tiny"), Counter[int]()
         with ks.bread(0) as bh:
             sb = bh.data[:SUPER.itemsize].view(SUPER)[0].copy()
         self.g = {k: int(sb[k]) for k in SUPER.names[1:7]}
@@ -129,17 +137,29 @@ class Tiny(Filesystem):
         self.journal, _ = ks.open_journal(1, self.g["journal"], bytes(sb["uuid"]))
         bitmap = np.concatenate([self._read(b) for b in range(self.g["bitmap"], self.g["data"])])
         self.used = np.unpackbits(bitmap, bitorder="little")[:self.g["nblocks"]].astype(bool)
-        with self._tx() as h:
-            for ino in np.flatnonzero((self._table()["mode"] != 0) & (self._table()["nlink"] == 0)):
-                self._truncate(h, int(ino), 0, free=True)  # unlinked, then a crash
 
     def destroy(self) -> None:
         self.journal.force_commit()
 
+    def prepare_upgrade(self) -> UpgradeState:
+        """What only memory knows: the kernel's lookups and the open files."""
+        return UpgradeState("tiny/1", {"refs": dict(self.refs), "handles": dict(self.handles),
+                                       "next_fh": self.next_fh})
+
+    @classmethod
+    def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Tiny:
+        check(state.schema == "tiny/1", errno.EPROTO)
+        fs = cls()
+        fs._attach(ks)  # the disk is as the predecessor left it, the journal still open
+        fs.refs.update(state.data["refs"])
+        fs.handles, fs.next_fh = dict(state.data["handles"]), state.data["next_fh"]
+        return fs
+
     # -- blocks and inodes --------------------------------------------------------------
 
-    def _tx(self, blocks: int = 1 << 30) -> Handle:
-        """A handle on the running transaction for changing up to ``blocks`` blocks."""
+    def _tx(self, blocks: int = 8) -> Handle:
+        """A handle on the running transaction for changing up to ``blocks`` blocks
+        (ask no more than needed: a handle that does not fit commits the transaction)."""
         return self.journal.start(min(blocks, self.journal.max_transaction))
 
     def _read(self, b: int) -> np.ndarray:
@@ -162,7 +182,9 @@ class Tiny(Filesystem):
         if ino not in self.inodes:
             check(0 < ino < self.g["ninodes"], errno.ESTALE)
             block = self._read(self.g["itable"] + ino // IPB).view(INODE)
-            self.inodes[ino] = block[ino % IPB:ino % IPB + 1].copy()[0]
+            r = block[ino % IPB:ino % IPB + 1].copy()[0]
+            check(r["size"] <= (MAX_DIR if is_dir(r) else MAX_SIZE), errno.EUCLEAN)
+            self.inodes[ino] = r
         return self.inodes[ino]
 
     def _put(self, h: Handle, *inos: int) -> None:
@@ -227,6 +249,7 @@ class Tiny(Filesystem):
         b = self._valid(ptrs[i])
         if not b or keep >= first + PER ** depth:
             return
+        check(self.used[b], errno.EUCLEAN)  # freed already: claimed twice, a corrupt map
         with self._change(h, b) if depth and keep > first else self.ks.bread(b) as d:
             kids = (d if keep > first else d.data.copy()).view("<u4") if depth else ptrs[:0]
             for j in np.flatnonzero(kids):
@@ -240,7 +263,8 @@ class Tiny(Filesystem):
     def _entries(self, dino: int) -> Iterator[tuple[int, int, bytes]]:
         """(slot, inode, name) of each entry of directory ``dino``."""
         for lblk in range(int(self._inode(dino)["size"]) // BS):
-            for i, e in enumerate(entries(self._read(self._bmap(None, dino, lblk)))):
+            b = self._bmap(None, dino, lblk)
+            for i, e in enumerate(entries(self._read(b)) if b else []):
                 if e["ino"]:
                     yield lblk * EPB + i, int(e["ino"]), bytes(e["name"])[:e["len"]]
 
@@ -253,6 +277,7 @@ class Tiny(Filesystem):
         if slot < 0:
             taken = {s for s, _, _ in self._entries(dino)}
             slot = next(s for s in itertools.count() if s not in taken)
+            check(slot < MAX_DIR // BS * EPB, errno.ENOSPC)
             d = self._inode(dino)
             d["size"] = max(int(d["size"]), (slot // EPB + 1) * BS)
         with self._change(h, self._bmap(h, dino, slot // EPB)) as blk:
@@ -305,7 +330,7 @@ class Tiny(Filesystem):
         ino, now = int(free[0]) + 2, self.ks.now_ns()
         self.inodes[ino] = np.array((mode, req.uid, req.gid, 1 + stat.S_ISDIR(mode), parent,
                                      0, now, now, now, [0] * 14), INODE)[()]
-        with self._tx(16) as h:
+        with self._tx(8) as h:
             d["nlink"] += stat.S_ISDIR(mode)
             d["mtime"] = d["ctime"] = now
             self._set_entry(h, parent, -1, ino, name)
@@ -331,7 +356,7 @@ class Tiny(Filesystem):
             found_dir = is_dir(self._inode(ino))
             check(found_dir == directory, errno.EISDIR if found_dir else errno.ENOTDIR)
             check(not found_dir or next(self._entries(ino), None) is None, errno.ENOTEMPTY)
-            with self._tx(16) as h:
+            with self._tx(8) as h:
                 self._unname(h, parent, slot, ino)
             self._free_if_unused(ino)
 
@@ -365,7 +390,7 @@ class Tiny(Filesystem):
             if over:
                 check(is_dir(self._inode(over)) == moving_dir, errno.ENOTDIR if moving_dir else errno.EISDIR)
                 check(next(self._entries(over), None) is None, errno.ENOTEMPTY)
-            with self._tx(32) as h:
+            with self._tx(12) as h:
                 if over:
                     self._unname(h, new_parent, dslot, over)
                 self._set_entry(h, new_parent, dslot, ino, new_name)
@@ -433,7 +458,7 @@ class Tiny(Filesystem):
 
     def _handle(self, ino: int, flags: int, req: Request) -> FileHandle:
         self.refs[ino] += 1
-        fh = next(self.fhs)
+        fh, self.next_fh = self.next_fh, self.next_fh + 1
         self.handles[fh] = (ino, flags, req)
         return FileHandle(fh)
 
@@ -476,7 +501,7 @@ class Tiny(Filesystem):
             step = max(1, self.journal.max_transaction - 8) * BS  # what one transaction holds
             for pos in range(offset, offset + len(src), step):
                 stop = min(pos + step, offset + len(src))
-                with self._tx() as h:
+                with self._tx(stop // BS - pos // BS + 5) as h:
                     for lblk in range(pos // BS, -(-stop // BS)):
                         lo, hi = max(pos, lblk * BS), min(stop, (lblk + 1) * BS)
                         with self._change(h, self._bmap(h, ino, lblk)) as d:
