@@ -27,8 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def bento(*args: str, check: bool = True, timeout: float = 300,
-          **kw: object) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+          env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = env or dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([BENTO, *args], capture_output=True, text=True, timeout=timeout,
                           env=env, **kw)  # type: ignore[call-overload]
     if check and done.returncode:
