@@ -5,6 +5,7 @@ repository and ``git fsck`` it, compile and run a C program, a SQLite database,
 ``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded twice
 (xv6 re-imported from source) and then to provenance; a two-step pipeline's lineage
 is shown as a tree and drawn, and the mount goes back to plain xv6 before unmounting.
+Last, a second file system by name (tiny): mkfs, mount, copy, diff, fsck.
 ``--journal`` runs the kernel-services demo instead (journal, power cut, recovery).
 """
 
@@ -94,7 +95,24 @@ def run(args: argparse.Namespace) -> int:
     step("the lineage again, from the unmounted image")
     check(bento(["prov", "--image", str(image), "/pipeline/report.txt", "--depth", "1"]),
           "prov")
+    second_filesystem(work, mnt)
     return 0
+
+
+def second_filesystem(work: Path, mnt: Path) -> None:
+    """The same tools for another file system, by name: tiny, the tutorial's."""
+    image = work / "tiny.img"
+    step(f"a second file system by name: tiny (docs/tutorial.md), a 64M image at {image}")
+    check(bento(["mkfs", str(image), "--size", "64M", "--fs", "tiny", "--force"]), "mkfs")
+    check(bento(["mount", str(image), str(mnt), "--fs", "tiny"]), "mount")
+    try:
+        timed("cp -r this repository's filesystems/ onto it", "cp", "-r",
+              REPO / "filesystems", mnt / "filesystems")
+        timed("diff -r against the original", "diff", "-r", REPO / "filesystems",
+              mnt / "filesystems")
+    finally:
+        check(bento(["umount", str(mnt)]), "umount")
+    check(bento(["fsck", str(image), "--fs", "tiny"]), "fsck")
 
 
 def upgrade_under(program: subprocess.Popen[bytes], mnt: Path) -> None:
