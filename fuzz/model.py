@@ -243,26 +243,20 @@ class Model:
     # -- names removed and moved ---------------------------------------------------
 
     def unlink(self, req: Request, path: bytes) -> Err:
-        dpath, d, name, n = self.lookup(path)
-        walk = self.walk_error(req, dpath)
-        if walk is not None or d is None or n is None:
-            return walk or errno.ENOENT
-        if not allowed(req, d, 3):
-            return errno.EACCES
-        if n.is_dir:
-            return errno.EISDIR
-        del d.children[name]
-        return None
+        return self._remove(req, path, directory=False)
 
     def rmdir(self, req: Request, path: bytes) -> Err:
+        return self._remove(req, path, directory=True)
+
+    def _remove(self, req: Request, path: bytes, directory: bool) -> Err:
         dpath, d, name, n = self.lookup(path)
         walk = self.walk_error(req, dpath)
         if walk is not None or d is None or n is None:
             return walk or errno.ENOENT
         if not allowed(req, d, 3):
             return errno.EACCES
-        if not n.is_dir:
-            return errno.ENOTDIR
+        if n.is_dir != directory:
+            return errno.EISDIR if n.is_dir else errno.ENOTDIR
         if n.children:
             return errno.ENOTEMPTY
         del d.children[name]
