@@ -92,9 +92,9 @@ def load(spec: str, *, fresh: bool = False) -> Loaded:
     where, class_name = _split(target)
     if not where or (":" not in target and "." not in where and not _is_path(where)
                      and importlib.util.find_spec(where) is None):
-        names = ", ".join(sorted(registered())) or "none installed"
-        raise LoadError(f"{spec!r}: not a file system name ({names}), module, "
-                        "module:Class or path")
+        names = ", ".join(sorted(registered())) or "none"
+        raise LoadError(f"{spec!r}: no file system of that name (installed: {names}), and "
+                        f"cannot import {where}")
     if _is_path(where):
         module, package, replaced = _import_path(where, fresh)
     else:
