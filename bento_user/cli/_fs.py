@@ -6,6 +6,7 @@ import argparse
 
 from ..api import Filesystem
 from ..runtime.loader import LoadError, load_filesystem_class
+from ._errors import UserError
 
 HELP = ("a file system: an installed name (bento filesystems lists them), a module, "
         "module:Class or a path to a .py file or package (default xv6)")
@@ -17,7 +18,6 @@ def add_fs_argument(p: argparse.ArgumentParser, default: str | None = "xv6") -> 
 
 def filesystem_class(spec: str, exit_code: int = 2) -> type[Filesystem]:
     """The class ``--fs`` names; a one-line error (and ``exit_code``) if none."""
-    from ._errors import UserError
     try:
         return load_filesystem_class(spec)
     except LoadError as e:

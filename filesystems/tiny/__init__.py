@@ -72,9 +72,9 @@ def is_dir(r: np.void) -> bool:
     return stat.S_ISDIR(int(r["mode"]))
 
 
-def check(ok: object, code: int) -> None:
+def check(ok: object, code: int, why: str | None = None) -> None:
     if not ok:
-        raise FsError(code)
+        raise FsError(code, why)
 
 
 class Tiny(Filesystem):
@@ -86,7 +86,8 @@ class Tiny(Filesystem):
 
     @classmethod
     def mkfs(cls, device: BlockDevice, progress: Progress | None = None, **options: int) -> str:
-        check(not options and device.nblocks >= 1024, errno.EINVAL)
+        check(not options and device.nblocks >= 1024, errno.EINVAL,
+              "tiny takes no mkfs options and needs at least 4 MiB")
         g = layout(device.nblocks)
         cache = BufferCache(device, capacity=256)
         for b in range(g["itable"], g["data"] + 1):  # the tables and the root's block
@@ -133,7 +134,8 @@ class Tiny(Filesystem):
         with ks.bread(0) as bh:
             sb = bh.data[:SUPER.itemsize].view(SUPER)[0].copy()
         self.g = {k: int(sb[k]) for k in SUPER.names[1:7]}
-        check(bytes(sb["magic"]) == MAGIC and self.g == layout(ks.device.nblocks), errno.EINVAL)
+        check(bytes(sb["magic"]) == MAGIC and self.g == layout(ks.device.nblocks), errno.EINVAL,
+              f"{ks.device.name}: not a tiny file system (of this size)")
         self.journal, _ = ks.open_journal(1, self.g["journal"], bytes(sb["uuid"]))
         bitmap = np.concatenate([self._read(b) for b in range(self.g["bitmap"], self.g["data"])])
         self.used = np.unpackbits(bitmap, bitorder="little")[:self.g["nblocks"]].astype(bool)
