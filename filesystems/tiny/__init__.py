@@ -36,7 +36,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from bento_user.api import (RENAME_NOREPLACE, Attr, DirEntry, FileHandle, Filesystem,
+from bento_user.api import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, DirEntry, FileHandle, Filesystem,
                             FsckReport, FsError, InodeNo, Progress, Request, SetAttr, StatFs,
                             UpgradeState)
 from bento_user.blockdev import BlockDevice
@@ -374,12 +374,13 @@ class Tiny(Filesystem):
     def rename(self, req: Request, parent: InodeNo, name: bytes, new_parent: InodeNo,
                new_name: bytes, flags: int = 0) -> None:
         with self.lock:
-            check(flags in (0, RENAME_NOREPLACE), errno.EINVAL)
+            check(flags in (0, RENAME_NOREPLACE, RENAME_EXCHANGE), errno.EINVAL)
             (sslot, ino), (dslot, over) = self._find(parent, name), self._find(new_parent, new_name)
-            check(ino, errno.ENOENT)
-            check(not over or not flags, errno.EEXIST)
-            if over == ino:
+            check(ino and (over or flags != RENAME_EXCHANGE), errno.ENOENT)
+            check(not over or flags != RENAME_NOREPLACE, errno.EEXIST)
+            if over == ino:  # the VFS's order: a rename onto itself does nothing
                 return
+            check(flags != RENAME_EXCHANGE, errno.EINVAL)  # not implemented (rename_flags)
             up = new_parent
             while up != ROOT:  # a directory cannot move under itself
                 check(up != ino, errno.EINVAL)
