@@ -36,9 +36,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from bento_user.api import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, DirEntry, FileHandle, Filesystem,
-                            FsckReport, FsError, InodeNo, Progress, Request, SetAttr, StatFs,
-                            UpgradeState)
+from bento_user.api import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, DirEntry, FileHandle,
+                            Filesystem, FsckReport, FsError, InodeNo, Progress, Request,
+                            SetAttr, StatFs, UpgradeState)
 from bento_user.blockdev import BlockDevice
 from bento_user.ks_emul import BufferCache, Handle, Journal, KernelServices
 
@@ -51,12 +51,12 @@ INODE = np.dtype({"names": ["mode", "uid", "gid", "nlink", "parent", "size", "at
                   "formats": ["<u4"] * 5 + ["<u8", "<i8", "<i8", "<i8", ("<u4", 14)]})
 DIRENT = np.dtype([("ino", "<u4"), ("len", "<u2"), ("name", "V258")])
 IPB, EPB = BS // INODE.itemsize, BS // DIRENT.itemsize
+MAX_SIZE, MAX_DIR = (NDIRECT + PER + PER * PER) * BS, (NDIRECT + PER) * BS
 
 
 def entries(block: np.ndarray) -> np.ndarray:
     """A directory block's entry slots (the last 136 bytes are unused)."""
     return block[:EPB * DIRENT.itemsize].view(DIRENT)
-MAX_SIZE, MAX_DIR = (NDIRECT + PER + PER * PER) * BS, (NDIRECT + PER) * BS
 
 
 def layout(nblocks: int) -> dict[str, int]:
