@@ -17,7 +17,6 @@ import sys
 
 from ..api import FsError
 from ..runtime import control
-from ..runtime.fuse import FuseOptions
 from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_class
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background

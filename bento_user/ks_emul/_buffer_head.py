@@ -73,7 +73,7 @@ class BufferHead:
     def lock(self) -> Mutex:
         """The buffer's own lock (``lock_buffer``), for file systems that need one."""
         if self._lock is None:
-            self._lock = Mutex(f"buffer", self._cache.lockdep)
+            self._lock = Mutex("buffer", self._cache.lockdep)
         return self._lock
 
     def mark_dirty(self) -> None:
