@@ -123,13 +123,14 @@ class Tiny(Filesystem):
 
     def init(self, ks: KernelServices) -> None:
         self._attach(ks)
-        for ino in np.flatnonzero((self._table()["mode"] != 0) & (self._table()["nlink"] == 0)):
+        for ino in np.flatnonzero((self.table["mode"] != 0) & (self.table["nlink"] == 0)):
             with self._tx() as h:
                 self._truncate(h, int(ino), 0, free=True)  # unlinked, then a crash
 
     def _attach(self, ks: KernelServices) -> None:
-        """Read the superblock and the bitmap, find the journal: all that memory needs."""
-        self.ks, self.inodes, self.handles, self.next_fh = ks, {}, {}, 1
+        """Find the journal, then read the superblock, the inode table and the bitmap:
+        all that memory needs."""
+        self.ks, self.handles, self.next_fh = ks, {}, 1
         self.lock, self.refs = ks.mutex("tiny"), Counter[int]()
         with ks.bread(0) as bh:
             sb = bh.data[:SUPER.itemsize].view(SUPER)[0].copy()
@@ -139,6 +140,9 @@ class Tiny(Filesystem):
         self.journal, _ = ks.open_journal(1, self.g["journal"], bytes(sb["uuid"]))
         bitmap = np.concatenate([self._read(b) for b in range(self.g["bitmap"], self.g["data"])])
         self.used = np.unpackbits(bitmap, bitorder="little")[:self.g["nblocks"]].astype(bool)
+        # every inode, in memory: a change is made here, then _put into its journaled block
+        self.table = np.concatenate([self._read(b) for b in range(self.g["itable"],
+                                                                  self.g["bitmap"])]).view(INODE)
 
     def destroy(self) -> None:
         self.journal.force_commit()
@@ -176,23 +180,17 @@ class Tiny(Filesystem):
             yield bh.data
             h.dirty_metadata(bh)
 
-    def _table(self) -> np.ndarray:
-        return np.concatenate([self._read(b) for b in range(self.g["itable"], self.g["bitmap"])]).view(INODE)
-
     def _inode(self, ino: int) -> np.void:
-        """The inode's fields, kept in memory; ``_put`` writes them to the table."""
-        if ino not in self.inodes:
-            check(0 < ino < self.g["ninodes"], errno.ESTALE)
-            block = self._read(self.g["itable"] + ino // IPB).view(INODE)
-            r = block[ino % IPB:ino % IPB + 1].copy()[0]
-            check(r["size"] <= (MAX_DIR if is_dir(r) else MAX_SIZE), errno.EUCLEAN)
-            self.inodes[ino] = r
-        return self.inodes[ino]
+        """The inode's fields (a view of the table in memory; ``_put`` writes them)."""
+        check(0 < ino < self.g["ninodes"], errno.ESTALE)
+        r = self.table[ino]
+        check(r["size"] <= (MAX_DIR if is_dir(r) else MAX_SIZE), errno.EUCLEAN)
+        return r
 
     def _put(self, h: Handle, *inos: int) -> None:
         for ino in inos:
             with self._change(h, self.g["itable"] + ino // IPB) as d:
-                d.view(INODE)[ino % IPB] = self.inodes[ino]
+                d.view(INODE)[ino % IPB] = self.table[ino]
 
     def _set_used(self, h: Handle, b: int, used: bool) -> None:
         self.used[b] = used
@@ -252,13 +250,18 @@ class Tiny(Filesystem):
         if not b or keep >= first + PER ** depth:
             return
         check(self.used[b], errno.EUCLEAN)  # freed already: claimed twice, a corrupt map
-        with self._change(h, b) if depth and keep > first else self.ks.bread(b) as d:
-            kids = (d if keep > first else d.data.copy()).view("<u4") if depth else ptrs[:0]
-            for j in np.flatnonzero(kids):
-                self._drop(h, kids, int(j), first + int(j) * PER ** (depth - 1), depth - 1, keep)
-        if keep <= first:
-            self._set_used(h, b, False)
-            ptrs[i] = 0
+        if depth and keep > first:  # partly kept: shrink its children in place
+            with self._change(h, b) as d:
+                self._drop_children(h, d.view("<u4"), first, depth, keep)
+            return
+        if depth:                   # none kept: the children go first
+            self._drop_children(h, self._read(b).view("<u4"), first, depth, keep)
+        self._set_used(h, b, False)
+        ptrs[i] = 0
+
+    def _drop_children(self, h: Handle, kids: np.ndarray, first: int, depth: int, keep: int) -> None:
+        for j in np.flatnonzero(kids):
+            self._drop(h, kids, int(j), first + int(j) * PER ** (depth - 1), depth - 1, keep)
 
     # -- directories --------------------------------------------------------------------
 
@@ -327,15 +330,15 @@ class Tiny(Filesystem):
         check(len(name) <= 255, errno.ENAMETOOLONG)
         check(not self._find(parent, name)[1], errno.EEXIST)
         self._dir(req, parent, os.W_OK | os.X_OK)
-        free = np.flatnonzero(self._table()["mode"][2:] == 0)
+        free = np.flatnonzero(self.table["mode"][2:] == 0)
         check(len(free), errno.ENOSPC)
         ino, now = int(free[0]) + 2, self.ks.now_ns()
-        self.inodes[ino] = np.array((mode, req.uid, req.gid, 1 + stat.S_ISDIR(mode), parent,
-                                     0, now, now, now, [0] * 14), INODE)[()]
         with self._tx(8) as h:
+            self._set_entry(h, parent, -1, ino, name)  # ENOSPC here leaves the inode free
+            self.table[ino] = (mode, req.uid, req.gid, 1 + stat.S_ISDIR(mode), parent,
+                               0, now, now, now, [0] * 14)
             d["nlink"] += stat.S_ISDIR(mode)
             d["mtime"] = d["ctime"] = now
-            self._set_entry(h, parent, -1, ino, name)
             self._put(h, ino, parent)
         return ino
 
@@ -447,7 +450,7 @@ class Tiny(Filesystem):
     def statfs(self, req: Request) -> StatFs:
         with self.lock:
             free = int(np.count_nonzero(~self.used[self.g["data"]:]))
-            files_free = int(np.count_nonzero(self._table()["mode"][2:] == 0))
+            files_free = int(np.count_nonzero(self.table["mode"][2:] == 0))
             return StatFs(BS, self.g["nblocks"] - self.g["data"], free, free, self.g["ninodes"] - 2, files_free)
 
     # -- files --------------------------------------------------------------------------

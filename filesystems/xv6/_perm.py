@@ -22,17 +22,9 @@ from ._inode import Inode
 
 
 def permitted(req: Request, ip: Inode, mask: int) -> bool:
-    """May ``req`` access ``ip`` with ``mask`` (os.R_OK | W_OK | X_OK)?"""
-    if req.uid == 0:
-        # root may read and write anything, and execute what anyone may (or search a dir)
-        return not (mask & os.X_OK) or ip.is_dir or bool(ip.mode & 0o111)
-    if req.uid == ip.uid:
-        bits = (ip.mode >> 6) & 7
-    elif req.in_group(ip.gid):
-        bits = (ip.mode >> 3) & 7
-    else:
-        bits = ip.mode & 7
-    return (bits & mask) == mask
+    """May ``req`` access ``ip`` with ``mask`` (os.R_OK | W_OK | X_OK)? Linux's
+    generic_permission, which the API gives every file system (``Request.may``)."""
+    return req.may(ip.mode, ip.uid, ip.gid, mask)
 
 
 def require(req: Request, ip: Inode, mask: int) -> None:
