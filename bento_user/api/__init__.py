@@ -13,10 +13,14 @@ from ._fsck import EXIT_OPERATIONAL as EXIT_OPERATIONAL
 from ._fsck import FsckReport as FsckReport
 from ._fsck import Progress as Progress
 from ._types import FALLOC_FL_KEEP_SIZE as FALLOC_FL_KEEP_SIZE
+from ._types import FALLOC_FL_PUNCH_HOLE as FALLOC_FL_PUNCH_HOLE
+from ._types import FALLOC_FL_ZERO_RANGE as FALLOC_FL_ZERO_RANGE
 from ._types import RENAME_EXCHANGE as RENAME_EXCHANGE
 from ._types import RENAME_NOREPLACE as RENAME_NOREPLACE
 from ._types import ROOT_INODE as ROOT_INODE
 from ._types import ROOT_REQUEST as ROOT_REQUEST
+from ._types import SEEK_DATA as SEEK_DATA
+from ._types import SEEK_HOLE as SEEK_HOLE
 from ._types import XATTR_CREATE as XATTR_CREATE
 from ._types import XATTR_REPLACE as XATTR_REPLACE
 from ._types import Attr as Attr

@@ -253,8 +253,24 @@ class Filesystem:
         raise _nosys()
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
-        """Allocate space (mode 0 or FALLOC_FL_KEEP_SIZE) or punch a hole; ENOSPC if
-        the space is not there, EOPNOTSUPP for a mode the file system does not do."""
+        """fallocate(2) on a handle open for writing (EBADF otherwise), in the modes
+        FUSE passes on: 0 or ``FALLOC_FL_KEEP_SIZE`` (allocate; ENOSPC if the space
+        is not there, so a later write into the range cannot fail for lack of it),
+        ``FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`` (free the range; it reads as
+        zeros), ``FALLOC_FL_ZERO_RANGE`` (zeros, allocated). EOPNOTSUPP for a mode
+        the file system does not do. Like a write it updates mtime and ctime and
+        clears setuid/setgid for writers other than root. ENOSYS (the default): the
+        FUSE runtime answers EOPNOTSUPP from then on without asking."""
+        raise _nosys()
+
+    def lseek(self, fh: FileHandle, offset: int, whence: int) -> int:
+        """``SEEK_DATA``: the first offset at or after ``offset`` that is data;
+        ``SEEK_HOLE``: the first that is in a hole, or the size (every file ends in
+        one). ENXIO when ``offset`` is at or past the size, or (SEEK_DATA) no data
+        follows. Reporting a hole as data is allowed, data as a hole never is: ``cp
+        --sparse`` and backup tools skip what this calls a hole. Under the writeback
+        cache the runtime asks only when the kernel holds no unwritten pages of the
+        file. ENOSYS (the default): the whole file is data, as the kernel assumes."""
         raise _nosys()
 
     # -- directories -------------------------------------------------------------

@@ -23,8 +23,13 @@ RENAME_EXCHANGE = 2
 # setxattr flags
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
-# fallocate modes
+# fallocate modes (linux/falloc.h): the ones FUSE passes on
 FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_ZERO_RANGE = 0x10
+# lseek's hole-finding whences (os.SEEK_DATA, os.SEEK_HOLE on Linux)
+SEEK_DATA = 3
+SEEK_HOLE = 4
 
 
 class FsError(OSError):

@@ -21,6 +21,8 @@ from typing import Any
 from ..api import (
     ROOT_INODE,
     ROOT_REQUEST,
+    SEEK_DATA,
+    SEEK_HOLE,
     Attr,
     FileHandle,
     Filesystem,
@@ -271,6 +273,9 @@ class PathClient:
 
     def lseek(self, fd: int, pos: int, how: int = os.SEEK_SET) -> int:
         f = self._fd(fd)
+        if how in (SEEK_DATA, SEEK_HOLE):
+            f.pos = self._seek_hole_or_data(f, pos, how)
+            return f.pos
         base = {os.SEEK_SET: 0, os.SEEK_CUR: f.pos, os.SEEK_END: None}[how]
         if base is None:
             base = self.fstat(fd).size
@@ -278,6 +283,21 @@ class PathClient:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         f.pos = base + pos
         return f.pos
+
+    def _seek_hole_or_data(self, f: _Fd, pos: int, how: int) -> int:
+        """The file system's answer, or the kernel's own when it has none (ENOSYS):
+        the whole file is data."""
+        try:
+            with self._errors():
+                return int(self._call("lseek", f.fh, pos, how))
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+        with self._errors():
+            size = self._call("getattr", self.req, f.ino).size
+        if pos < 0 or pos >= size:
+            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO))
+        return pos if how == SEEK_DATA else size
 
     def fstat(self, fd: int) -> Attr:
         with self._errors():

@@ -5,7 +5,8 @@ through the ``Dispatcher``, made inline on the trio thread: handlers never await
 requests run one at a time, and code in the runtime between calls (the control
 socket, a live upgrade) sees no request half-done. A hop to a worker thread costs
 ~170 µs per request on our machines (../shared/research/fuse_perf.md §1.6), more than
-most operations take.
+most operations take. One handler awaits before its call, ``lseek`` (see there): a
+second pyfuse3 worker serves the requests that arrive meanwhile.
 
 The error sandbox lives here: pyfuse3 ends the whole mount on any exception that is
 not a ``FUSEError``, so each call maps ``FsError`` to its errno and anything else — a
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyfuse3
+import trio
 
 from ..api import (
+    FALLOC_FL_PUNCH_HOLE,
     ROOT_REQUEST,
     Attr,
     FileHandle,
@@ -75,6 +78,7 @@ class FuseOperations(pyfuse3.Operations):
         self.options = options
         self.enable_writeback_cache = options.writeback_cache
         self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
+        self._file_inodes: dict[int, int] = {}  # open file handle -> inode
         self._requests: dict[tuple[int, int, int, int], Request] = {}
         self.bugs = 0  # non-FsError exceptions answered with EIO
         self.space = SpaceGuard()  # direct I/O and a reserve near a full disk (space.py)
@@ -155,6 +159,7 @@ class FuseOperations(pyfuse3.Operations):
                 except pyfuse3.FUSEError:  # the handle is open: answer the open anyway
                     direct = True
             self.space.opened(fh, ino, direct)
+        self._file_inodes[fh] = ino
         return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache, direct_io=direct)
 
     def _free(self) -> int:
@@ -299,10 +304,28 @@ class FuseOperations(pyfuse3.Operations):
 
     async def release(self, fh: int) -> None:
         self.space.released(fh)
+        self._file_inodes.pop(fh, None)
         self._quiet("release", fh)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         self._call("fsync", fh, bool(datasync))
+
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        if not mode & FALLOC_FL_PUNCH_HOLE:
+            self._keep_reserve(length)
+        self._call("fallocate", fh, mode, offset, length)
+
+    async def lseek(self, fh: int, offset: int, whence: int) -> int:
+        """SEEK_DATA/SEEK_HOLE. The kernel sends FUSE_LSEEK without writing back the
+        pages it caches, so while a handle writes the file through the cache the
+        file system alone would call fresh data a hole (and ``cp --sparse`` would
+        skip it). Invalidating the inode's pages makes the kernel write them back
+        first (launder): from a thread, as it waits for those WRITEs, which the
+        second worker serves."""
+        ino = self._file_inodes.get(fh)
+        if ino is not None and self.space.has_cached_writer(ino):
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, False)
+        return self._call("lseek", fh, offset, whence)
 
     # -- directories ---------------------------------------------------------------
 

@@ -167,7 +167,7 @@ class Mount:
             if self.config.watch:
                 nursery.start_soon(self._watch)
             ready(None)
-            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            await pyfuse3.main(min_tasks=1, max_tasks=2)  # 2: FuseOperations.lseek
             nursery.cancel_scope.cancel()
 
     # -- live upgrade -----------------------------------------------------------------

@@ -143,6 +143,11 @@ class SpaceGuard:
         w = self._writers.get(fh)
         return w is None or not w.direct or w.ino in self._cached
 
+    def has_cached_writer(self, ino: int) -> bool:
+        """Whether the kernel may hold written pages of ``ino`` the file system has
+        not seen yet."""
+        return ino in self._cached
+
     @property
     def guarding(self) -> bool:
         """Whether a reserve is kept now: armed, and a cached writer is open."""

@@ -43,7 +43,8 @@ INO_ARGS: dict[str, tuple[int, ...]] = {
 }
 FH_ARGS: dict[str, tuple[int, ...]] = {
     "read": (0,), "write": (0,), "flush": (0,), "release": (0,), "fsync": (0,),
-    "fallocate": (0,), "readdir": (0,), "releasedir": (0,), "fsyncdir": (0,), "setattr": (3,),
+    "fallocate": (0,), "lseek": (0,), "readdir": (0,), "releasedir": (0,), "fsyncdir": (0,),
+    "setattr": (3,),
 }
 
 

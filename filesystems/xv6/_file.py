@@ -12,6 +12,7 @@ the orphan list first, so a crash half-way is finished by the next mount.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import stat
 from collections.abc import Callable
@@ -37,6 +38,8 @@ WRITE_CREDITS = 64  # one handle of a write: data blocks are not logged
 # smaller ones through the buffer cache, whose write-back merges them later instead
 # of paying a synchronous device round trip each.
 DIRECT_MIN_BLOCKS = 16
+HOLE_SCAN_BLOCKS = 4096       # SEEK_HOLE reads the block map 16 MiB of file at a time
+ZERO_CHUNK = 64 * 1024 * 1024  # fallocate zeroes in steps of this much memory
 
 Transaction = Callable[[int], AbstractContextManager[Handle]]
 
@@ -179,11 +182,13 @@ class FileIO:
                 if bh.jtrans is None:
                     h.ordered_data(bh)
 
-    def free_blocks(self, ip: Inode, first: int) -> None:
-        """Free every block from logical block ``first`` on, last first, in as many
-        handles as it takes (the inode is on the orphan list meanwhile, if needed)."""
+    def free_blocks(self, ip: Inode, first: int, stop: int | None = None) -> None:
+        """Free every block from logical block ``first`` on (to ``stop``), last
+        first, in as many handles as it takes (the inode is on the orphan list
+        meanwhile, if needed)."""
         metadata = not stat.S_ISREG(ip.mode)
-        victims = list(self.bmap.mapped(ip, first))
+        victims = list(itertools.takewhile(lambda m: stop is None or m[0] < stop,
+                                           self.bmap.mapped(ip, first)))
         while victims:
             with self.tx(self.credits) as h:
                 while victims and h.credits > 16:
@@ -221,6 +226,69 @@ class FileIO:
                 self.truncate(ip, ip.size)
         if chain:
             log.info("xv6: reclaimed %d orphan inodes", len(chain))
+
+    # -- holes and preallocation -----------------------------------------------------
+
+    def seek_data(self, ip: Inode, offset: int) -> int | None:
+        """The first offset at or after ``offset`` in a mapped block and below the
+        size, or None. Preallocated blocks are data (xv6 has no unwritten extents)."""
+        for lblk, _ in self.bmap.mapped(ip, offset // BLOCK_SIZE):
+            pos = max(offset, lblk * BLOCK_SIZE)
+            return pos if pos < ip.size else None
+        return None
+
+    def seek_hole(self, ip: Inode, offset: int) -> int:
+        """The first offset at or after ``offset`` in an unmapped block, or the size:
+        block maps read a chunk at a time, holes found by NumPy."""
+        lblk, nblocks = offset // BLOCK_SIZE, -(-ip.size // BLOCK_SIZE)
+        while lblk < nblocks:
+            count = min(HOLE_SCAN_BLOCKS, nblocks - lblk)
+            holes = np.flatnonzero(self.bmap.lookup_range(ip, lblk, count) == 0)
+            if holes.size:
+                return min(ip.size, max(offset, (lblk + int(holes[0])) * BLOCK_SIZE))
+            lblk += count
+        return ip.size
+
+    def allocate(self, ip: Inode, offset: int, end: int) -> int:
+        """Map zeroed blocks into the holes of ``offset .. end`` (whole blocks; data
+        already there stays). Returns the end of what was done: short when the disk
+        fills."""
+        first = offset // BLOCK_SIZE * BLOCK_SIZE
+        stop = -(-end // BLOCK_SIZE) * BLOCK_SIZE
+        for pos in range(first, stop, ZERO_CHUNK):
+            n = min(ZERO_CHUNK, stop - pos)
+            done = self.write(ip, pos, np.zeros(n, dtype=np.uint8), zero_only=True)
+            if done < n:
+                return pos + done
+        return end
+
+    def zero_range(self, ip: Inode, offset: int, end: int) -> int:
+        """Zeros written over ``offset .. end`` (allocating holes on the way).
+        Returns the end of what was done: short when the disk fills."""
+        for pos in range(offset, end, ZERO_CHUNK):
+            n = min(ZERO_CHUNK, end - pos)
+            done = self.write(ip, pos, np.zeros(n, dtype=np.uint8))
+            if done < n:
+                return pos + done
+        return end
+
+    def punch(self, ip: Inode, offset: int, end: int) -> None:
+        """Free the whole blocks of ``offset .. end`` and zero its partial ends where
+        they are mapped. Past the size every byte is free to go: the last block's
+        tail is already zero (``zero_tail``), so it may be freed whole."""
+        if end >= ip.size:
+            end = -(-ip.size // BLOCK_SIZE) * BLOCK_SIZE
+        if offset >= end:
+            return
+        first, stop = -(-offset // BLOCK_SIZE), end // BLOCK_SIZE
+        edges = [(offset, min(end, first * BLOCK_SIZE))]
+        if stop >= first:
+            edges.append((stop * BLOCK_SIZE, end))
+        for lo, hi in edges:
+            if lo < hi and self.bmap.lookup(ip, lo // BLOCK_SIZE):
+                self.write(ip, lo, np.zeros(hi - lo, dtype=np.uint8))
+        if stop > first:
+            self.free_blocks(ip, first, stop)
 
     # -- durability ------------------------------------------------------------------
 

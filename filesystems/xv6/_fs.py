@@ -31,8 +31,12 @@ import numpy as np
 
 from bento_user.api import (
     FALLOC_FL_KEEP_SIZE,
+    FALLOC_FL_PUNCH_HOLE,
+    FALLOC_FL_ZERO_RANGE,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
+    SEEK_DATA,
+    SEEK_HOLE,
     XATTR_CREATE,
     XATTR_REPLACE,
     Attr,
@@ -450,11 +454,15 @@ class Xv6(Xv6Core):
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
         self._writable()
-        if mode & ~FALLOC_FL_KEEP_SIZE:
+        keep = bool(mode & FALLOC_FL_KEEP_SIZE)
+        kind = mode & ~FALLOC_FL_KEEP_SIZE
+        if kind not in (0, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE) or (
+                kind == FALLOC_FL_PUNCH_HOLE and not keep):
             raise FsError(errno.EOPNOTSUPP)
         if offset < 0 or length <= 0:
             raise FsError(errno.EINVAL)
-        if offset + length > MAX_FILE_SIZE:
+        end = offset + length
+        if end > MAX_FILE_SIZE:
             raise FsError(errno.EFBIG)
         of = self.open_file(fh)
         if of.flags & _ACCMODE == os.O_RDONLY:
@@ -463,19 +471,37 @@ class Xv6(Xv6Core):
         if not stat.S_ISREG(ip.mode):
             raise FsError(errno.ENODEV)
         with ip.lock.write():
-            first = offset // BLOCK_SIZE * BLOCK_SIZE
-            stop = -(-(offset + length) // BLOCK_SIZE) * BLOCK_SIZE
-            if mode & FALLOC_FL_KEEP_SIZE:
-                stop = min(stop, -(-ip.size // BLOCK_SIZE) * BLOCK_SIZE)
-            zeros = np.zeros(max(0, stop - first), dtype=np.uint8)
-            done = self.file_io.write(ip, first, zeros, zero_only=True)
+            inside = min(end, ip.size) if keep else end
+            if kind == FALLOC_FL_PUNCH_HOLE:
+                self.file_io.punch(ip, offset, end)
+                done = end
+            elif kind == FALLOC_FL_ZERO_RANGE:
+                done = self.file_io.zero_range(ip, offset, inside)
+            else:
+                done = self.file_io.allocate(ip, offset, inside)
             with self.transaction() as h:
-                if not mode & FALLOC_FL_KEEP_SIZE:
-                    ip.size = max(ip.size, min(offset + length, first + done))
-                touch(self.ks.now_ns(), ip, mtime=False)
+                if not keep:
+                    ip.size = max(ip.size, min(end, done))
+                touch(self.ks.now_ns(), ip)
+                if of.req.uid:
+                    ip.mode = perm.killed_suid(of.req, ip)
                 self.icache.iupdate(h, ip)
-            if done < len(zeros):
+            if done < inside:
                 raise FsError(errno.ENOSPC)
+
+    def lseek(self, fh: FileHandle, offset: int, whence: int) -> int:
+        if whence not in (SEEK_DATA, SEEK_HOLE):
+            raise FsError(errno.EINVAL)
+        ip = self.open_file(fh).ip
+        with ip.lock.read():
+            if offset < 0 or offset >= ip.size:
+                raise FsError(errno.ENXIO)
+            if whence == SEEK_HOLE:
+                return self.file_io.seek_hole(ip, offset)
+            pos = self.file_io.seek_data(ip, offset)
+        if pos is None:
+            raise FsError(errno.ENXIO)
+        return pos
 
     def flush(self, fh: FileHandle) -> None:
         self.open_file(fh)

@@ -1,0 +1,96 @@
+"""third_party/pyfuse3's patch: FUSE_LSEEK and FUSE_FALLOCATE reach a pyfuse3 file
+system (the probe, no bento code), and its ENOSYS defaults keep the kernel's own
+answers. Fails on an unpatched pyfuse3, where the kernel never asks."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyfuse3
+import pytest
+
+from .conftest import pytestmark as pytestmark  # noqa: F401  (root and /dev/fuse)
+
+PROBE = Path(__file__).with_name("pyfuse3_probe.py")
+SIZE, DATA_AT, DATA_LEN = 1 << 20, 64 << 10, 4 << 10
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+
+
+def probe_mount(tmp_path: Path, handlers: bool) -> Iterator[tuple[Path, Path]]:
+    mnt, log = tmp_path / "mnt", tmp_path / "calls.log"
+    mnt.mkdir()
+    args = [sys.executable, str(PROBE), str(mnt), str(log)] + (["--handlers"] if handlers else [])
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.ismount(mnt):
+            assert proc.poll() is None, f"probe exited: {proc.stderr.read() if proc.stderr else ''}"
+            assert time.monotonic() < deadline, "probe did not mount in 10 s"
+            time.sleep(0.05)
+        yield mnt / "f", log
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def with_handlers(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    yield from probe_mount(tmp_path, handlers=True)
+
+
+@pytest.fixture
+def defaults_only(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    yield from probe_mount(tmp_path, handlers=False)
+
+
+def test_patched_pyfuse3_is_installed() -> None:
+    assert hasattr(pyfuse3.Operations, "lseek") and hasattr(pyfuse3.Operations, "fallocate"), \
+        "pyfuse3 lacks the patch: run scripts/setup.sh"
+
+
+def test_lseek_and_fallocate_reach_the_file_system(with_handlers: tuple[Path, Path]) -> None:
+    f, log = with_handlers
+    fd = os.open(f, os.O_RDWR)
+    try:
+        assert os.lseek(fd, 0, os.SEEK_HOLE) == 0
+        assert os.lseek(fd, 0, os.SEEK_DATA) == DATA_AT
+        assert os.lseek(fd, DATA_AT, os.SEEK_HOLE) == DATA_AT + DATA_LEN
+        with pytest.raises(OSError) as e:
+            os.lseek(fd, DATA_AT + DATA_LEN, os.SEEK_DATA)
+        assert e.value.errno == errno.ENXIO
+        os.posix_fallocate(fd, 4096, 8192)
+        _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096)
+    finally:
+        os.close(fd)
+    calls = log.read_text().split("\n")
+    assert calls[0].split()[2:] == ["0", "4096", "8192"]
+    assert calls[1].split()[2:] == ["3", "0", "4096"]
+
+
+def test_enosys_defaults_keep_the_kernels_answers(defaults_only: tuple[Path, Path]) -> None:
+    f, log = defaults_only
+    fd = os.open(f, os.O_RDWR)
+    try:
+        assert os.lseek(fd, 0, os.SEEK_HOLE) == SIZE  # the whole file is data
+        assert os.lseek(fd, 4096, os.SEEK_DATA) == 4096
+        with pytest.raises(OSError) as e:
+            _fallocate(fd, 0, 0, 4096)
+        assert e.value.errno == errno.EOPNOTSUPP
+    finally:
+        os.close(fd)
+    assert not log.exists()
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) itself: glibc's posix_fallocate emulates it on EOPNOTSUPP."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
