@@ -16,8 +16,6 @@ from pathlib import Path
 import pyfuse3
 import pytest
 
-from .conftest import pytestmark as pytestmark  # noqa: F401  (root and /dev/fuse)
-
 PROBE = Path(__file__).with_name("pyfuse3_probe.py")
 SIZE, DATA_AT, DATA_LEN = 1 << 20, 64 << 10, 4 << 10
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bento_user.runtime import control
 
 from .conftest import BENTO, REPO, Mount, bento
