@@ -40,6 +40,10 @@ class Node:
     children: dict[bytes, Node] = field(default_factory=dict)
     target: bytes = b""
     xattrs: dict[bytes, bytes] = field(default_factory=dict)
+    # Blocks (of BLOCK bytes) that may hold data: given it by a write, fallocate or
+    # zero range, and not freed since by a punch or a truncate. A block outside
+    # is a hole on every file system that reports holes.
+    mapped: set[int] = field(default_factory=set)
 
     @property
     def is_dir(self) -> bool:
@@ -52,6 +56,17 @@ def allowed(req: Request, n: Node, mask: int) -> bool:
         return not mask & 1 or n.is_dir or bool(n.mode & 0o111)
     bits = (n.mode >> 6) if req.uid == n.uid else (n.mode >> 3) if req.gid == n.gid else n.mode
     return (bits & 7 & mask) == mask
+
+
+BLOCK = 4096  # the granularity of holes the model is sure of (a page; xv6's block)
+SECTOR = 512  # the least a hole can be on any file system
+SEEK_DATA, SEEK_HOLE = 3, 4
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 1, 2, 0x10
+
+
+def _blocks(offset: int, end: int) -> range:
+    """The blocks ``offset .. end`` touches."""
+    return range(offset // BLOCK, -(-end // BLOCK))
 
 
 def join(d: bytes, name: bytes) -> bytes:
@@ -208,12 +223,64 @@ class Model:
             if len(n.data) < offset:
                 n.data.extend(bytes(offset - len(n.data)))
             n.data[offset:offset + len(content)] = content
+            n.mapped.update(_blocks(offset, offset + len(content)))
         if req.uid:
             n.mode = killed_suid(req, n)
 
     @staticmethod
     def truncate(n: Node, size: int) -> None:
         n.data = n.data[:size] + bytearray(max(0, size - len(n.data)))
+        n.mapped = {b for b in n.mapped if b * BLOCK < size}
+
+    @staticmethod
+    def fallocate(req: Request, n: Node, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) in the modes FUSE passes on, through a writable descriptor;
+        the caller has seen it succeed (a file system may refuse a mode:
+        EOPNOTSUPP)."""
+        end, size = offset + length, len(n.data)
+        if mode & FALLOC_FL_PUNCH_HOLE:
+            n.data[offset:min(end, size)] = bytes(max(0, min(end, size) - offset))
+            n.mapped -= set(range(-(-offset // BLOCK), end // BLOCK))
+        else:
+            if mode & FALLOC_FL_ZERO_RANGE:
+                n.data[offset:min(end, size)] = bytes(max(0, min(end, size) - offset))
+            if not mode & FALLOC_FL_KEEP_SIZE and end > size:
+                n.data.extend(bytes(end - size))
+            n.mapped.update(_blocks(offset, end))
+        if req.uid:
+            n.mode = killed_suid(req, n)
+
+    @staticmethod
+    def seek_problem(n: Node, offset: int, whence: int, answer: int | str,
+                     reports_holes: bool) -> str | None:
+        """What is wrong with ``answer`` (an offset, or an errno's name) to
+        lseek(SEEK_DATA/SEEK_HOLE) at ``offset``, or None. Linux leaves a file
+        system free to call a hole data, so the model insists only on what must
+        hold: ENXIO exactly at or past the end; no byte that is not zero skipped
+        as a hole; and, where the file system reports holes (``reports_holes``),
+        no block the model knows unmapped reported as data."""
+        size, data = len(n.data), bytes(n.data)
+        if offset >= size:
+            return None if answer == "ENXIO" else f"offset {offset} >= size {size}: ENXIO"
+        first_hole = next((b * BLOCK for b in range(offset // BLOCK, -(-size // BLOCK))
+                           if b not in n.mapped), size)
+        if whence == SEEK_DATA:
+            if answer == "ENXIO":
+                return None if not data[offset:].strip(b"\0") else "ENXIO before data"
+            if not isinstance(answer, int) or not offset <= answer < size:
+                return f"SEEK_DATA gave {answer}"
+            if data[offset:answer].strip(b"\0"):
+                return f"SEEK_DATA {answer} skipped data"
+            if reports_holes and answer // BLOCK not in n.mapped:
+                return f"SEEK_DATA {answer} is in a hole"
+            return None
+        if not isinstance(answer, int) or not offset <= answer <= size:
+            return f"SEEK_HOLE gave {answer}"
+        if data[answer:(answer // SECTOR + 1) * SECTOR].strip(b"\0"):
+            return f"SEEK_HOLE {answer} is data"
+        if reports_holes and answer > max(offset, first_hole):
+            return f"SEEK_HOLE {answer} missed the hole at {max(offset, first_hole)}"
+        return None
 
     def truncate_by_open(self, req: Request, dpath: bytes, n: Node) -> Err:
         """open(O_RDONLY | O_TRUNC): Linux truncates even for a read-only open, and
@@ -221,6 +288,7 @@ class Model:
         if not (self.searchable(req, dpath) and allowed(req, n, 6)):
             return errno.EACCES
         n.data = bytearray()
+        n.mapped = set()
         if req.uid:
             n.mode = killed_suid(req, n)
         return None

@@ -103,6 +103,17 @@ class MountClient:
         with self._call():
             return os.pread(fd, size, offset)
 
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        with self._call():
+            return os.lseek(fd, offset, whence)
+
+    def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) itself (glibc's posix_fallocate emulates what it refuses)."""
+        with self._call():
+            if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+
     def fstat(self, fd: int) -> Stat:
         with self._call():
             return Stat.of(os.fstat(fd))

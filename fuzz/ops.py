@@ -31,7 +31,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
 from bento_user.blockdev import RamDevice
 
-from .model import ROOT, Err, Model, Node, join
+from .model import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, ROOT,
+                    SEEK_DATA, SEEK_HOLE, Err, Model, Node, join)
 from .target import Target
 
 ALICE = Request(uid=1000, gid=1000, umask=0o022)
@@ -60,6 +61,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         self.kept: list[tuple[int, Node]] = []   # descriptors kept open (as root)
         self.dev: RamDevice | None = None
         self.live = False
+        self.holes = self.target.supports("lseek")  # else the kernel's answer: all data
         self.open_fs()
 
     # -- the file system's life (overridden for a real mount) ------------------------
@@ -287,6 +289,54 @@ class FileSystemMachine(RuleBasedStateMachine):
     def release(self, data: st.DataObject) -> None:
         h, _ = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
         self._release(h)
+
+    @rule(data=st.data(), offset=st.sampled_from([0, 1, 4096, 40_000, 5 * 2**20 + 1]))
+    def seek(self, data: st.DataObject, offset: int) -> None:
+        """SEEK_DATA and SEEK_HOLE on a fresh descriptor, and the pair a sparse copy
+        makes from each hole it is told of."""
+        files = self.model.regular_files()
+        if not files:
+            return
+        dpath, _, name, n = data.draw(st.sampled_from(files))
+        c = self.client(ROOT)
+        fd = c.open(join(dpath, name), os.O_RDONLY)
+        try:
+            for whence in (SEEK_DATA, SEEK_HOLE):
+                pos = offset
+                try:
+                    pos = answer = c.lseek(fd, offset, whence)
+                except OSError as e:
+                    answer = errno.errorcode[e.errno]
+                problem = self.model.seek_problem(n, offset, whence, answer, self.holes)
+                assert problem is None, f"lseek({name!r}, {offset}, {whence}): {problem}"
+                if whence == SEEK_HOLE and pos < len(n.data):
+                    try:
+                        answer = c.lseek(fd, pos, SEEK_DATA)
+                    except OSError as e:
+                        answer = errno.errorcode[e.errno]
+                    assert answer == "ENXIO" or answer > pos, f"hole at {pos}, data at {answer}"
+        finally:
+            c.close(fd)
+
+    @precondition(lambda self: self.target.supports("fallocate"))
+    @rule(data=st.data(), offset=OFFSETS, length=st.sampled_from([1, 4096, 10_000, 70_000]),
+          mode=st.sampled_from([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE]))
+    def fallocate(self, data: st.DataObject, offset: int, length: int, mode: int) -> None:
+        files = self.model.regular_files()
+        if not files:
+            return
+        dpath, _, name, n = data.draw(st.sampled_from(files))
+        c = self.client(ROOT)
+        fd = c.open(join(dpath, name), os.O_RDWR)
+        try:
+            c.fallocate(fd, mode, offset, length)
+        except OSError as e:  # a mode the file system does not do
+            assert e.errno == errno.EOPNOTSUPP and mode, f"fallocate {mode:#x}: {e!r}"
+            return
+        finally:
+            c.close(fd)
+        self.model.fallocate(ROOT, n, mode, offset, length)
 
     @precondition(lambda self: len(self.kept) < 4)
     @rule(data=st.data())

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
 from fuzz.crash import execute
-from fuzz.model import ROOT, Err, Model
+from fuzz.model import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, ROOT, SEEK_DATA, SEEK_HOLE,
+                        Err, Model)
 from fuzz.mount_client import MountClient
 from fuzz.target import Target
 
@@ -180,3 +183,51 @@ def test_a_directory_fsync_of_a_file_is_refused_by_both_the_fs_and_the_model() -
     run = execute(Target.load("xv6"), [("creat", "foo"), ("rename", "foo", "A"),
                                        ("fsyncdir", "A"), ("fsync", "A")])
     assert run.succeeded == [True, True, False, True]
+
+
+# -- holes: the model's fallocate and its SEEK_DATA/SEEK_HOLE oracle against tmpfs --
+
+FILE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.sampled_from([0, 100, 4096, 9000, 70_000]),
+              st.integers(1, 9000)),
+    st.tuples(st.just("truncate"), st.sampled_from([0, 1, 4097, 50_000, 100_000]), st.just(0)),
+    st.tuples(st.sampled_from([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE]),
+              st.sampled_from([0, 100, 4096, 30_000]), st.sampled_from([1, 4096, 10_000, 70_000]))),
+    max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=FILE_OPS)
+def test_the_hole_oracle_accepts_what_tmpfs_answers(tmpfs: Path, ops: list[tuple[Any, ...]]) -> None:
+    """tmpfs reports holes (and calls preallocated pages holes, which the model
+    allows): every answer it gives must pass the model's check, exactly (holes
+    reported) — a model that cried wolf here would cry wolf at every file system."""
+    m, n = Model(), None
+    c = MountClient(os.fsencode(tmpfs), ROOT)
+    (tmpfs / "f").unlink(missing_ok=True)
+    fd = c.open(b"/f", os.O_RDWR | os.O_CREAT, 0o644)
+    err = m.open_write(ROOT, b"/", m.root, b"f", create=True)
+    assert err is None
+    n = m.root.children[b"f"]
+    try:
+        for op, a, b in ops:
+            if op == "write":
+                c.pwrite(fd, b"w" * b, a)
+                m.write(ROOT, n, a, b"w" * b)
+            elif op == "truncate":
+                os.ftruncate(fd, a)
+                m.truncate(n, a)
+            else:
+                c.fallocate(fd, op, a, b)
+                m.fallocate(ROOT, n, op, a, b)
+        assert c.pread(fd, 1 << 20, 0) == bytes(n.data)
+        for offset in (0, 1, 4096, 8000, 40_000, 99_999, 200_000):
+            for whence in (SEEK_DATA, SEEK_HOLE):
+                try:
+                    answer: int | str = c.lseek(fd, offset, whence)
+                except OSError as e:
+                    answer = errno.errorcode[e.errno]
+                problem = m.seek_problem(n, offset, whence, answer, reports_holes=True)
+                assert problem is None, f"{ops}: lseek({offset}, {whence}) = {answer}: {problem}"
+    finally:
+        c.close(fd)
