@@ -121,7 +121,10 @@ class SetAttr:
 
     ``atime_ns``/``mtime_ns`` may be ``NOW`` (UTIME_NOW): the file system's clock.
     ``NOW`` lies outside every 64-bit time, so -1 (a nanosecond before the epoch)
-    stays a time like any other.
+    stays a time like any other. Other times arrive clamped to what ``Attr`` can
+    carry, i64 nanoseconds (1677-09-21 to 2262-04-11), as ext4 clamps to its range:
+    the kernel passes FUSE any ``utimensat`` time, 2**40 seconds included. A file
+    system whose format holds less clamps again.
     """
 
     mode: int | None = None
@@ -133,6 +136,15 @@ class SetAttr:
     ctime_ns: int | None = None
 
     NOW = -(1 << 63) - 1
+    TIME_MIN_NS = -(1 << 63)
+    TIME_MAX_NS = (1 << 63) - 1
+
+    def __post_init__(self) -> None:
+        for name in ("atime_ns", "mtime_ns", "ctime_ns"):
+            t = getattr(self, name)
+            if t is not None and t != SetAttr.NOW:
+                object.__setattr__(self, name, min(max(t, SetAttr.TIME_MIN_NS),
+                                                   SetAttr.TIME_MAX_NS))
 
 
 @dataclass(frozen=True)

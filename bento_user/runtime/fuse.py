@@ -90,6 +90,9 @@ class FuseOperations(pyfuse3.Operations):
 
     def init(self) -> None:
         self.initialized = True
+        if not hasattr(pyfuse3.Operations, "lseek"):
+            log.warning("pyfuse3 lacks third_party/pyfuse3's patch (run scripts/setup.sh): "
+                        "holes read as data and fallocate answers EOPNOTSUPP")
 
     # -- the sandbox ---------------------------------------------------------------
 

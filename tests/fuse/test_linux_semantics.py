@@ -228,3 +228,19 @@ def test_an_exchange_by_another_user_leaves_both_names_usable(sandbox: Path) -> 
     assert (sandbox / "s").read_bytes() == b"data"
     assert (sandbox / "s").read_bytes() == b"data"
     assert os.readlink(sandbox / "a") == "d"
+
+
+def test_a_time_beyond_the_format_is_clamped_and_leaves_no_trace(mnt: Mount) -> None:
+    """Issue 22 §1: ``utime`` of 2**40 seconds answered EIO, and the in-memory inode
+    kept the value it could not store, so every later create in the directory
+    answered EIO until remount. Now it is clamped to the latest time the API
+    carries (i64 ns, 2262-04-11), as ext4 clamps to its range."""
+    far = 2**40 * 10**9
+    os.utime(mnt.path, ns=(far, far))
+    assert os.stat(mnt.path).st_mtime_ns == 2**63 - 1
+    (mnt.path / "after").write_text("x")
+    os.utime(mnt.path / "after", ns=(-far, -far))
+    assert os.stat(mnt.path / "after").st_atime_ns == -(2**63)
+    mnt.remount()
+    assert os.stat(mnt.path).st_atime_ns == 2**63 - 1  # the create changed the mtime
+    assert (mnt.path / "after").read_text() == "x"
