@@ -244,3 +244,16 @@ def test_a_time_beyond_the_format_is_clamped_and_leaves_no_trace(mnt: Mount) -> 
     mnt.remount()
     assert os.stat(mnt.path).st_atime_ns == 2**63 - 1  # the create changed the mtime
     assert (mnt.path / "after").read_text() == "x"
+
+
+def test_an_execute_only_program_runs(mnt: Mount, sandbox: Path) -> None:
+    """Issue 22 §2: ``chmod 111`` on a copy of true, run by a stranger: the kernel
+    checked execute permission; the exec's open must not ask for read."""
+    f = sandbox / "true"
+    f.write_bytes(Path("/bin/true").read_bytes())
+    f.chmod(0o111)
+    stranger = dict(user=65534, group=65534, extra_groups=[], cwd=sandbox,
+                    capture_output=True, text=True, timeout=30)
+    assert subprocess.run(["./true"], **stranger).returncode == 0  # type: ignore[call-overload]
+    read = subprocess.run(["cat", "true"], **stranger)  # type: ignore[call-overload]
+    assert read.returncode != 0 and "Permission denied" in read.stderr
