@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import logging
 import os
 import stat
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
@@ -30,6 +31,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 
 from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
 from bento_user.blockdev import RamDevice
+from bento_user.ks_emul import FAULTS, InjectedFault
 
 from .model import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, ROOT,
                     SEEK_DATA, SEEK_HOLE, Err, Model, Node, join)
@@ -53,6 +55,7 @@ class FileSystemMachine(RuleBasedStateMachine):
 
     target: Target
     result: OpsResult | None = None            # counts, when run by ``run``
+    injects_faults = True                      # in-process: FAULTS reaches the file system
     progress: Callable[[OpsResult], None] | None = None
 
     def __init__(self) -> None:
@@ -340,6 +343,49 @@ class FileSystemMachine(RuleBasedStateMachine):
             c.close(fd)
         self.model.fallocate(ROOT, n, mode, offset, length)
 
+    @precondition(lambda self: self.injects_faults and self.target.supports("prepare_upgrade"))
+    @rule(data=st.data(), at=st.integers(1, 40), name=NAMES, req=USERS,
+          kind=st.sampled_from(["mkdir", "rename", "unlink", "truncate", "chmod"]))
+    def fault(self, data: st.DataObject, at: int, name: bytes, req: Request, kind: str) -> None:
+        """An unexpected error at the ``at``-th kernel-services call of one operation
+        (ks_emul/_faults.py: a bug, a failing block): the operation fails and leaves
+        no trace — the invariants find the tree as before, fsck the disk — and the
+        file system serves on (runtime/guard.py undoes and reloads). If the operation
+        makes fewer calls, it is an ordinary one, checked as ever."""
+        c, model = self.client(req), self.model
+        dpath, d = data.draw(st.sampled_from(model.dirs()))
+        dst = join(dpath, name)
+        targets = [e for e in model.entries() if e[3].kind != stat.S_IFLNK]
+        if kind == "mkdir" or not targets:
+            call, answer = (lambda: c.mkdir(dst, 0o755)), (lambda: model.mkdir(req, dpath, d, name, 0o755))
+        else:
+            spath, _, sname, n = data.draw(st.sampled_from(targets))
+            src = join(spath, sname)
+            if kind == "rename":
+                call, answer = (lambda: c.rename(src, dst)), (lambda: model.rename(req, src, dst))
+            elif kind == "unlink":
+                call, answer = (lambda: c.unlink(src)), (lambda: model.unlink(req, src))
+            elif kind == "truncate" and not n.is_dir:
+                c = self.client(ROOT)
+                call, answer = (lambda: c.truncate(src, 4097)), (lambda: model.truncate(n, 4097))
+            else:
+                call, answer = (lambda: c.chmod(src, 0o700)), (lambda: model.chmod(req, spath, n, 0o700))
+        FAULTS.arm(at)
+        try:
+            call()
+            got = None
+        except InjectedFault:
+            if self.result is not None:
+                self.result.faults += 1
+            return  # nothing changed: the invariants check it
+        except OSError as e:
+            got = e.errno
+        finally:
+            FAULTS.disarm()
+        expected = answer()
+        allowed = expected if isinstance(expected, tuple) else (expected,)
+        assert got in allowed, f"{kind} (no fault): got {got}, expected {expected}"
+
     @precondition(lambda self: len(self.kept) < 4)
     @rule(data=st.data())
     def open_keep(self, data: st.DataObject) -> None:
@@ -426,6 +472,7 @@ class OpsResult:
 
     examples: int = 0
     steps: int = 0
+    faults: int = 0  # operations failed on purpose (and undone)
     seconds: float = 0.0
     failure: str | None = None
     started: float = 0.0
@@ -445,11 +492,13 @@ def machine(target: Target, mount: bool = False) -> type[FileSystemMachine]:
 
 
 def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = False,
-        steps: int = 40, progress: Any = None) -> OpsResult:
+        steps: int = 40, progress: Any = None, shrink: bool = True) -> OpsResult:
     """Run ``examples`` random sequences of up to ``steps`` operations each.
 
     ``progress(result)`` is called after every example. The same seed replays the
     same examples (no example database: a run depends on its arguments only).
+    ``shrink=False`` reports the first failing sequence as found (tests that only
+    need to know a bug is caught).
     """
     result = OpsResult()
     cls = machine(target, mount)
@@ -457,11 +506,17 @@ def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = Fal
     started = result.started = time.monotonic()
     config = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
                       database=None, print_blob=False, report_multiple_bugs=False,
-                      suppress_health_check=list(HealthCheck))
+                      suppress_health_check=list(HealthCheck),
+                      phases=list(Phase) if shrink else [Phase.generate])
     hypothesis_seed(seed)(cls)
+    guard_log = logging.getLogger("bento.guard")
+    level = guard_log.level
+    guard_log.setLevel(logging.ERROR)  # each fault on purpose is undone, with a warning
     try:
         run_state_machine_as_test(cls, settings=config)
     except Exception as e:  # noqa: BLE001 - the finding itself
         result.failure = "".join(traceback.format_exception(e, limit=-6))
+    finally:
+        guard_log.setLevel(level)
     result.seconds = time.monotonic() - started
     return result

@@ -28,6 +28,7 @@ class MountMachine(FileSystemMachine):
     needs a real disk file system)."""
 
     OPTIONS = "timeout=0,no_writeback_cache,no_keep_cache"
+    injects_faults = False  # the file system runs in the mount's daemon
 
     def open_fs(self) -> None:
         if not hasattr(self, "image"):

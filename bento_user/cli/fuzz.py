@@ -104,7 +104,7 @@ def _ops(args: argparse.Namespace, target: Any, seed: int, status: Progress) -> 
     status.done()
     print(f"ops: {result.examples} sequences, {result.steps} steps in {result.seconds:.1f} s "
           f"({result.rate:.2f} sequences/s, {result.steps / max(result.seconds, 1e-9):.0f} steps/s)"
-          f"{' through a FUSE mount' if args.mount else ''}")
+          f"{' through a FUSE mount' if args.mount else f'; {result.faults} failed on purpose'}")
     if result.failure:
         print("FAILED: the smallest sequence Hypothesis found is above; the error:")
         print(result.failure.rstrip())

@@ -80,4 +80,9 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
         lines.append("live upgrades: none yet; watching the source for changes")
     if stats.get("bugs"):
         lines.append(f"file-system bugs answered with EIO: {stats['bugs']} (see {status['log']})")
+    guard = stats.get("guard") or {}
+    if guard.get("undone"):
+        lines.append(f"failed operations undone and the file system reloaded: {guard['undone']}")
+    if guard.get("read_only"):
+        lines.append(f"READ-ONLY: {guard['read_only']}")
     return "\n".join(lines)

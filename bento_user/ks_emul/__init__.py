@@ -11,6 +11,8 @@ Modules, bottom-up:
 - ``_recovery``       scan, revoke, replay at mount
 - ``_transaction``    a transaction and the handles on it
 - ``_journal``        starting handles, commit, checkpoint, the commit timer
+- ``_undo``           one operation's journaled blocks as they were, to undo it
+- ``_faults``         injected failures at kernel-services calls (for the fuzzers)
 - ``_process``        who is asking: a pid's executable, command line, uid, parent
 - ``_services``       ``KernelServices``: the one object a file system is handed
 
@@ -27,6 +29,9 @@ from ._transaction import Handle as Handle
 from ._transaction import JournalAbortedError as JournalAbortedError
 from ._transaction import JournalError as JournalError
 from ._transaction import Transaction as Transaction
+from ._undo import UndoLog as UndoLog
+from ._faults import FAULTS as FAULTS
+from ._faults import InjectedFault as InjectedFault
 from ._locks import LockError as LockError
 from ._locks import Lockdep as Lockdep
 from ._locks import LockOrderError as LockOrderError

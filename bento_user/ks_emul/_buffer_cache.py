@@ -46,6 +46,7 @@ from typing import Any
 
 from ..blockdev import BlockDevice, BlockRangeError, aligned_blocks
 from ._buffer_head import BufferHead
+from ._faults import FAULTS
 from ._locks import Lockdep
 from ._writeback import Flusher, WritebackLimits, runs
 
@@ -136,6 +137,8 @@ class BufferCache:
 
     def bread(self, blockno: int) -> BufferHead:
         """The block's buffer, read from the device if needed, with a reference held."""
+        if FAULTS.countdown:
+            FAULTS.point("bread")
         lock = self._lock
         lock.acquire()
         bh = self._map.get(blockno)
@@ -154,6 +157,8 @@ class BufferCache:
         The contents are the cached ones if the block is cached, else zeros; either
         way the buffer counts as up to date.
         """
+        if FAULTS.countdown:
+            FAULTS.point("getblk")
         self._check_range(blockno, 1)
         while True:
             with self._lock:

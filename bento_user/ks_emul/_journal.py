@@ -52,6 +52,7 @@ from ..blockdev import aligned_blocks
 from . import _journal_format as fmt
 from ._buffer_cache import BufferCache
 from ._buffer_head import BufferHead
+from ._faults import FAULTS
 from ._recovery import (
     RecoveryReport,
     read_journal_superblock,
@@ -60,6 +61,7 @@ from ._recovery import (
 )
 from ._time import Clock
 from ._transaction import Handle, JournalAbortedError, JournalError, State, Transaction
+from ._undo import UndoLog, restore
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,7 @@ class Journal:
         self._aborted: OSError | None = None
         self._loaded = False
         self._current = threading.local()
+        self._undo = threading.local()  # this thread's UndoLog while an operation runs
         self._timer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._kick = threading.Event()  # wakes the timer thread early
@@ -216,6 +219,8 @@ class Journal:
         is full (it commits first), or while the log is short of space (older
         transactions are checkpointed first).
         """
+        if FAULTS.countdown:
+            FAULTS.point("journal.start")
         if not self._loaded:
             raise JournalError("journal.start before journal.load")
         if not 0 < credits <= self.max_transaction:
@@ -246,6 +251,9 @@ class Journal:
                 self._make_log_space()
 
     def _join_buffer(self, h: Handle, bh: BufferHead) -> None:
+        undo: UndoLog | None = getattr(self._undo, "log", None)
+        if undo is not None:
+            undo.before_change(bh)
         t = h.transaction
         with self._cond:
             t.revokes.discard(bh.blockno)  # logged again: the revoke no longer applies
@@ -275,6 +283,9 @@ class Journal:
             h.transaction.data[bh.blockno] = bh
 
     def _revoke(self, h: Handle, blockno: int) -> None:
+        undo: UndoLog | None = getattr(self._undo, "log", None)
+        if undo is not None:
+            undo.revoked.add(blockno)
         t = h.transaction
         with self._cond:
             if blockno in t.revokes:
@@ -287,6 +298,22 @@ class Journal:
             # commits: before that the block is still in use on disk, with the old
             # contents (a crash must find them there).
             t.dirtied.discard(blockno)
+
+    # -- undo (_undo.py) ----------------------------------------------------------------
+
+    def undo_begin(self) -> None:
+        """From now on this thread's changes are saved for ``undo`` until
+        ``undo_end``."""
+        self._undo.log = UndoLog()
+
+    def undo_end(self) -> UndoLog | None:
+        log: UndoLog | None = getattr(self._undo, "log", None)
+        self._undo.log = None
+        return log
+
+    def undo(self, log: UndoLog) -> int:
+        """Put the blocks ``log`` saved back as they were (blocks restored)."""
+        return restore(self, log)
 
     def _stop(self, h: Handle) -> None:
         t = h.transaction

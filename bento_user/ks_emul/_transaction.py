@@ -21,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ._buffer_head import BufferHead
+from ._faults import FAULTS
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -94,6 +95,8 @@ class Handle:
 
     def get_write_access(self, bh: BufferHead) -> None:
         """Declare that ``bh`` is about to change; call before touching its data."""
+        if FAULTS.countdown:
+            FAULTS.point("get_write_access")
         self._check()
         self.journal._join_buffer(self, bh)
 
@@ -101,16 +104,22 @@ class Handle:
 
     def dirty_metadata(self, bh: BufferHead) -> None:
         """Record that ``bh`` changed; it will be logged with this transaction."""
+        if FAULTS.countdown:
+            FAULTS.point("dirty_metadata")
         self._check()
         self.journal._dirty_buffer(self, bh)
 
     def ordered_data(self, bh: BufferHead) -> None:
         """Write this data buffer home before the transaction's commit block."""
+        if FAULTS.countdown:
+            FAULTS.point("ordered_data")
         self._check()
         self.journal._add_data(self, bh)
 
     def revoke(self, blockno: int) -> None:
         """A metadata block was freed: older log copies of it must never replay."""
+        if FAULTS.countdown:
+            FAULTS.point("revoke")
         self._check()
         self.journal._revoke(self, blockno)
 

@@ -36,6 +36,7 @@ from ..blockdev import BlockDevice
 from ..ks_emul import KernelServices
 from . import upgrade
 from ._dispatch import Dispatcher
+from .guard import Guard
 
 Path = str | bytes
 MAXSYMLINKS = 40
@@ -47,6 +48,7 @@ class DirectRuntime:
     def __init__(self, fs: Filesystem, ks: KernelServices) -> None:
         self.ks = ks
         self.dispatch = Dispatcher(fs)
+        self.guard = Guard(self.dispatch, ks)  # undoes a failed call (guard.py)
         fs.init(ks)
         self.closed = False
 
@@ -64,7 +66,7 @@ class DirectRuntime:
         return self.dispatch.fs
 
     def call(self, op: str, *args: Any) -> Any:
-        return self.dispatch.call(op, *args)
+        return self.guard.call(op, *args)
 
     def upgrade(self, new_cls: type[Filesystem], *,
                 timeout: float = upgrade.DEFAULT_TIMEOUT) -> upgrade.UpgradeReport:

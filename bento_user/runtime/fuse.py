@@ -39,7 +39,7 @@ from ..api import (
     SetAttr,
 )
 from ..ks_emul import supplementary_groups
-from ._dispatch import Dispatcher
+from .guard import Guard
 from .space import SpaceGuard
 
 log = logging.getLogger("bento.fuse")
@@ -72,9 +72,10 @@ class FuseOperations(pyfuse3.Operations):
 
     supports_dot_lookup = True
 
-    def __init__(self, dispatch: Dispatcher, options: FuseOptions) -> None:
+    def __init__(self, guard: Guard, options: FuseOptions) -> None:
         super().__init__()
-        self.dispatch = dispatch
+        self.guard = guard  # undoes a failed call (guard.py)
+        self.dispatch = guard.dispatch
         self.options = options
         self.enable_writeback_cache = options.writeback_cache
         self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
@@ -101,7 +102,7 @@ class FuseOperations(pyfuse3.Operations):
             if self.intercept is not None and self.intercept_op in (None, op):
                 hook, self.intercept = self.intercept, None
                 return hook(op, args)
-            return self.dispatch.call(op, *args)
+            return self.guard.call(op, *args)
         except FsError as e:
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:

@@ -31,6 +31,7 @@ from ..blockdev import ImageDevice
 from ..ks_emul import KernelServices, status_field
 from . import control, loader, upgrade
 from ._dispatch import Dispatcher
+from .guard import Guard
 from .fuse import FuseOperations, FuseOptions
 from .space import bdi_dirty_limit
 from .remote_pdb import debug_call
@@ -102,7 +103,8 @@ class Mount:
         except BaseException:
             device.close()
             raise
-        self.ops = FuseOperations(self.dispatch, config.fuse)
+        self.guard = Guard(self.dispatch, self.ks)
+        self.ops = FuseOperations(self.guard, config.fuse)
         self.trace: TraceWriter | None = None
         if config.trace_path:
             self.trace = TraceWriter(config.trace_path, config)
@@ -290,7 +292,7 @@ class Mount:
         pauses = [r.pause_s * 1e3 for r in self.upgrades]
         answer: dict[str, Any] = {
             "ok": True, "uptime_s": time.time() - self.started, "operations": ops,
-            "bugs": self.ops.bugs,
+            "bugs": self.ops.bugs, "guard": self.guard.status(),
             "upgrades": {"count": len(pauses), "last_pause_ms": pauses[-1] if pauses else None,
                          "max_pause_ms": max(pauses, default=None)},
             "cache": {"hit_rate": cache.hit_rate, "hits": cache.hits, "misses": cache.misses,

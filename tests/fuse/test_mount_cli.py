@@ -129,6 +129,32 @@ def test_file_system_bug_answers_eio_and_mount_goes_on(tmp_path: Path) -> None:
     m.fsck()
 
 
+def test_a_failed_operation_is_undone_and_leaves_no_trace(tmp_path: Path) -> None:
+    """Issue 22 §1(b): a mkdir that raises after making its directory answers EIO,
+    and then the directory is not there, in memory or on disk: the guard put the
+    blocks back and reloaded the file system. Before: "half" existed after the EIO."""
+    m = Mount(tmp_path, fs="tests.fuse.buggy_fs:BuggyXv6")
+    m.mount()
+    try:
+        (m.path / "before").write_text("kept")
+        with pytest.raises(OSError) as e:
+            os.mkdir(m.path / "half")
+        assert e.value.errno == errno.EIO
+        assert sorted(os.listdir(m.path)) == ["before"]
+        os.mkdir(m.path / "half2")
+        assert (m.path / "before").read_text() == "kept"
+        status = json.loads(bento("stat", str(m.path), "--json").stdout)
+        assert status["stats"]["guard"] == {"undone": 1, "read_only": None}
+    finally:
+        m.umount()
+    m.fsck()
+    m.mount()
+    try:
+        assert sorted(os.listdir(m.path)) == ["before", "half2"]
+    finally:
+        m.umount()
+
+
 def test_sigkill_then_remount_recovers(mnt: Mount) -> None:
     durable = mnt.path / "durable"
     with open(durable, "wb") as f:

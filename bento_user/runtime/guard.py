@@ -1,0 +1,110 @@
+"""A call that fails leaves no trace: the runtime undoes what a failed operation
+changed and reloads the file system from the blocks as they were.
+
+A file system's operation that raises anything but a plain ``FsError`` — a bug, an
+unexpected error below it, a corrupt block (``FsError`` EUCLEAN or EIO) — may have
+changed blocks and memory half-way. ``Guard.call`` wraps every runtime call (FUSE
+and direct) in an undo scope of the journal (ks_emul/_undo.py): if the call fails
+so, its journaled blocks are put back as they were before it, and the file system
+instance is replaced by a fresh one built from those blocks and the old one's
+runtime state — the live upgrade's path (upgrade.py), to the same class. The next
+call sees the file system as if the failed one had never been made. The error still
+reaches the caller (EIO through FUSE).
+
+Where that cannot be done — no journal, no live upgrade, or the undo itself fails —
+the guard stops trusting the file system's memory for changes: every later change
+answers EROFS, with the reason logged and shown by ``bento stat``. Plain ``FsError``s
+are the file system's own answers and must leave no trace by its contract
+(api/_filesystem.py): the guard does not touch them.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from typing import Any
+
+from ..api import FsError
+from ..ks_emul import KernelServices
+from . import upgrade
+from ._dispatch import Dispatcher
+
+log = logging.getLogger("bento.guard")
+
+UNTRUSTED = frozenset({errno.EUCLEAN, errno.EIO})  # FsErrors that mean "I broke"
+CHANGES = frozenset({"mknod", "mkdir", "symlink", "link", "unlink", "rmdir", "rename",
+                     "setattr", "create", "write", "fallocate", "setxattr", "removexattr"})
+_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
+
+
+class Guard:
+    """Calls the dispatcher's file system; undoes and reloads after a failure."""
+
+    def __init__(self, dispatch: Dispatcher, ks: KernelServices) -> None:
+        self.dispatch = dispatch
+        self.ks = ks
+        self.undone = 0  # failed operations undone
+        self.read_only: str | None = None  # why changes are refused, once they are
+
+    def call(self, op: str, *args: Any) -> Any:
+        if self.read_only is not None and _changes(op, args):
+            raise FsError(errno.EROFS, f"read-only since {self.read_only}")
+        journal = self.ks.journal
+        if journal is None:
+            return self._call_unguarded(op, args)
+        journal.undo_begin()
+        try:
+            return self.dispatch.call(op, *args)
+        except FsError as e:
+            if e.errno in UNTRUSTED:
+                self._abort(op, args, e)
+            raise
+        except Exception as e:
+            self._abort(op, args, e)
+            raise
+        finally:
+            journal.undo_end()
+
+    def _call_unguarded(self, op: str, args: tuple[Any, ...]) -> Any:
+        try:
+            return self.dispatch.call(op, *args)
+        except FsError as e:
+            if e.errno in UNTRUSTED and _changes(op, args):
+                self._distrust(op, e, "the file system has no journal to undo it with")
+            raise
+        except Exception as e:
+            if _changes(op, args):
+                self._distrust(op, e, "the file system has no journal to undo it with")
+            raise
+
+    def _abort(self, op: str, args: tuple[Any, ...], error: BaseException) -> None:
+        journal = self.ks.journal
+        assert journal is not None
+        undo = journal.undo_end()
+        if not undo and not _changes(op, args):
+            return  # a read that failed: nothing to undo, no memory it changed
+        name = type(self.dispatch.fs).__name__
+        try:
+            restored = journal.undo(undo) if undo else 0
+            upgrade.swap(self.dispatch, self.ks, type(self.dispatch.fs))
+        except Exception as e:  # noqa: BLE001 — whatever it was, stop trusting memory
+            self._distrust(op, error, f"undoing it failed: {e}")
+            return
+        self.undone += 1
+        log.warning("%s failed (%s: %s): %d blocks put back, %s reloaded from them",
+                    op, type(error).__name__, error, restored, name)
+
+    def _distrust(self, op: str, error: BaseException, why: str) -> None:
+        self.read_only = f"{op} failed ({type(error).__name__}: {error}) and {why}"
+        log.error("serving read-only: %s", self.read_only)
+
+    def status(self) -> dict[str, Any]:
+        return {"undone": self.undone, "read_only": self.read_only}
+
+
+def _changes(op: str, args: tuple[Any, ...]) -> bool:
+    """Whether the call may change the file system (an open: for writing or O_TRUNC)."""
+    if op == "open":
+        return bool(args[2] & _ACCMODE != os.O_RDONLY or args[2] & os.O_TRUNC)
+    return op in CHANGES
