@@ -370,6 +370,7 @@ class FileSystemMachine(RuleBasedStateMachine):
                 call, answer = (lambda: c.truncate(src, 4097)), (lambda: model.truncate(n, 4097))
             else:
                 call, answer = (lambda: c.chmod(src, 0o700)), (lambda: model.chmod(req, spath, n, 0o700))
+        free = self.rt.call("statfs", ROOT)
         FAULTS.arm(at)
         try:
             call()
@@ -377,7 +378,9 @@ class FileSystemMachine(RuleBasedStateMachine):
         except InjectedFault:
             if self.result is not None:
                 self.result.faults += 1
-            return  # nothing changed: the invariants check it
+            # Nothing changed: the invariants check the tree; space must not leak.
+            assert self.rt.call("statfs", ROOT) == free, f"{kind} failed and leaked space"
+            return
         except OSError as e:
             got = e.errno
         finally:

@@ -80,8 +80,22 @@ class Filesystem:
         Called with no operation in flight and the journal just committed. Only
         read: if the upgrade fails, this instance serves on as if nothing happened;
         if it succeeds, it is not called again (no ``destroy``).
+
+        The runtime's guard (runtime/guard.py) recovers from an operation that
+        raised the same way: it puts back the blocks the operation changed, then
+        rebuilds the file system from them, ``prepare_recovery`` then
+        ``type(self).from_upgrade``. A file system without the pair turns read-only
+        after such a failure.
         """
         raise _nosys()
+
+    def prepare_recovery(self) -> UpgradeState:
+        """``prepare_upgrade`` for the guard's recovery: the blocks a failed
+        operation changed have just been put back, so whatever the upgrade state
+        carries that is read from blocks (an allocator's bitmaps, a list kept on
+        disk) is stale and must be left out, for ``from_upgrade`` to read it again.
+        The default is ``prepare_upgrade``: right for a state of runtime facts only."""
+        return self.prepare_upgrade()
 
     @classmethod
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Filesystem:

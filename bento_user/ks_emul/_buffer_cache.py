@@ -46,6 +46,7 @@ from typing import Any
 
 from ..blockdev import BlockDevice, BlockRangeError, aligned_blocks
 from ._buffer_head import BufferHead
+from . import _undo
 from ._faults import FAULTS
 from ._locks import Lockdep
 from ._writeback import Flusher, WritebackLimits, runs
@@ -139,6 +140,11 @@ class BufferCache:
         """The block's buffer, read from the device if needed, with a reference held."""
         if FAULTS.countdown:
             FAULTS.point("bread")
+        if _undo.active:
+            return _undo.saw_data(self._bread(blockno))
+        return self._bread(blockno)
+
+    def _bread(self, blockno: int) -> BufferHead:
         lock = self._lock
         lock.acquire()
         bh = self._map.get(blockno)
@@ -159,6 +165,13 @@ class BufferCache:
         """
         if FAULTS.countdown:
             FAULTS.point("getblk")
+        if _undo.active and _undo.saving_data():
+            # The contents it replaces must be saved: read them (a getblk would give
+            # zeros for a block not cached).
+            return _undo.saw_data(self._bread(blockno))
+        return self._getblk(blockno)
+
+    def _getblk(self, blockno: int) -> BufferHead:
         self._check_range(blockno, 1)
         while True:
             with self._lock:

@@ -61,7 +61,8 @@ from ._recovery import (
 )
 from ._time import Clock
 from ._transaction import Handle, JournalAbortedError, JournalError, State, Transaction
-from ._undo import UndoLog, restore
+from . import _undo
+from ._undo import UndoLog
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,6 @@ class Journal:
         self._aborted: OSError | None = None
         self._loaded = False
         self._current = threading.local()
-        self._undo = threading.local()  # this thread's UndoLog while an operation runs
         self._timer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._kick = threading.Event()  # wakes the timer thread early
@@ -251,7 +251,7 @@ class Journal:
                 self._make_log_space()
 
     def _join_buffer(self, h: Handle, bh: BufferHead) -> None:
-        undo: UndoLog | None = getattr(self._undo, "log", None)
+        undo = _undo.current()
         if undo is not None:
             undo.before_change(bh)
         t = h.transaction
@@ -283,7 +283,7 @@ class Journal:
             h.transaction.data[bh.blockno] = bh
 
     def _revoke(self, h: Handle, blockno: int) -> None:
-        undo: UndoLog | None = getattr(self._undo, "log", None)
+        undo = _undo.current()
         if undo is not None:
             undo.revoked.add(blockno)
         t = h.transaction
@@ -301,19 +301,17 @@ class Journal:
 
     # -- undo (_undo.py) ----------------------------------------------------------------
 
-    def undo_begin(self) -> None:
-        """From now on this thread's changes are saved for ``undo`` until
-        ``undo_end``."""
-        self._undo.log = UndoLog()
+    def undo_begin(self, data: bool = False) -> None:
+        """From now on this thread's journaled changes (with ``data``: every block
+        it reads) are saved for ``undo``, until ``undo_end``."""
+        _undo.begin(data)
 
     def undo_end(self) -> UndoLog | None:
-        log: UndoLog | None = getattr(self._undo, "log", None)
-        self._undo.log = None
-        return log
+        return _undo.end()
 
     def undo(self, log: UndoLog) -> int:
         """Put the blocks ``log`` saved back as they were (blocks restored)."""
-        return restore(self, log)
+        return _undo.restore(self, log)
 
     def _stop(self, h: Handle) -> None:
         t = h.transaction

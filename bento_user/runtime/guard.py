@@ -53,7 +53,7 @@ class Guard:
         journal = self.ks.journal
         if journal is None:
             return self._call_unguarded(op, args)
-        journal.undo_begin()
+        journal.undo_begin(data=op != "write" and _changes(op, args))
         try:
             return self.dispatch.call(op, *args)
         except FsError as e:
@@ -87,7 +87,7 @@ class Guard:
         name = type(self.dispatch.fs).__name__
         try:
             restored = journal.undo(undo) if undo else 0
-            upgrade.swap(self.dispatch, self.ks, type(self.dispatch.fs))
+            upgrade.swap(self.dispatch, self.ks, type(self.dispatch.fs), recovery=True)
         except Exception as e:  # noqa: BLE001 — whatever it was, stop trusting memory
             self._distrust(op, error, f"undoing it failed: {e}")
             return

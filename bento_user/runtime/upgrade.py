@@ -59,9 +59,10 @@ class UpgradeReport:
 
 
 def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
-         timeout: float = DEFAULT_TIMEOUT) -> UpgradeReport:
+         timeout: float = DEFAULT_TIMEOUT, recovery: bool = False) -> UpgradeReport:
     """Replace ``dispatch.fs`` by ``new_cls.from_upgrade(...)``; raise
-    ``UpgradeError`` and leave everything as it was if that cannot be done."""
+    ``UpgradeError`` and leave everything as it was if that cannot be done.
+    ``recovery``: the guard's reload after an undo (state from ``prepare_recovery``)."""
     old = dispatch.fs
     old_name, new_name = _name(type(old)), _name(new_cls)
     start, closed_at = time.perf_counter(), time.monotonic()
@@ -81,7 +82,8 @@ def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
                 raise UpgradeError(f"the running transaction could not commit: "
                                    f"{e.strerror or e}") from None
         t1 = time.perf_counter()
-        state = _hook(f"{old_name}.prepare_upgrade", old.prepare_upgrade)
+        prepare = old.prepare_recovery if recovery else old.prepare_upgrade
+        state = _hook(f"{old_name}.{prepare.__name__}", prepare)
         if not isinstance(state, UpgradeState):
             raise UpgradeError(f"{old_name}.prepare_upgrade returned {type(state).__name__}, "
                                "not an UpgradeState")

@@ -182,13 +182,23 @@ class Xv6Core(Filesystem):
             debts=debts, files=files, next_fh=next_fh, orphans=list(self.orphans.inos),
             alloc=self.alloc.handover()))
 
+    def prepare_recovery(self) -> UpgradeState:
+        """The upgrade state less what blocks hold: after an undo the bitmaps and
+        the orphan chain on disk are right, memory's copies may not be."""
+        state = self.prepare_upgrade()
+        state.data["alloc"] = state.data["orphans"] = None
+        return state
+
     @classmethod
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Self:
         """The successor: attach to the same services, take the state lazily."""
         snap, inherited = upgrade_state.decode(state, cls.__name__)
         fs = cls(read_only=bool(snap.options["read_only"]), atime=str(snap.options["atime"]))
         fs.attach(ks, snap.alloc)
-        fs.orphans.inos = snap.orphans
+        if snap.orphans is None:
+            fs.orphans.load()
+        else:
+            fs.orphans.inos = snap.orphans
         fs.icache.inherited = inherited
         with fs.icache.lock:
             for ip in fs.icache.table.values():  # the root, loaded by attach

@@ -49,7 +49,7 @@ class Snapshot:
     debts: list[tuple[int, list[int], bool]]
     files: list[tuple[int, int, int, Request]]  # fh, ino, flags, opener
     next_fh: int
-    orphans: list[int]
+    orphans: list[int] | None  # None: read the chain on disk (a recovery)
     alloc: dict[str, Any] | None  # the allocator's arrays (Allocator.handover)
 
 
@@ -77,7 +77,8 @@ def decode(state: UpgradeState, reader: str) -> tuple[Snapshot, Inherited]:
         d = state.data
         lookups, files, requests = d["lookups"], d["files"], d["requests"]
         snap = Snapshot(options=dict(d["options"]), lookups=[], debts=list(d["debts"]),
-                        files=[], next_fh=int(d["next_fh"]), orphans=[int(i) for i in d["orphans"]],
+                        files=[], next_fh=int(d["next_fh"]),
+                        orphans=None if d["orphans"] is None else [int(i) for i in d["orphans"]],
                         alloc=d.get("alloc"))
         ino_col, fh_col = files[:, 1].tolist(), files[:, 0].tolist()
         inherited = Inherited(

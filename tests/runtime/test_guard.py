@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bento_user.api import Attr, FsError, InodeNo, Request, UpgradeState
+from bento_user.api import ROOT_REQUEST, Attr, FsError, InodeNo, Request, UpgradeState
 from bento_user.blockdev import RamDevice
 from bento_user.runtime.direct import DirectRuntime
 from bento_user.runtime.guard import Guard
@@ -63,9 +63,11 @@ def test_a_failed_operation_leaves_no_trace() -> None:
     rt, dev = runtime(HalfMkdir)
     c = rt.client()
     c.mkdir(b"/kept")
+    free = rt.call("statfs", ROOT_REQUEST)
     with pytest.raises(ZeroDivisionError):
         c.mkdir(b"/half")
     assert c.listdir(b"/") == [b"kept"]   # without the guard: [b"half", b"kept"]
+    assert rt.call("statfs", ROOT_REQUEST) == free  # the allocator was read again
     c.mkdir(b"/after")
     assert rt.guard.undone == 1 and rt.guard.read_only is None
     rt.close()
