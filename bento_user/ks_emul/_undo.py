@@ -58,34 +58,46 @@ class UndoLog:
 
 
 def begin(data: bool) -> None:
+    """Open this thread's log (made at its first use: most calls change nothing)."""
     global active
     end()
-    _local.log = UndoLog(data)
+    _local.scope = data
     active += data
 
 
 def end() -> UndoLog | None:
     global active
-    log: UndoLog | None = getattr(_local, "log", None)
-    if log is not None:
-        _local.log = None
-        active -= log.data
+    scope: bool | None = getattr(_local, "scope", None)
+    if scope is None:
+        return None
+    active -= scope
+    log: UndoLog | None = _local.log if hasattr(_local, "log") else None
+    _local.scope = _local.log = None
     return log
 
 
 def current() -> UndoLog | None:
-    return getattr(_local, "log", None)
+    """This thread's log while a scope is open (made now if need be), else None."""
+    scope: bool | None = getattr(_local, "scope", None)
+    if scope is None:
+        return None
+    log: UndoLog | None = getattr(_local, "log", None)
+    if log is None:
+        log = _local.log = UndoLog(scope)
+    return log
 
 
 def saving_data() -> bool:
-    log = current()
-    return log is not None and log.data
+    return bool(getattr(_local, "scope", None))
 
 
 def saw_data(bh: BufferHead) -> BufferHead:
     """The cache's hook while ``active``: save ``bh`` if this thread's log asks."""
+    if not saving_data():
+        return bh
     log = current()
-    return log.saw(bh) if log is not None and log.data else bh
+    assert log is not None
+    return log.saw(bh)
 
 
 def restore(journal: Journal, log: UndoLog) -> int:

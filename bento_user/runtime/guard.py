@@ -53,7 +53,7 @@ class Guard:
         journal = self.ks.journal
         if journal is None:
             return self._call_unguarded(op, args)
-        journal.undo_begin(data=op != "write" and _changes(op, args))
+        journal.undo_begin(data=_changes_data(op, args))
         try:
             return self.dispatch.call(op, *args)
         except FsError as e:
@@ -101,6 +101,17 @@ class Guard:
 
     def status(self) -> dict[str, Any]:
         return {"undone": self.undone, "read_only": self.read_only}
+
+
+def _changes_data(op: str, args: tuple[Any, ...]) -> bool:
+    """Whether the call may change file data in place, outside the journal, other
+    than by writing it: a truncate (its last block's tail is zeroed), fallocate. Only
+    these pay for saving every block they read; a write may leave part of its data."""
+    if op == "setattr":
+        return args[2].size is not None
+    if op == "open":
+        return bool(args[2] & os.O_TRUNC)
+    return op == "fallocate"
 
 
 def _changes(op: str, args: tuple[Any, ...]) -> bool:
