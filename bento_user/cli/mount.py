@@ -35,7 +35,7 @@ KERNEL = {"dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mount", help="mount an image through FUSE",
                        description="Mount IMAGE on MOUNTPOINT. Options (-o, comma-separated): "
-                       "ro, rw, noatime, relatime, strictatime, entry_timeout=S, "
+                       "ro, rw, noatime, relatime, strictatime, nodiratime, entry_timeout=S, "
                        "attr_timeout=S, no_writeback_cache, no_keep_cache, "
                        "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
@@ -71,6 +71,8 @@ def parse_options(values: list[str], config: MountConfig) -> None:
                 config.fs_options["atime"] = name
                 if name == "noatime":
                     fuse.extra.add("noatime")
+            elif name in ("nodiratime", "diratime"):
+                config.fs_options["diratime"] = name == "diratime"
             elif name in ("entry_timeout", "attr_timeout"):
                 setattr(fuse, name, float(value))
             elif name == "timeout":

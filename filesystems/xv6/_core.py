@@ -73,16 +73,19 @@ class Xv6Core(Filesystem):
     Args:
         read_only: refuse every change with EROFS (and never write the device).
         atime: "relatime" (Linux's default), "strictatime" or "noatime".
+        diratime: directories' atime follows ``atime`` too (False: nodiratime).
     """
 
     ordered_metadata = True  # one journal: every fsync-family call commits it whole
     rename_flags = RENAME_NOREPLACE | RENAME_EXCHANGE
 
-    def __init__(self, *, read_only: bool = False, atime: str = "relatime") -> None:
+    def __init__(self, *, read_only: bool = False, atime: str = "relatime",
+                 diratime: bool = True) -> None:
         if atime not in ("relatime", "strictatime", "noatime"):
             raise ValueError(f"unknown atime mode {atime!r}")
         self.read_only = read_only
         self.atime = atime
+        self.diratime = diratime
 
     # ---------------------------------------------------------------- tools
 
@@ -178,7 +181,8 @@ class Xv6Core(Filesystem):
             next_fh = next(self._fh)
             self._fh = itertools.count(next_fh)
         return upgrade_state.encode(upgrade_state.Snapshot(
-            options={"read_only": self.read_only, "atime": self.atime}, lookups=lookups,
+            options={"read_only": self.read_only, "atime": self.atime,
+                     "diratime": self.diratime}, lookups=lookups,
             debts=debts, files=files, next_fh=next_fh, orphans=list(self.orphans.inos),
             alloc=self.alloc.handover()))
 
@@ -193,7 +197,8 @@ class Xv6Core(Filesystem):
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Self:
         """The successor: attach to the same services, take the state lazily."""
         snap, inherited = upgrade_state.decode(state, cls.__name__)
-        fs = cls(read_only=bool(snap.options["read_only"]), atime=str(snap.options["atime"]))
+        fs = cls(read_only=bool(snap.options["read_only"]), atime=str(snap.options["atime"]),
+                 diratime=bool(snap.options.get("diratime", True)))
         fs.attach(ks, snap.alloc)
         if snap.orphans is None:
             fs.orphans.load()

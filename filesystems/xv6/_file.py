@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
+from bento_user.api import FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
 from bento_user.ks_emul import Handle, Journal, KernelServices
 
 from ._alloc import Allocator
@@ -248,6 +249,17 @@ class FileIO:
                 return min(ip.size, max(offset, (lblk + int(holes[0])) * BLOCK_SIZE))
             lblk += count
         return ip.size
+
+    def fallocate(self, ip: Inode, kind: int, offset: int, end: int, inside: int) -> int:
+        """fallocate's work for ``kind`` (0, PUNCH_HOLE or ZERO_RANGE) over ``offset ..
+        end``, of which ``inside`` bounds what is allocated (the size, with
+        KEEP_SIZE). Returns the end of what was done: short when the disk fills."""
+        if kind == FALLOC_FL_PUNCH_HOLE:
+            self.punch(ip, offset, end)
+            return inside
+        if kind == FALLOC_FL_ZERO_RANGE:
+            return self.zero_range(ip, offset, inside)
+        return self.allocate(ip, offset, inside)
 
     def allocate(self, ip: Inode, offset: int, end: int) -> int:
         """Map zeroed blocks into the holes of ``offset .. end`` (whole blocks; data

@@ -472,13 +472,7 @@ class Xv6(Xv6Core):
             raise FsError(errno.ENODEV)
         with ip.lock.write():
             inside = min(end, ip.size) if keep else end
-            if kind == FALLOC_FL_PUNCH_HOLE:
-                self.file_io.punch(ip, offset, end)
-                done = end
-            elif kind == FALLOC_FL_ZERO_RANGE:
-                done = self.file_io.zero_range(ip, offset, inside)
-            else:
-                done = self.file_io.allocate(ip, offset, inside)
+            done = self.file_io.fallocate(ip, kind, offset, end, inside)
             with self.transaction() as h:
                 if not keep:
                     ip.size = max(ip.size, min(end, done))
@@ -536,8 +530,14 @@ class Xv6(Xv6Core):
         with self.ns.read(), ip.lock.read():
             if ip.nlink == 0:
                 return []
-            return [DirEntry(r.name, InodeNo(r.ino), r.kind << 12, nxt)
-                    for r, nxt in self.dirs.scan(ip, offset, 128)]
+            out = [DirEntry(r.name, InodeNo(r.ino), r.kind << 12, nxt)
+                   for r, nxt in self.dirs.scan(ip, offset, 128)]
+            update_atime = offset == 0 and self.diratime and self._atime_due(ip)
+        if update_atime:  # a listing reads the directory: its atime, as a read's
+            with ip.lock.write(), self.transaction() as h:
+                ip.atime_ns = self.ks.now_ns()
+                self.icache.iupdate(h, ip)
+        return out
 
     def releasedir(self, fh: FileHandle) -> None:
         self.release(fh)

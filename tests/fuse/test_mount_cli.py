@@ -277,3 +277,21 @@ def test_mount_t_fuse_bento(tmp_path: Path) -> None:
     finally:
         bento("umount", str(m.path))
     m.fsck()
+
+
+def test_listing_a_directory_updates_its_atime_unless_nodiratime(tmp_path: Path) -> None:
+    """Issue 22 §6: ``-o nodiratime`` was refused as unknown, and a listing never
+    updated a directory's atime whatever the mode. relatime: a listing updates an
+    atime older than the mtime or ctime; nodiratime: never for directories."""
+    m = Mount(tmp_path)
+    for options, updated in ((), True), (("-o", "nodiratime"), False):
+        m.mount(*options)
+        try:
+            d = m.path / f"d{len(options)}"
+            d.mkdir()
+            os.utime(d, ns=(10**9, 10**9))  # older than its ctime: relatime updates it
+            os.listdir(d)
+            assert (os.stat(d).st_atime_ns > 10**9) is updated, options
+        finally:
+            m.umount()
+    m.fsck()
