@@ -357,6 +357,7 @@ class FileSystemMachine(RuleBasedStateMachine):
         dst = join(dpath, name)
         targets = [e for e in model.entries() if e[3].kind != stat.S_IFLNK]
         if kind == "mkdir" or not targets:
+            kind = "mkdir"
             call, answer = (lambda: c.mkdir(dst, 0o755)), (lambda: model.mkdir(req, dpath, d, name, 0o755))
         else:
             spath, _, sname, n = data.draw(st.sampled_from(targets))
@@ -369,9 +370,10 @@ class FileSystemMachine(RuleBasedStateMachine):
                 c = self.client(ROOT)
                 call, answer = (lambda: c.truncate(src, 4097)), (lambda: model.truncate(n, 4097))
             else:
+                kind = "chmod"
                 call, answer = (lambda: c.chmod(src, 0o700)), (lambda: model.chmod(req, spath, n, 0o700))
         free = self.rt.call("statfs", ROOT)
-        FAULTS.arm(at)
+        FAULTS.arm(at, frozenset({"setattr" if kind in ("truncate", "chmod") else kind}))
         try:
             call()
             got = None
@@ -422,7 +424,8 @@ class FileSystemMachine(RuleBasedStateMachine):
         c = self.client(ROOT)
         links = self.model.link_counts()
         for dpath, d in self.model.dirs():
-            assert sorted(c.listdir(dpath)) == sorted(d.children), dpath
+            listed = sorted(c.listdir(dpath))
+            assert listed == sorted(d.children), f"{dpath!r}: {listed} != {sorted(d.children)}"
             st_ = c.stat(dpath)
             assert st_.nlink == 2 + sum(1 for x in d.children.values() if x.is_dir)
             assert st_.mode & 0o7777 == d.mode, dpath

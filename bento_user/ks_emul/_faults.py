@@ -21,17 +21,22 @@ class FaultPlan:
     def __init__(self) -> None:
         self.countdown = 0
         self.fired: str | None = None  # where the last armed fault fired
+        self.op = ""  # the operation being called (the runtime's dispatcher sets it)
+        self._ops: frozenset[str] = frozenset()
         self._thread = 0
 
-    def arm(self, n: int) -> None:
-        self.fired, self._thread, self.countdown = None, threading.get_ident(), n
+    def arm(self, n: int, ops: frozenset[str] = frozenset()) -> None:
+        """Fail the n-th call from now, counting only inside operations ``ops`` (by
+        API name; all if empty): a fault meant for an unlink must not fire in the
+        forget that follows it."""
+        self.fired, self._thread, self._ops, self.countdown = None, threading.get_ident(), ops, n
 
     def disarm(self) -> None:
         self.countdown = 0
 
     def point(self, where: str) -> None:
         """A candidate point: the armed thread's n-th raises."""
-        if threading.get_ident() != self._thread:
+        if threading.get_ident() != self._thread or self._ops and self.op not in self._ops:
             return
         self.countdown -= 1
         if self.countdown == 0:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import Filesystem
+from ..ks_emul import FAULTS
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def call(self, op: str, *args: Any) -> Any:
+        if FAULTS.countdown:  # a fuzzer's fault may be meant for this operation
+            FAULTS.op = op
         self.gate.enter()
         try:
             return self._call(op, args)
