@@ -295,31 +295,39 @@ class FileSystemMachine(RuleBasedStateMachine):
         h, _ = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
         self._release(h)
 
+    def _open_a_file(self, data: st.DataObject, flags: int) -> tuple[Any, int, bytes, Node] | None:
+        """Root opens one of the model's regular files: (client, fd, name, node)."""
+        files = self.model.regular_files()
+        if not files:
+            return None
+        dpath, _, name, n = data.draw(st.sampled_from(files))
+        c = self.client(ROOT)
+        return c, c.open(join(dpath, name), flags), name, n
+
+    @staticmethod
+    def _seek(c: Any, fd: int, offset: int, whence: int) -> int | str:
+        """lseek's answer: the offset, or the errno's name."""
+        try:
+            return int(c.lseek(fd, offset, whence))
+        except OSError as e:
+            return errno.errorcode[e.errno]
+
     @rule(data=st.data(), offset=st.sampled_from([0, 1, 4096, 40_000, 5 * 2**20 + 1]))
     def seek(self, data: st.DataObject, offset: int) -> None:
         """SEEK_DATA and SEEK_HOLE on a fresh descriptor, and the pair a sparse copy
         makes from each hole it is told of."""
-        files = self.model.regular_files()
-        if not files:
+        opened = self._open_a_file(data, os.O_RDONLY)
+        if opened is None:
             return
-        dpath, _, name, n = data.draw(st.sampled_from(files))
-        c = self.client(ROOT)
-        fd = c.open(join(dpath, name), os.O_RDONLY)
+        c, fd, name, n = opened
         try:
             for whence in (SEEK_DATA, SEEK_HOLE):
-                pos = offset
-                try:
-                    pos = answer = c.lseek(fd, offset, whence)
-                except OSError as e:
-                    answer = errno.errorcode[e.errno]
+                answer = self._seek(c, fd, offset, whence)
                 problem = self.model.seek_problem(n, offset, whence, answer, self.holes)
                 assert problem is None, f"lseek({name!r}, {offset}, {whence}): {problem}"
-                if whence == SEEK_HOLE and pos < len(n.data):
-                    try:
-                        answer = c.lseek(fd, pos, SEEK_DATA)
-                    except OSError as e:
-                        answer = errno.errorcode[e.errno]
-                    assert answer == "ENXIO" or answer > pos, f"hole at {pos}, data at {answer}"
+                if whence == SEEK_HOLE and isinstance(answer, int) and answer < len(n.data):
+                    after = self._seek(c, fd, answer, SEEK_DATA)
+                    assert after == "ENXIO" or after > answer, f"hole at {answer}, data at {after}"
         finally:
             c.close(fd)
 
@@ -328,12 +336,10 @@ class FileSystemMachine(RuleBasedStateMachine):
           mode=st.sampled_from([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                 FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE]))
     def fallocate(self, data: st.DataObject, offset: int, length: int, mode: int) -> None:
-        files = self.model.regular_files()
-        if not files:
+        opened = self._open_a_file(data, os.O_RDWR)
+        if opened is None:
             return
-        dpath, _, name, n = data.draw(st.sampled_from(files))
-        c = self.client(ROOT)
-        fd = c.open(join(dpath, name), os.O_RDWR)
+        c, fd, _, n = opened
         try:
             c.fallocate(fd, mode, offset, length)
         except OSError as e:  # a mode the file system does not do
