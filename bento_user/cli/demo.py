@@ -1,8 +1,8 @@
 """``bento demo``: the whole stack on a fresh image, with real programs.
 
 mkfs, mount (daemonised), untar a real source tree and compare it, ``git clone`` this
-repository and ``git fsck`` it, compile and run a C program, a SQLite database,
-``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded twice
+repository and ``git fsck`` it, compile and run a C program, a SQLite database, holes
+(fallocate, a punch, a sparse copy), ``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded twice
 (xv6 re-imported from source) and then to provenance; a two-step pipeline's lineage
 is shown as a tree and drawn, and the mount goes back to plain xv6 before unmounting.
 Last, a second file system by name (tiny): mkfs, mount, copy, diff, fsck.
@@ -199,3 +199,17 @@ def real_programs(work: Path, mnt: Path) -> None:
     print(f"    10,000 rows in {time.perf_counter() - t0:.2f} s; integrity_check: {ok}")
     used = shutil.disk_usage(mnt)
     print(f"    df: {used.used / 2**20:,.0f} MiB used of {used.total / 2**20:,.0f} MiB")
+
+    step("holes: fallocate reserves, a punch frees, cp --sparse keeps a hole a hole")
+    big, sparse = mnt / "reserved", mnt / "sparse"
+    sh("fallocate", "-l", "64M", big)
+    kib = os.stat(big).st_blocks // 2
+    sh("fallocate", "-p", "-o", "0", "-l", "16M", big)
+    sh("truncate", "-s", "1G", sparse)
+    sh("cp", "--sparse=always", sparse, mnt / "sparse-copy")
+    hole = os.open(mnt / "sparse-copy", os.O_RDONLY)
+    at = os.lseek(hole, 0, os.SEEK_HOLE)
+    os.close(hole)
+    print(f"    fallocate -l 64M: {kib:,} KiB; after punching 16 MiB: "
+          f"{os.stat(big).st_blocks // 2:,} KiB; a 1 GiB sparse copy: "
+          f"{os.stat(mnt / 'sparse-copy').st_blocks // 2} KiB, SEEK_HOLE at 0 -> {at}")
