@@ -17,6 +17,10 @@ space up front, so a commit never finds the log full.
 
 A transaction's life, from RUNNING to FINISHED, is told in ``_transaction.py``.
 
+Between ``undo_begin`` and ``undo_end`` a thread's ``get_write_access`` and ``revoke``
+calls also fill an undo log (``_undo.py``), so that the runtime can put back what an
+operation that failed half-way changed; it takes no lock (the log is the thread's).
+
 A buffer logged again by a newer transaction moves to the newer checkpoint list;
 checkpointing a buffer that a running transaction pins first commits that one.
 
