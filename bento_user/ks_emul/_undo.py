@@ -54,7 +54,7 @@ class UndoLog:
         self.journaled.add(bh.blockno)
 
     def __len__(self) -> int:
-        return len(self.journaled | self.revoked) + (len(self.images) if self.data else 0)
+        return len(self.images.keys() | self.revoked)  # journaled blocks are in images
 
 
 def begin(data: bool) -> None:
