@@ -21,7 +21,8 @@ import itertools
 import stat
 from dataclasses import dataclass, field
 
-from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
+from bento_user.api import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+                            RENAME_EXCHANGE, RENAME_NOREPLACE, SEEK_DATA, Request)
 
 ROOT = Request(uid=0, gid=0, umask=0o022)
 NAME_MAX = 255
@@ -60,8 +61,6 @@ def allowed(req: Request, n: Node, mask: int) -> bool:
 
 BLOCK = 4096  # the granularity of holes the model is sure of (a page; xv6's block)
 SECTOR = 512  # the least a hole can be on any file system
-SEEK_DATA, SEEK_HOLE = 3, 4
-FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 1, 2, 0x10
 
 
 def _blocks(offset: int, end: int) -> range:
@@ -259,11 +258,9 @@ class Model:
         hold: ENXIO exactly at or past the end; no byte that is not zero skipped
         as a hole; and, where the file system reports holes (``reports_holes``),
         no block the model knows unmapped reported as data."""
-        size, data = len(n.data), bytes(n.data)
+        size, data = len(n.data), n.data
         if offset >= size:
             return None if answer == "ENXIO" else f"offset {offset} >= size {size}: ENXIO"
-        first_hole = next((b * BLOCK for b in range(offset // BLOCK, -(-size // BLOCK))
-                           if b not in n.mapped), size)
         if whence == SEEK_DATA:
             if answer == "ENXIO":
                 return None if not data[offset:].strip(b"\0") else "ENXIO before data"
@@ -278,8 +275,11 @@ class Model:
             return f"SEEK_HOLE gave {answer}"
         if data[answer:(answer // SECTOR + 1) * SECTOR].strip(b"\0"):
             return f"SEEK_HOLE {answer} is data"
-        if reports_holes and answer > max(offset, first_hole):
-            return f"SEEK_HOLE {answer} missed the hole at {max(offset, first_hole)}"
+        if reports_holes:
+            hole = next((max(offset, b * BLOCK) for b in range(offset // BLOCK, -(-size // BLOCK))
+                         if b not in n.mapped), size)
+            if answer > hole:
+                return f"SEEK_HOLE {answer} missed the hole at {hole}"
         return None
 
     def truncate_by_open(self, req: Request, dpath: bytes, n: Node) -> Err:

@@ -20,6 +20,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _AT_FDCWD = -100
 
 
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) itself: Python has only posix_fallocate, which glibc emulates by
+    writing when the file system refuses."""
+    if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 @dataclass(frozen=True)
 class Stat:
     """What the machine reads of a ``stat`` (the fields ``Attr`` shares)."""
@@ -108,11 +116,8 @@ class MountClient:
             return os.lseek(fd, offset, whence)
 
     def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
-        """fallocate(2) itself (glibc's posix_fallocate emulates what it refuses)."""
         with self._call():
-            if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
+            fallocate(fd, mode, offset, length)
 
     def fstat(self, fd: int) -> Stat:
         with self._call():

@@ -2,9 +2,10 @@
 
 mkfs, mount (daemonised), untar a real source tree and compare it, ``git clone`` this
 repository and ``git fsck`` it, compile and run a C program, a SQLite database, holes
-(fallocate, a punch, a sparse copy), ``bento stat``, unmount, fsck. While tar runs, the file system is live-upgraded twice
-(xv6 re-imported from source) and then to provenance; a two-step pipeline's lineage
-is shown as a tree and drawn, and the mount goes back to plain xv6 before unmounting.
+(fallocate, a punch, a sparse copy), ``bento stat``, unmount, fsck. While tar runs,
+the file system is live-upgraded twice (xv6 re-imported from source) and then to
+provenance; a two-step pipeline's lineage is shown as a tree and drawn, and the mount
+goes back to plain xv6 before unmounting.
 Last, a second file system by name (tiny): mkfs, mount, copy, diff, fsck.
 ``--journal`` runs the kernel-services demo instead (journal, power cut, recovery).
 """

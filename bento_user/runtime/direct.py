@@ -276,7 +276,7 @@ class PathClient:
     def lseek(self, fd: int, pos: int, how: int = os.SEEK_SET) -> int:
         f = self._fd(fd)
         if how in (SEEK_DATA, SEEK_HOLE):
-            f.pos = self._seek_hole_or_data(f, pos, how)
+            f.pos = self._seek_hole_or_data(fd, pos, how)
             return f.pos
         base = {os.SEEK_SET: 0, os.SEEK_CUR: f.pos, os.SEEK_END: None}[how]
         if base is None:
@@ -286,17 +286,16 @@ class PathClient:
         f.pos = base + pos
         return f.pos
 
-    def _seek_hole_or_data(self, f: _Fd, pos: int, how: int) -> int:
+    def _seek_hole_or_data(self, fd: int, pos: int, how: int) -> int:
         """The file system's answer, or the kernel's own when it has none (ENOSYS):
         the whole file is data."""
         try:
             with self._errors():
-                return int(self._call("lseek", f.fh, pos, how))
+                return int(self._call("lseek", self._fd(fd).fh, pos, how))
         except OSError as e:
             if e.errno != errno.ENOSYS:
                 raise
-        with self._errors():
-            size = self._call("getattr", self.req, f.ino).size
+        size = self.fstat(fd).size
         if pos < 0 or pos >= size:
             raise OSError(errno.ENXIO, os.strerror(errno.ENXIO))
         return pos if how == SEEK_DATA else size

@@ -56,12 +56,9 @@ class Guard:
         journal.undo_begin(data=_changes_data(op, args))
         try:
             return self.dispatch.call(op, *args)
-        except FsError as e:
-            if e.errno in UNTRUSTED:
-                self._abort(op, args, e)
-            raise
         except Exception as e:
-            self._abort(op, args, e)
+            if _untrusted(e):
+                self._abort(op, args, e)
             raise
         finally:
             journal.undo_end()
@@ -69,12 +66,8 @@ class Guard:
     def _call_unguarded(self, op: str, args: tuple[Any, ...]) -> Any:
         try:
             return self.dispatch.call(op, *args)
-        except FsError as e:
-            if e.errno in UNTRUSTED and _changes(op, args):
-                self._distrust(op, e, "the file system has no journal to undo it with")
-            raise
         except Exception as e:
-            if _changes(op, args):
+            if _untrusted(e) and _changes(op, args):
                 self._distrust(op, e, "the file system has no journal to undo it with")
             raise
 
@@ -101,6 +94,12 @@ class Guard:
 
     def status(self) -> dict[str, Any]:
         return {"undone": self.undone, "read_only": self.read_only}
+
+
+def _untrusted(e: Exception) -> bool:
+    """A failure that may have left changes half-made: anything but the file
+    system's own FsError answers, and those that mean it broke."""
+    return not isinstance(e, FsError) or e.errno in UNTRUSTED
 
 
 def _changes_data(op: str, args: tuple[Any, ...]) -> bool:

@@ -265,21 +265,17 @@ class FileIO:
         """Map zeroed blocks into the holes of ``offset .. end`` (whole blocks; data
         already there stays). Returns the end of what was done: short when the disk
         fills."""
-        first = offset // BLOCK_SIZE * BLOCK_SIZE
         stop = -(-end // BLOCK_SIZE) * BLOCK_SIZE
-        for pos in range(first, stop, ZERO_CHUNK):
-            n = min(ZERO_CHUNK, stop - pos)
-            done = self.write(ip, pos, np.zeros(n, dtype=np.uint8), zero_only=True)
-            if done < n:
-                return pos + done
-        return end
+        return min(end, self.zero_range(ip, offset // BLOCK_SIZE * BLOCK_SIZE, stop,
+                                        zero_only=True))
 
-    def zero_range(self, ip: Inode, offset: int, end: int) -> int:
-        """Zeros written over ``offset .. end`` (allocating holes on the way).
-        Returns the end of what was done: short when the disk fills."""
+    def zero_range(self, ip: Inode, offset: int, end: int, zero_only: bool = False) -> int:
+        """Zeros written over ``offset .. end``, allocating holes on the way (with
+        ``zero_only``, into the holes only). Returns the end of what was done: short
+        when the disk fills."""
         for pos in range(offset, end, ZERO_CHUNK):
             n = min(ZERO_CHUNK, end - pos)
-            done = self.write(ip, pos, np.zeros(n, dtype=np.uint8))
+            done = self.write(ip, pos, np.zeros(n, dtype=np.uint8), zero_only)
             if done < n:
                 return pos + done
         return end

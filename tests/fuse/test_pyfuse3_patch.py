@@ -4,7 +4,6 @@ answers. Fails on an unpatched pyfuse3, where the kernel never asks."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pyfuse3
 import pytest
+
+from fuzz.mount_client import fallocate
 
 PROBE = Path(__file__).with_name("pyfuse3_probe.py")
 SIZE, DATA_AT, DATA_LEN = 1 << 20, 64 << 10, 4 << 10
@@ -64,7 +65,7 @@ def test_lseek_and_fallocate_reach_the_file_system(with_handlers: tuple[Path, Pa
             os.lseek(fd, DATA_AT + DATA_LEN, os.SEEK_DATA)
         assert e.value.errno == errno.ENXIO
         os.posix_fallocate(fd, 4096, 8192)
-        _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096)
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096)
     finally:
         os.close(fd)
     calls = log.read_text().split("\n")
@@ -79,16 +80,9 @@ def test_enosys_defaults_keep_the_kernels_answers(defaults_only: tuple[Path, Pat
         assert os.lseek(fd, 0, os.SEEK_HOLE) == SIZE  # the whole file is data
         assert os.lseek(fd, 4096, os.SEEK_DATA) == 4096
         with pytest.raises(OSError) as e:
-            _fallocate(fd, 0, 0, 4096)
+            fallocate(fd, 0, 0, 4096)
         assert e.value.errno == errno.EOPNOTSUPP
     finally:
         os.close(fd)
     assert not log.exists()
 
-
-def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    """fallocate(2) itself: glibc's posix_fallocate emulates it on EOPNOTSUPP."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))

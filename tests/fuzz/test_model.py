@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bento_user.api import RENAME_EXCHANGE, RENAME_NOREPLACE, Request
+from bento_user.api import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, RENAME_EXCHANGE,
+                            RENAME_NOREPLACE, SEEK_DATA, SEEK_HOLE, Request)
 from fuzz.crash import execute
-from fuzz.model import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, ROOT, SEEK_DATA, SEEK_HOLE,
-                        Err, Model)
+from fuzz.model import ROOT, Err, Model
 from fuzz.mount_client import MountClient
 from fuzz.target import Target
 
