@@ -28,12 +28,14 @@ import random
 import stat
 import time
 import traceback
+import unittest
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.database import ExampleDatabase
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
@@ -384,6 +386,7 @@ class CrashResult:
     seconds: float = 0.0
     finding: CrashFinding | None = None
     error: str | None = None            # an operation that went wrong before any crash
+    digest: str = ""                    # the workloads drawn (run_shard)
 
     @property
     def rate(self) -> float:
@@ -420,54 +423,103 @@ def shrink_state(target: Target, finding: CrashFinding) -> CrashFinding:
     return finding
 
 
+SHARD_WORKLOADS = 20   # one shard of a campaign (campaign.py): a few seconds here
+
+
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6,
+        database: ExampleDatabase | None = None,
         progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
     """Explore workloads for ``budget`` seconds (the last batch may run over a little;
-    shrinking a failure is not counted)."""
+    shrinking a failure is not counted); ``database`` keeps the failing workload."""
     result = CrashResult()
     started = time.monotonic()
-
     failing = False                     # once a failure is found, shrinking has no budget
 
     def search(workload: list[Op]) -> None:
         nonlocal failing
         if time.monotonic() - started > budget and not failing:
             return                      # the budget is spent: let the batch run out
-        result.workloads += 1
-        finding = explore(target, workload, result)
-        result.seconds = time.monotonic() - started
-        if progress is not None:
-            progress(result)
-        if finding is not None:
+        try:
+            _search(target, workload, result, started, progress)
+        except CrashBug:
             failing = True
-            raise CrashBug(finding)
+            raise
 
     batch = 0
-    while time.monotonic() - started < budget:
+    while time.monotonic() - started < budget and not result.finding and not result.error:
         per_workload = result.seconds / result.workloads if result.workloads else 1.0
         left = budget - (time.monotonic() - started)
         examples = max(1, min(50, int(left / max(per_workload, 0.05))))
-        test = settings(max_examples=examples, deadline=None, database=None,
-                        derandomize=False, print_blob=False, report_multiple_bugs=False,
-                        suppress_health_check=list(HealthCheck),
-                        phases=[Phase.generate, Phase.shrink])(
-                            given(workload=workloads(max_ops, frozenset(
-                                op for op in ("link", "symlink") if not target.supports(op))))(search))
+        test = _hypothesis_test(target, search, max_ops, examples, [Phase.generate, Phase.shrink],
+                                database)
         hypothesis_seed(seed * 1_000_003 + batch)(test)
         batch += 1
-        try:
-            test()
-        except CrashBug as e:
-            result.finding = shrink_state(target, e.finding)
-            break
-        except OperationFailed as e:
-            result.error = str(e)
-            break
-        except Exception as e:  # noqa: BLE001 - a file-system bug while running the workload
-            result.error = "".join(traceback.format_exception(e, limit=-4)).strip()
-            break
+        _run_test(target, test, result, shrink=True)
     result.seconds = time.monotonic() - started
     return result
+
+
+def run_shard(target: Target, *, seed: int, workloads: int = SHARD_WORKLOADS, max_ops: int = 6,
+              shrink: bool = True, database: ExampleDatabase | None = None,
+              replay_only: bool = False,
+              progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
+    """Exactly ``workloads`` workloads drawn from ``seed``, with no clock involved: the
+    same ones on any machine, so a campaign's shard found on a worker is found again
+    here by its seed (campaign.py). ``shrink=False`` reports the first failure as
+    found (the workers'); ``database`` keeps what a shrink found, and with
+    ``replay_only`` the run replays the database's examples and draws nothing new.
+    ``result.digest`` fingerprints the workloads drawn."""
+    result = CrashResult()
+    started = time.monotonic()
+    drawn = hashlib.sha256()
+
+    def search(workload: list[Op]) -> None:
+        drawn.update(repr(workload).encode())
+        _search(target, workload, result, started, progress)
+
+    phases = [Phase.reuse] if replay_only else [Phase.generate] + [Phase.shrink] * shrink
+    test = _hypothesis_test(target, search, max_ops, workloads, phases, database)
+    hypothesis_seed(seed)(test)
+    _run_test(target, test, result, shrink)
+    result.seconds = time.monotonic() - started
+    result.digest = drawn.hexdigest()[:16]
+    return result
+
+
+def _search(target: Target, workload: list[Op], result: CrashResult, started: float,
+            progress: Callable[[CrashResult], None] | None) -> None:
+    """One workload of a Hypothesis test: explore it, raise CrashBug if it fails."""
+    result.workloads += 1
+    finding = explore(target, workload, result)
+    result.seconds = time.monotonic() - started
+    if progress is not None:
+        progress(result)
+    if finding is not None:
+        raise CrashBug(finding)
+
+
+def _hypothesis_test(target: Target, search: Callable[[list[Op]], None], max_ops: int,
+                     examples: int, phases: list[Phase],
+                     database: ExampleDatabase | None = None) -> Callable[[], None]:
+    unsupported = frozenset(op for op in ("link", "symlink") if not target.supports(op))
+    return settings(max_examples=examples, deadline=None, database=database,
+                    derandomize=False, print_blob=False, report_multiple_bugs=False,
+                    suppress_health_check=list(HealthCheck), phases=phases)(
+                        given(workload=workloads(max_ops, unsupported))(search))
+
+
+def _run_test(target: Target, test: Callable[[], None], result: CrashResult, shrink: bool) -> None:
+    """Run a Hypothesis test of workloads; its finding or error lands in ``result``."""
+    try:
+        test()
+    except CrashBug as e:
+        result.finding = shrink_state(target, e.finding) if shrink else e.finding
+    except OperationFailed as e:
+        result.error = str(e)
+    except unittest.SkipTest:
+        pass  # replay_only with nothing saved: nothing to run
+    except Exception as e:  # noqa: BLE001 - a file-system bug while running the workload
+        result.error = "".join(traceback.format_exception(e, limit=-4)).strip()
 
 
 # -- regression tests ----------------------------------------------------------------------

@@ -19,7 +19,9 @@ an image clean that the mount then reports corrupt.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import logging
 import os
 import random
@@ -27,6 +29,7 @@ import resource
 import signal
 import stat
 import struct
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +58,50 @@ SPARSE_BLOCKS = [0, 12, 12 + 1024, 12 + 1024 + 1024**2, 12 + 1024 + 1024**2 + 5]
 
 class _Hang(BaseException):
     """Raised by the alarm in whatever the file system was doing."""
+
+
+class _TimeBound:
+    """Raises ``_Hang`` in the calling thread ``seconds`` after ``start``. On the main
+    thread that is SIGALRM; elsewhere (a Dask worker runs its tasks on a thread of
+    its own) a timer thread sets it as the calling thread's asynchronous exception,
+    which lands at the next bytecode just as a signal handler's would."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.on_main = threading.current_thread() is threading.main_thread()
+        self.thread = threading.get_ident()
+        self.lock = threading.Lock()
+        self.armed = False
+
+    def start(self) -> None:
+        if self.on_main:
+            self.previous = signal.signal(signal.SIGALRM, self._alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            return
+        self.armed = True
+        self.timer = threading.Timer(self.seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def stop(self) -> None:
+        if self.on_main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+            return
+        with self.lock:
+            self.armed = False
+            self.timer.cancel()
+            # fired but not yet delivered: withdraw it (None is NULL: clear)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread), None)
+
+    def _alarm(self, signum: int, frame: Any) -> None:
+        raise _Hang()
+
+    def _fire(self) -> None:
+        with self.lock:
+            if self.armed:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread),
+                                                           ctypes.py_object(_Hang))
 
 
 class WatchedDevice(RamDevice):
@@ -279,11 +326,8 @@ class Outcome:
 
 def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND) -> Outcome:
     """fsck, then mount, walk, change, unmount — within the time bound."""
-    def alarm(signum: int, frame: Any) -> None:
-        raise _Hang()
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, time_bound)
+    bound = _TimeBound(time_bound)
+    bound.start()
     stage = "fsck"
     try:
         check = WatchedDevice.from_bytes(image)
@@ -325,8 +369,7 @@ def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND)
         return Outcome("exception", f"{stage}: {type(e).__name__}: {e} "
                        f"({os.path.basename(where.filename)}:{where.lineno})")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        bound.stop()
 
 
 # -- the campaign ---------------------------------------------------------------------------
@@ -349,6 +392,12 @@ class ImageResult:
     # coverage: mutations per kind of block (the file system's words, ``block_kinds``)
     mutated: dict[str, int] = field(default_factory=dict)
     mutable: set[str] = field(default_factory=set)  # the kinds the seed images hold
+    drawn: Any = field(default_factory=hashlib.sha256, repr=False)  # see ``digest``
+
+    @property
+    def digest(self) -> str:
+        """A fingerprint of the images tried: equal for runs that tried the same."""
+        return self.drawn.hexdigest()[:16]
 
     @property
     def never_mutated(self) -> list[str]:
@@ -371,8 +420,8 @@ def _memory_bound() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def shrink(target: Target, base: np.ndarray, mutations: list[Mutation], kind: str
-           ) -> tuple[list[Mutation], np.ndarray, Outcome]:
+def shrink_image(target: Target, base: np.ndarray, mutations: list[Mutation], kind: str
+                 ) -> tuple[list[Mutation], np.ndarray, Outcome]:
     """Drop mutations one at a time while the image still fails the same way."""
     def build(ms: list[Mutation]) -> np.ndarray:
         img = base.copy()
@@ -389,9 +438,16 @@ def shrink(target: Target, base: np.ndarray, mutations: list[Mutation], kind: st
 
 
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: int = 5,
-        time_bound: float = TIME_BOUND,
+        time_bound: float = TIME_BOUND, images: int | None = None, shrink: bool = True,
         progress: Callable[[ImageResult], None] | None = None) -> ImageResult:
-    """Mutate and try images for ``budget`` seconds; stop after ``max_findings``."""
+    """Mutate and try images for ``budget`` seconds, or exactly ``images`` of them
+    (no clock involved: a campaign's shard, the same on any machine); stop after
+    ``max_findings``. ``shrink=False`` keeps a failing image's mutations as drawn."""
+    def more() -> bool:
+        if len(result.findings) >= max_findings:
+            return False
+        return result.images < images if images is not None else time.monotonic() - started < budget
+
     rng = random.Random(seed)
     result = ImageResult()
     started = time.monotonic()
@@ -404,11 +460,12 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.NOTSET)
         stack.enter_context(_memory_bound())
-        while time.monotonic() - started < budget and len(result.findings) < max_findings:
+        while more():
             name = rng.choice(sorted(seeds))
             base = seeds[name]
             image = base.copy()
             mutations = [mutate(rng, image, blocks[name]) for _ in range(rng.choice([1, 1, 2, 3]))]
+            result.drawn.update(repr((name, mutations)).encode())
             for m in mutations:
                 m.apply(image)
                 kind = kinds[name].get(m.block, "unnamed")
@@ -416,8 +473,9 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
             outcome = try_image(target, image, time_bound)
             result.images += 1
             result.kinds[outcome.kind] = result.kinds.get(outcome.kind, 0) + 1
+            if outcome.failure is not None and shrink:
+                mutations, image, outcome = shrink_image(target, base, mutations, outcome.kind)
             if outcome.failure is not None:
-                mutations, image, outcome = shrink(target, base, mutations, outcome.kind)
                 result.findings.append(ImageFinding(name, mutations, outcome, image))
             result.seconds = time.monotonic() - started
             if progress is not None:

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import copy
 import errno
+import hashlib
 import logging
 import os
 import stat
 import time
 import traceback
-from dataclasses import dataclass
+import unittest
+import zlib
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis.database import ExampleDatabase
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
                                  run_state_machine_as_test)
@@ -471,6 +475,9 @@ class FileSystemMachine(RuleBasedStateMachine):
         finally:
             if self.result is not None:
                 self.result.examples += 1
+                self.result.drawn.update(repr([  # what the sequence left: its fingerprint
+                    (join(dpath, name), n.kind, n.mode, zlib.crc32(n.data))
+                    for dpath, _, name, n in self.model.entries()]).encode())
                 self.result.seconds = time.monotonic() - self.result.started
                 if self.progress is not None:
                     self.progress(self.result)
@@ -488,7 +495,14 @@ class OpsResult:
     faults: int = 0  # operations failed on purpose (and undone)
     seconds: float = 0.0
     failure: str | None = None
+    problem: str | None = None  # the failure's exception in one line
     started: float = 0.0
+    drawn: Any = field(default_factory=hashlib.sha256, repr=False)  # see ``digest``
+
+    @property
+    def digest(self) -> str:
+        """A fingerprint of the sequences run: equal for runs that ran the same ones."""
+        return self.drawn.hexdigest()[:16]
 
     @property
     def rate(self) -> float:
@@ -505,30 +519,36 @@ def machine(target: Target, mount: bool = False) -> type[FileSystemMachine]:
 
 
 def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = False,
-        steps: int = 40, progress: Any = None, shrink: bool = True) -> OpsResult:
+        steps: int = 40, progress: Any = None, shrink: bool = True,
+        database: ExampleDatabase | None = None, replay_only: bool = False) -> OpsResult:
     """Run ``examples`` random sequences of up to ``steps`` operations each.
 
     ``progress(result)`` is called after every example. The same seed replays the
-    same examples (no example database: a run depends on its arguments only).
-    ``shrink=False`` reports the first failing sequence as found (tests that only
-    need to know a bug is caught).
+    same examples: a run depends on its arguments only. ``shrink=False`` reports the
+    first failing sequence as found (a campaign's workers; tests that only need to
+    know a bug is caught). ``database`` keeps the failing sequence a run found and,
+    with ``replay_only``, the run replays the database's sequences and draws none.
     """
     result = OpsResult()
     cls = machine(target, mount)
     cls.result, cls.progress = result, staticmethod(progress) if progress else None
     started = result.started = time.monotonic()
+    phases = ([Phase.reuse] if replay_only else [p for p in Phase if p is not Phase.reuse]
+              if shrink else [Phase.generate])
     config = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
-                      database=None, print_blob=False, report_multiple_bugs=False,
-                      suppress_health_check=list(HealthCheck),
-                      phases=list(Phase) if shrink else [Phase.generate])
+                      database=database, print_blob=False, report_multiple_bugs=False,
+                      suppress_health_check=list(HealthCheck), phases=phases)
     hypothesis_seed(seed)(cls)
     guard_log = logging.getLogger("bento.guard")
     level = guard_log.level
     guard_log.setLevel(logging.ERROR)  # each fault on purpose is undone, with a warning
     try:
         run_state_machine_as_test(cls, settings=config)
+    except unittest.SkipTest:
+        pass  # replay_only with nothing saved: nothing to run
     except Exception as e:  # noqa: BLE001 - the finding itself
         result.failure = "".join(traceback.format_exception(e, limit=-6))
+        result.problem = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]
     finally:
         guard_log.setLevel(level)
     result.seconds = time.monotonic() - started

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs git sqlite3 fio util-linux graphviz)
+apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs git sqlite3 fio util-linux graphviz
+              redis-server)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,289 @@
+"""Fuzz campaigns on a Dask cluster: ``bento fuzz FUZZER --workers N`` (a local
+cluster of N processes) or ``--scheduler tcp://HOST:PORT`` (a running one).
+
+We do not schedule anything ourselves; Dask distributed does, and this module only
+cuts a campaign into shards and reads what comes back.
+
+- **Shards.** Shard K of a campaign with seed S is a fixed amount of work drawn from
+  ``shard_seed(S, K)`` with no clock involved — ``SHARD_SIZE`` operation sequences,
+  crash workloads or images — so it explores the same things on any worker, at any
+  cluster size or speed, and ``bento fuzz FUZZER --seed S --shard K`` does it again
+  on one machine.
+- **Workers** run shards without shrinking and without an example database: they
+  only say what failed, and how much they did. A worker that dies takes its shard
+  with it; Dask runs the shard again on another (``allowed-failures``), and a shard
+  that keeps killing workers is counted as lost — the campaign goes on.
+- **The client** (this process) keeps one shard per worker in flight until the
+  budget is spent (crash, image) or every shard has run (ops: ``--examples``),
+  stops at the first finding unless ``keep_going``, and then reproduces each
+  failing shard once, here, with shrinking: shrunk once, not by every worker.
+- **The example database** (a directory, or ``redis://``) is the client's: a
+  campaign first replays what earlier runs saved in it, and a shrunk finding is
+  saved there. Workers never read it, so a shard stays the same whatever the
+  database holds. The image fuzzer draws with ``random``, not Hypothesis: no
+  database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.errors import HypothesisDeprecationWarning
+
+from . import crash, image, ops
+from .target import FuzzError, Target
+
+FUZZERS = ("ops", "crash", "image")
+SHARD_SIZE = {"ops": 10, "crash": crash.SHARD_WORKLOADS, "image": 25}  # a few seconds each
+UNITS = {"ops": "examples", "crash": "states", "image": "images"}      # what rates count
+DRAWS = {"ops": "sequences", "crash": "workloads", "image": "images"}  # what a shard draws
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every shard of one campaign shares: the fuzzer, the file system, the seed
+    and the fuzzer's own options (ops: ``examples``, ``steps``; crash: ``max_ops``;
+    image: ``time_bound``)."""
+
+    fuzzer: str
+    spec: str
+    seed: int
+    examples: int = 100
+    steps: int = 40
+    max_ops: int = 6
+    time_bound: float = image.TIME_BOUND
+
+    @property
+    def shards(self) -> int | None:
+        """How many shards the campaign has: ops has ``examples``; the others run
+        until their budget is spent."""
+        return math.ceil(self.examples / SHARD_SIZE["ops"]) if self.fuzzer == "ops" else None
+
+    def size(self, shard: int) -> int:
+        if self.fuzzer == "ops":
+            return min(SHARD_SIZE["ops"], self.examples - shard * SHARD_SIZE["ops"])
+        return SHARD_SIZE[self.fuzzer]
+
+    def command(self, shard: int) -> str:
+        """The one command that reproduces ``shard`` on one machine."""
+        extra = {"ops": f" --examples {self.examples} --steps {self.steps}",
+                 "crash": f" --max-ops {self.max_ops}",
+                 "image": f" --time-bound {self.time_bound:g}"}[self.fuzzer]
+        return f"bento fuzz {self.fuzzer} --fs {self.spec} --seed {self.seed} --shard {shard}{extra}"
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """The seed shard ``shard`` draws from: unrelated for neighbouring shards."""
+    digest = hashlib.sha256(f"bento-campaign/{seed}/{shard}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def run_shard(job: Job, shard: int, *, shrink: bool = True,
+              database: ExampleDatabase | None = None, replay_only: bool = False) -> Any:
+    """Shard ``shard`` of ``job``, in this process: the fuzzer's own result
+    (``OpsResult``, ``CrashResult`` or ``ImageResult``)."""
+    target = Target.load(job.spec)
+    seed, size = shard_seed(job.seed, shard), job.size(shard)
+    if job.fuzzer == "ops":
+        return ops.run(target, examples=size, seed=seed, steps=job.steps, shrink=shrink,
+                       database=database, replay_only=replay_only)
+    if job.fuzzer == "crash":
+        return crash.run_shard(target, seed=seed, workloads=size, max_ops=job.max_ops,
+                               shrink=shrink, database=database, replay_only=replay_only)
+    return image.run(target, seed=seed, images=size, time_bound=job.time_bound, shrink=shrink)
+
+
+def replay(job: Job, database: ExampleDatabase) -> Any:
+    """Replay the database's saved examples for ``job``'s fuzzer (none for image)."""
+    return run_shard(job, 0, database=database, replay_only=True)
+
+
+@dataclass
+class ShardResult:
+    """What a worker sends back: how much it did, and the first line of what failed."""
+
+    shard: int
+    worker: str
+    draws: int          # sequences, workloads or images
+    count: int          # what the rate counts: examples, crash states, images
+    seconds: float
+    digest: str         # fingerprint of what was drawn: equal for equal shards
+    problem: str | None = None
+
+
+def failure_of(fuzzer: str, result: Any) -> str | None:
+    """A fuzzer result's failure in a few lines, or None."""
+    if fuzzer == "ops":
+        return result.problem
+    if fuzzer == "crash":
+        if result.error:
+            return "before any crash: " + result.error.splitlines()[-1]
+        return result.finding.problem.splitlines()[0] if result.finding else None
+    findings = result.findings
+    return f"{findings[0].outcome.kind}: {findings[0].outcome.failure}" if findings else None
+
+
+def explore_shard(job: Job, shard: int) -> ShardResult:
+    """A worker's task: shard ``shard`` without shrinking, summed up."""
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # Hypothesis reports on stdout, and warns when the worker's own threads use the
+        # random module while it draws (which changes nothing it draws)
+        warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+        result = run_shard(job, shard, shrink=False)
+    draws = {"ops": "examples", "crash": "workloads", "image": "images"}[job.fuzzer]
+    count = getattr(result, UNITS[job.fuzzer] if job.fuzzer != "crash" else "states")
+    return ShardResult(shard, f"{socket.gethostname()}:{os.getpid()}", getattr(result, draws),
+                       count, time.monotonic() - started, result.digest,
+                       failure_of(job.fuzzer, result))
+
+
+def open_database(where: str) -> ExampleDatabase:
+    """A directory (made if missing), or a Redis server by URL (``redis://HOST:PORT/N``)."""
+    if where.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+        from hypothesis.extra.redis import RedisExampleDatabase
+
+        server = redis.Redis.from_url(where)
+        try:
+            server.ping()
+        except redis.RedisError as e:
+            raise FuzzError(f"--db {where}: {e}") from None
+        return RedisExampleDatabase(server)
+    return DirectoryBasedExampleDatabase(where)
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerTotals:
+    shards: int = 0
+    draws: int = 0
+    count: int = 0
+    seconds: float = 0.0  # busy
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Campaign:
+    """A campaign as it runs and as it ended."""
+
+    job: Job
+    workers: int = 0
+    done: list[ShardResult] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)       # shards that kept killing workers
+    findings: list[ShardResult] = field(default_factory=list)
+    submitted: int = 0
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(r.count for r in self.done)
+
+    @property
+    def rate(self) -> float:
+        """Campaign-wide: what the rate counts, per second of wall time."""
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def per_worker(self) -> dict[str, WorkerTotals]:
+        totals: dict[str, WorkerTotals] = {}
+        for r in self.done:
+            t = totals.setdefault(r.worker, WorkerTotals())
+            t.shards, t.draws, t.count, t.seconds = (t.shards + 1, t.draws + r.draws,
+                                                     t.count + r.count, t.seconds + r.seconds)
+        return totals
+
+    def status(self) -> str:
+        return (f"{self.job.fuzzer} campaign: {self.workers} workers, {len(self.done)}/"
+                f"{self.submitted} shards, {self.count} {UNITS[self.job.fuzzer]} "
+                f"({self.rate:.1f}/s), {len(self.findings)} failing, {self.seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A Dask client: on the running cluster at ``scheduler``, or on a local cluster
+    of ``workers`` single-threaded processes that ends with the block."""
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=10))
+                client.wait_for_workers(1, timeout=30)
+            except (OSError, TimeoutError) as e:
+                raise FuzzError(f"--scheduler {scheduler}: {e}") from None
+        else:
+            local = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(local))
+        yield client
+
+
+def run(job: Job, client: Any, *, budget: float | None = None, keep_going: bool = False,
+        progress: Callable[[Campaign], None] | None = None) -> Campaign:
+    """Run ``job``'s shards on ``client``'s cluster, one per worker in flight, until
+    ``budget`` seconds have passed (crash, image) or every shard has run (ops), or
+    a shard fails (unless ``keep_going``)."""
+    from distributed import KilledWorker, as_completed
+
+    c = Campaign(job)
+    total = job.shards
+
+    def more() -> bool:
+        if c.findings and not keep_going:
+            return False
+        if total is not None:
+            return c.submitted < total
+        return budget is None or time.monotonic() - c.started < budget
+
+    shard_of: dict[Any, int] = {}  # future key -> shard
+
+    def submit() -> Any:
+        future = client.submit(explore_shard, job, c.submitted, pure=False)
+        shard_of[future.key] = c.submitted
+        c.submitted += 1
+        return future
+
+    c.workers = max(1, len(client.scheduler_info()["workers"]))
+    pending = as_completed([submit() for _ in range(c.workers) if more()])
+    for future in pending:
+        try:
+            r: ShardResult = future.result()
+        except KilledWorker:
+            c.lost.append(shard_of[future.key])
+        else:
+            c.done.append(r)
+            if r.problem is not None:
+                c.findings.append(r)
+        c.workers = max(1, len(client.scheduler_info()["workers"]))
+        c.seconds = time.monotonic() - c.started
+        if progress is not None:
+            progress(c)
+        if more():
+            pending.add(submit())
+        elif c.findings and not keep_going:
+            client.cancel([f for f in pending.futures if not f.done()])
+            break
+    c.seconds = time.monotonic() - c.started
+    c.done.sort(key=lambda r: r.shard)
+    return c
+

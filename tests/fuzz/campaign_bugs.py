@@ -1,0 +1,47 @@
+"""File systems with a bug, by name, for campaigns: a Dask worker is another process,
+so the bug must live in a class it can import (``--fs tests.fuzz.campaign_bugs:X``),
+not in a monkeypatch of this one (tests/injected_bugs.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import time
+
+from bento_user.api import Attr, FileHandle, InodeNo, Request
+from bento_user.ks_emul import KernelServices
+from filesystems.xv6 import Xv6
+
+
+class FsyncForgets(Xv6):
+    """fsync flushes the device but commits nothing: the crash fuzzer's to find."""
+
+    def fsync(self, fh: FileHandle, datasync: bool) -> None:
+        self.ks.device.flush()
+
+
+class SizeOffByOne(Xv6):
+    """A regular file over 5000 bytes says it is a byte longer: the ops fuzzer's."""
+
+    def getattr(self, req: Request, ino: InodeNo) -> Attr:
+        attr = super().getattr(req, ino)
+        if stat.S_ISREG(attr.mode) and attr.size > 5000:
+            return dataclasses.replace(attr, size=attr.size + 1)
+        return attr
+
+
+class MkdirIgnoresMode(Xv6):
+    """mkdir makes every directory 0700, whatever it was asked: the ops fuzzer's, found
+    in most sequences and shrunk in seconds (for tests that shrink)."""
+
+    def mkdir(self, req: Request, parent: InodeNo, name: bytes, mode: int) -> Attr:
+        return super().mkdir(req, parent, name, 0o700)
+
+
+class HangsOnMount(Xv6):
+    """Mount never returns: the image fuzzer's time bound must stop it."""
+
+    def init(self, ks: KernelServices) -> None:
+        super().init(ks)
+        while True:
+            time.sleep(0.001)
