@@ -1,7 +1,7 @@
 """Which fuzzer catches which injected bug (tests/injected_bugs.py) within its default
 budget, and how fast each fuzzer runs on the healthy file system.
 
-Every (bug, fuzzer) pair runs ``bento fuzz FUZZER --seed S`` in a fresh process with
+Every (bug, fuzzer) pair runs ``bento fuzz FUZZER --seed S --workers 1`` in a fresh process with
 the bug patched in; exit 1 means caught. Writes bench/bug_catch.json and prints the
 Markdown table that goes into RESULTS.md.
 
@@ -41,7 +41,8 @@ with inject(name):
 
 def fuzz(bug: str, fuzzer: str, seed: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["fuzz", fuzzer, "--seed", str(seed)]
+        # one process: the bug is a monkeypatch, which a campaign's workers would not see
+        argv = ["fuzz", fuzzer, "--seed", str(seed), "--workers", "1"]
         if fuzzer != "ops":
             argv += ["--save", tmp]
         started = time.monotonic()
