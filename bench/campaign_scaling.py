@@ -2,7 +2,8 @@
 in one process (``--workers 1``, no Dask) and on local Dask clusters of 1 and 2 worker
 processes, one after the other on an otherwise idle machine.
 
-    .venv/bin/python bench/campaign_scaling.py [--budget 60] [--out bench/campaign_scaling.json]
+    .venv/bin/python bench/campaign_scaling.py [--budget 60] [--fuzzers ops crash image]
+        [--out bench/campaign_scaling.json]
 
 Rates are what the campaign summary prints: ops examples/s, crash states/s, image
 images/s, over the wall time of the exploration (the cluster's start-up and the
@@ -27,7 +28,7 @@ def in_process(fuzzer: str, budget: float) -> float:
     target = Target.load("xv6")
     if fuzzer == "ops":
         started = time.monotonic()
-        r: Any = ops.run(target, examples=int(budget / 0.15), seed=1)  # about ``budget`` s
+        r: Any = ops.run(target, examples=int(budget * 2.5), seed=1)  # about ``budget`` s
         return r.examples / (time.monotonic() - started)
     if fuzzer == "crash":
         r = crash.run(target, budget=budget, seed=1)
@@ -38,7 +39,7 @@ def in_process(fuzzer: str, budget: float) -> float:
 
 def on_cluster(fuzzer: str, workers: int, budget: float) -> tuple[float, dict[str, float]]:
     """A campaign's rate on ``workers`` local processes, and each worker's own."""
-    examples = int(budget / 0.15) * workers  # ops: a count, about ``budget`` s of work
+    examples = int(budget * 2.5) * workers  # ops: a count, about ``budget`` s of work
     job = campaign.Job(fuzzer, "xv6", seed=1, examples=examples)
     with campaign.cluster(workers=workers) as client:
         c = campaign.run(job, client, budget=None if fuzzer == "ops" else budget)
@@ -49,9 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--out", default="bench/campaign_scaling.json")
+    parser.add_argument("--fuzzers", nargs="*", default=list(campaign.FUZZERS),
+                        choices=campaign.FUZZERS)
     args = parser.parse_args()
     rows = []
-    for fuzzer in campaign.FUZZERS:
+    for fuzzer in args.fuzzers:
         one_process = in_process(fuzzer, args.budget)
         one, per1 = on_cluster(fuzzer, 1, args.budget)
         two, per2 = on_cluster(fuzzer, 2, args.budget)

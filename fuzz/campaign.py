@@ -27,6 +27,7 @@ cuts a campaign into shards and reads what comes back.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
 import logging
@@ -45,6 +46,7 @@ from hypothesis.errors import HypothesisDeprecationWarning
 from . import crash, image, ops
 from .target import FuzzError, Target
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3)
 FUZZERS = ("ops", "crash", "image")
 SHARD_SIZE = {"ops": 10, "crash": crash.SHARD_WORKLOADS, "image": 25}  # a few seconds each
 UNITS = {"ops": "examples", "crash": "states", "image": "images"}      # what rates count
@@ -137,6 +139,7 @@ def failure_of(fuzzer: str, result: Any) -> str | None:
 
 def explore_shard(job: Job, shard: int) -> ShardResult:
     """A worker's task: shard ``shard`` without shrinking, summed up."""
+    _malloc_like_a_plain_process()
     started = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         # Hypothesis reports on stdout, and warns when the worker's own threads use the
@@ -148,6 +151,21 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
     return ShardResult(shard, f"{socket.gethostname()}:{os.getpid()}", getattr(result, draws),
                        count, time.monotonic() - started, result.digest,
                        failure_of(job.fuzzer, result))
+
+
+def _malloc_like_a_plain_process() -> None:
+    """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` in this worker process.
+
+    Setting it also turns off glibc's sliding mmap threshold, so every large array
+    the fuzzers make and drop (a 16 MiB image per sequence, crash states) is a fresh
+    mmap, zeroed page by page: measured here, a worker ran ops shards 1.8x slower than
+    a plain process (5.6 s against 10 s a shard). The values are glibc's own upper
+    defaults for the sliding thresholds."""
+    libc = ctypes.CDLL(None)
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)
 
 
 def open_database(where: str) -> ExampleDatabase:

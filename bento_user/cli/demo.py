@@ -6,7 +6,8 @@ repository and ``git fsck`` it, compile and run a C program, a SQLite database, 
 the file system is live-upgraded twice (xv6 re-imported from source) and then to
 provenance; a two-step pipeline's lineage is shown as a tree and drawn, and the mount
 goes back to plain xv6 before unmounting.
-Last, a second file system by name (tiny): mkfs, mount, copy, diff, fsck.
+Then a second file system by name (tiny): mkfs, mount, copy, diff, fsck; last, a
+20-second crash-fuzzing campaign on it, on a local Dask cluster of one worker per core.
 ``--journal`` runs the kernel-services demo instead (journal, power cut, recovery).
 """
 
@@ -97,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     check(bento(["prov", "--image", str(image), "/pipeline/report.txt", "--depth", "1"]),
           "prov")
     second_filesystem(work, mnt)
+    step("fuzz it: a crash campaign on tiny, one worker process per core (Dask)")
+    check(bento(["fuzz", "crash", "--fs", "tiny", "--budget", "20", "--seed", "1",
+                 "--save", str(work / "regressions")]), "fuzz")
     return 0
 
 

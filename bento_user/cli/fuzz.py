@@ -96,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from fuzz.target import FuzzError, Target
 
     mount = getattr(args, "mount", False)
-    if mount and (args.scheduler or (args.workers or 1) > 1):
-        raise UserError("--mount runs in this process: leave out --workers and --scheduler", 2)
+    if mount and (args.scheduler or (args.workers or 1) > 1 or args.shard is not None):
+        raise UserError("--mount runs in this process, not as a campaign: leave out "
+                        "--workers, --scheduler and --shard", 2)
     if args.scheduler and args.workers:
         raise UserError("--workers makes a local cluster; --scheduler names a running one: "
                         "give one of them", 2)

@@ -105,12 +105,12 @@ def test_a_campaign_on_a_running_dask_cluster(capsys: pytest.CaptureFixture[str]
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with Client(f"tcp://127.0.0.1:{port}", timeout=30) as probe:
             probe.wait_for_workers(2, timeout=60)
-        code = main(["fuzz", "ops", "--fs", MKDIR, "--scheduler", f"tcp://127.0.0.1:{port}",
-                     "--seed", "11", "--examples", "40", "--steps", "15"])
+        code = main(["fuzz", "image", "--scheduler", f"tcp://127.0.0.1:{port}", "--seed", "4",
+                     "--budget", "2", "--save", str(tmp_path)])
         out = capsys.readouterr().out
-        assert code == 1, out
-        assert "on 2 workers" in out and "failed on" in out and "FAILED" in out
-        assert f"reproduce: bento fuzz ops --fs {MKDIR} --seed 11 --shard " in out
+        assert code == 0 and "on 2 workers" in out and "no failure" in out, out
+        table = out[out.index("  worker"):].splitlines()[1:3]
+        assert len({line.split()[0] for line in table}) == 2, out  # both took shards
     finally:
         for p in reversed(started):
             p.terminate()
@@ -159,9 +159,11 @@ def test_a_later_run_starts_from_what_an_earlier_one_saved_in_redis(
                     raise
                 time.sleep(0.1)
         argv = ["fuzz", "ops", "--fs", MKDIR, "--workers", "1", "--steps", "15", "--db", db]
-        assert main([*argv, "--seed", "11", "--examples", "10"]) == 1
+        # a campaign's reproduce command: its shard, in this process, shrunk and saved
+        assert main([*argv, "--seed", "11", "--shard", "0", "--examples", "10"]) == 1
         first = capsys.readouterr().out
-        assert "its saved examples pass" in first and "FAILED" in first
+        assert "its saved examples pass" in first and "shard 0 of seed 11" in first
+        assert "FAILED" in first
         # another seed, one sequence: what fails is what the first run saved
         assert main([*argv, "--seed", "12", "--examples", "1"]) == 1
         second = capsys.readouterr().out
