@@ -48,7 +48,7 @@ from .target import FuzzError, Target
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3)
 FUZZERS = ("ops", "crash", "image")
-SHARD_SIZE = {"ops": 10, "crash": crash.SHARD_WORKLOADS, "image": 25}  # a few seconds each
+SHARD_SIZE = {"ops": 25, "crash": crash.SHARD_WORKLOADS, "image": 25}  # seconds each
 UNITS = {"ops": "examples", "crash": "states", "image": "images"}      # what rates count
 DRAWS = {"ops": "sequences", "crash": "workloads", "image": "images"}  # what a shard draws
 
@@ -108,7 +108,9 @@ def run_shard(job: Job, shard: int, *, shrink: bool = True,
 
 
 def replay(job: Job, database: ExampleDatabase) -> Any:
-    """Replay the database's saved examples for ``job``'s fuzzer (none for image)."""
+    """Replay the database's saved examples for ``job``'s fuzzer."""
+    if job.fuzzer == "image":
+        raise FuzzError("the image fuzzer draws with random, not Hypothesis: no database")
     return run_shard(job, 0, database=database, replay_only=True)
 
 
@@ -146,11 +148,10 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
         # random module while it draws (which changes nothing it draws)
         warnings.simplefilter("ignore", HypothesisDeprecationWarning)
         result = run_shard(job, shard, shrink=False)
-    draws = {"ops": "examples", "crash": "workloads", "image": "images"}[job.fuzzer]
-    count = getattr(result, UNITS[job.fuzzer] if job.fuzzer != "crash" else "states")
-    return ShardResult(shard, f"{socket.gethostname()}:{os.getpid()}", getattr(result, draws),
-                       count, time.monotonic() - started, result.digest,
-                       failure_of(job.fuzzer, result))
+    count = getattr(result, UNITS[job.fuzzer])  # for ops and image, also what was drawn
+    drawn = result.workloads if job.fuzzer == "crash" else count
+    return ShardResult(shard, f"{socket.gethostname()}:{os.getpid()}", drawn, count,
+                       time.monotonic() - started, result.digest, failure_of(job.fuzzer, result))
 
 
 def _malloc_like_a_plain_process() -> None:
@@ -288,6 +289,10 @@ def run(job: Job, client: Any, *, budget: float | None = None, keep_going: bool 
             r: ShardResult = future.result()
         except KilledWorker:
             c.lost.append(shard_of[future.key])
+        except Exception as e:  # noqa: BLE001 - the worker cannot run it: say so, stop
+            client.cancel(list(pending.futures))
+            raise FuzzError(f"shard {shard_of[future.key]} failed on a worker: "
+                            f"{type(e).__name__}: {e}") from None
         else:
             c.done.append(r)
             if r.problem is not None:

@@ -31,6 +31,8 @@ SIZE = "tests.fuzz.campaign_bugs:SizeOffByOne"        # found in some shards onl
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
+    """One local cluster for the tests that take it, which come last: its scheduler
+    runs on a thread of this process and would slow a test's own Hypothesis run."""
     with campaign.cluster(workers=2) as c:
         yield c
 
@@ -39,83 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def test_a_finding_comes_back_and_one_process_finds_it_again_by_seed_and_shard(client: Any) -> None:
-    job = Job("ops", SIZE, seed=11, examples=40, steps=15)
-    c = campaign.run(job, client)
-    assert c.findings, c.status()
-    found = c.findings[0]
-    assert (found.problem or "").startswith("AssertionError")  # the model saw the wrong size
-    assert len(c.done) < 4  # it stopped at the finding
-    again = campaign.run_shard(job, found.shard, shrink=False)  # here, in this process
-    assert campaign.failure_of("ops", again) == found.problem
-    assert again.digest == found.digest
-    assert job.command(found.shard).startswith(f"bento fuzz ops --fs {SIZE} --seed 11 --shard ")
-
-
-def test_the_same_seed_explores_the_same_things_whatever_ran_where(client: Any) -> None:
-    ops_job = Job("ops", "xv6", seed=5, examples=30, steps=10)
-    first, second = campaign.run(ops_job, client), campaign.run(ops_job, client)
-    assert [r.shard for r in first.done] == [0, 1, 2] and not first.findings
-    assert [r.digest for r in first.done] == [r.digest for r in second.done]
-    here = campaign.run_shard(ops_job, 2, shrink=False)
-    assert here.digest == first.done[2].digest
-    assert len({r.digest for r in first.done}) == 3        # shards differ from each other
-
-    image_job = Job("image", "xv6", seed=5)  # by budget: how many shards depends on timing
-    a, b = campaign.run(image_job, client, budget=0.5), campaign.run(image_job, client, budget=0.5)
-    common = min(len(a.done), len(b.done))
-    assert common >= 2 and [r.digest for r in a.done[:common]] == [r.digest for r in b.done[:common]]
-
-
-def test_a_killed_worker_costs_its_shard_not_the_campaign(client: Any) -> None:
-    job = Job("ops", SIZE, seed=3, examples=40, steps=15)
-    undisturbed = campaign.run(job, client, keep_going=True)
-    pids: dict[str, int] = client.run(os.getpid)
-    killed: list[int] = []
-
-    def kill_the_other(c: campaign.Campaign) -> None:
-        if not killed:  # the worker still busy with its shard
-            victim = next(pid for pid in pids.values() if not c.done[-1].worker.endswith(f":{pid}"))
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
-
-    disturbed = campaign.run(job, client, keep_going=True, progress=kill_the_other)
-    assert killed and not disturbed.lost
-    assert [r.shard for r in disturbed.done] == [0, 1, 2, 3]
-    assert [r.digest for r in disturbed.done] == [r.digest for r in undisturbed.done]
-    assert ([r.shard for r in disturbed.findings] and
-            sorted(r.shard for r in disturbed.findings) == sorted(r.shard for r in undisturbed.findings))
-    client.wait_for_workers(2, timeout=60)  # the nanny started a new one
-
-
-def test_a_campaign_on_a_running_dask_cluster(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    dask = Path(sys.executable).with_name("dask")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                 "--no-dashboard"], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        for _ in range(2):
-            started.append(subprocess.Popen(
-                [str(dask), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
-                 "--no-dashboard"], cwd=ROOT, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as probe:
-            probe.wait_for_workers(2, timeout=60)
-        code = main(["fuzz", "image", "--scheduler", f"tcp://127.0.0.1:{port}", "--seed", "4",
-                     "--budget", "2", "--save", str(tmp_path)])
-        out = capsys.readouterr().out
-        assert code == 0 and "on 2 workers" in out and "no failure" in out, out
-        table = out[out.index("  worker"):].splitlines()[1:3]
-        assert len({line.split()[0] for line in table}) == 2, out  # both took shards
-    finally:
-        for p in reversed(started):
-            p.terminate()
-        for p in started:
-            p.wait(timeout=30)
 
 
 @pytest.mark.parametrize("on_main_thread", [True, False])
@@ -188,3 +113,80 @@ def test_bad_campaign_arguments_are_one_line_and_exit_2(
     except SystemExit as e:                       # argparse's own errors
         code, err = int(e.code or 0), capsys.readouterr().err
     assert code == 2 and message in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_a_finding_comes_back_and_one_process_finds_it_again_by_seed_and_shard(client: Any) -> None:
+    job = Job("ops", SIZE, seed=11, examples=100, steps=15)  # 4 shards
+    c = campaign.run(job, client)
+    assert c.findings, c.status()
+    found = c.findings[0]
+    assert (found.problem or "").startswith("AssertionError")  # the model saw the wrong size
+    assert len(c.done) < 4  # it stopped at the finding
+    again = campaign.run_shard(job, found.shard, shrink=False)  # here, in this process
+    assert campaign.failure_of("ops", again) == found.problem
+    assert again.digest == found.digest
+    assert job.command(found.shard).startswith(f"bento fuzz ops --fs {SIZE} --seed 11 --shard ")
+
+
+def test_the_same_seed_explores_the_same_things_whatever_ran_where(client: Any) -> None:
+    ops_job = Job("ops", "xv6", seed=5, examples=75, steps=10)  # 3 shards
+    first, second = campaign.run(ops_job, client), campaign.run(ops_job, client)
+    assert [r.shard for r in first.done] == [0, 1, 2] and not first.findings
+    assert [r.digest for r in first.done] == [r.digest for r in second.done]
+    here = campaign.run_shard(ops_job, 2, shrink=False)
+    assert here.digest == first.done[2].digest
+    assert len({r.digest for r in first.done}) == 3        # shards differ from each other
+
+    image_job = Job("image", "xv6", seed=5)  # by budget: how many shards depends on timing
+    a, b = campaign.run(image_job, client, budget=0.5), campaign.run(image_job, client, budget=0.5)
+    common = min(len(a.done), len(b.done))
+    assert common >= 2 and [r.digest for r in a.done[:common]] == [r.digest for r in b.done[:common]]
+
+
+def test_a_killed_worker_costs_its_shard_not_the_campaign(client: Any) -> None:
+    job = Job("ops", SIZE, seed=3, examples=100, steps=15)  # 4 shards
+    undisturbed = campaign.run(job, client, keep_going=True)
+    pids: dict[str, int] = client.run(os.getpid)
+    killed: list[int] = []
+
+    def kill_the_other(c: campaign.Campaign) -> None:
+        if not killed:  # the worker still busy with its shard
+            victim = next(pid for pid in pids.values() if not c.done[-1].worker.endswith(f":{pid}"))
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    disturbed = campaign.run(job, client, keep_going=True, progress=kill_the_other)
+    assert killed and not disturbed.lost
+    assert [r.shard for r in disturbed.done] == [0, 1, 2, 3]
+    assert [r.digest for r in disturbed.done] == [r.digest for r in undisturbed.done]
+    assert ([r.shard for r in disturbed.findings] and
+            sorted(r.shard for r in disturbed.findings) == sorted(r.shard for r in undisturbed.findings))
+    client.wait_for_workers(2, timeout=60)  # the nanny started a new one
+
+
+def test_a_campaign_on_a_running_dask_cluster(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    dask = Path(sys.executable).with_name("dask")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--no-dashboard"], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            started.append(subprocess.Popen(
+                [str(dask), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                 "--no-dashboard"], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as probe:
+            probe.wait_for_workers(2, timeout=60)
+        code = main(["fuzz", "image", "--scheduler", f"tcp://127.0.0.1:{port}", "--seed", "4",
+                     "--budget", "2", "--save", str(tmp_path)])
+        out = capsys.readouterr().out
+        assert code == 0 and "on 2 workers" in out and "no failure" in out, out
+        table = out[out.index("  worker"):].splitlines()[1:3]
+        assert len({line.split()[0] for line in table}) == 2, out  # both took shards
+    finally:
+        for p in reversed(started):
+            p.terminate()
+        for p in started:
+            p.wait(timeout=30)
