@@ -17,11 +17,11 @@ cuts a campaign into shards and reads what comes back.
   budget is spent (crash, image) or every shard has run (ops: ``--examples``),
   stops at the first finding unless ``keep_going``, and then reproduces each
   failing shard once, here, with shrinking: shrunk once, not by every worker.
-- **The example database** (a directory, or ``redis://``) is the client's: a
+- **The example database** (ops; a directory, or ``redis://``) is the client's: a
   campaign first replays what earlier runs saved in it, and a shrunk finding is
   saved there. Workers never read it, so a shard stays the same whatever the
-  database holds. The image fuzzer draws with ``random``, not Hypothesis: no
-  database.
+  database holds. A crash finding is kept as its regression test instead, and the
+  image fuzzer draws with ``random``, not Hypothesis.
 """
 
 from __future__ import annotations
@@ -103,14 +103,14 @@ def run_shard(job: Job, shard: int, *, shrink: bool = True,
                        database=database, replay_only=replay_only)
     if job.fuzzer == "crash":
         return crash.run_shard(target, seed=seed, workloads=size, max_ops=job.max_ops,
-                               shrink=shrink, database=database, replay_only=replay_only)
+                               shrink=shrink)
     return image.run(target, seed=seed, images=size, time_bound=job.time_bound, shrink=shrink)
 
 
 def replay(job: Job, database: ExampleDatabase) -> Any:
     """Replay the database's saved examples for ``job``'s fuzzer."""
-    if job.fuzzer == "image":
-        raise FuzzError("the image fuzzer draws with random, not Hypothesis: no database")
+    if job.fuzzer != "ops":
+        raise FuzzError(f"the {job.fuzzer} fuzzer keeps no example database")
     return run_shard(job, 0, database=database, replay_only=True)
 
 

@@ -28,14 +28,12 @@ import random
 import stat
 import time
 import traceback
-import unittest
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.database import ExampleDatabase
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
@@ -427,10 +425,9 @@ SHARD_WORKLOADS = 20   # one shard of a campaign (campaign.py): a few seconds he
 
 
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6,
-        database: ExampleDatabase | None = None,
         progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
     """Explore workloads for ``budget`` seconds (the last batch may run over a little;
-    shrinking a failure is not counted); ``database`` keeps the failing workload."""
+    shrinking a failure is not counted)."""
     result = CrashResult()
     started = time.monotonic()
     failing = False                     # once a failure is found, shrinking has no budget
@@ -450,8 +447,7 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
         per_workload = result.seconds / result.workloads if result.workloads else 1.0
         left = budget - (time.monotonic() - started)
         examples = max(1, min(50, int(left / max(per_workload, 0.05))))
-        test = _hypothesis_test(target, search, max_ops, examples, [Phase.generate, Phase.shrink],
-                                database)
+        test = _hypothesis_test(target, search, max_ops, examples, [Phase.generate, Phase.shrink])
         hypothesis_seed(seed * 1_000_003 + batch)(test)
         batch += 1
         _run_test(target, test, result, shrink=True)
@@ -460,15 +456,13 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
 
 
 def run_shard(target: Target, *, seed: int, workloads: int = SHARD_WORKLOADS, max_ops: int = 6,
-              shrink: bool = True, database: ExampleDatabase | None = None,
-              replay_only: bool = False,
+              shrink: bool = True,
               progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
     """Exactly ``workloads`` workloads drawn from ``seed``, with no clock involved: the
     same ones on any machine, so a campaign's shard found on a worker is found again
     here by its seed (campaign.py). ``shrink=False`` reports the first failure as
-    found (the workers'); ``database`` keeps what a shrink found, and with
-    ``replay_only`` the run replays the database's examples and draws nothing new.
-    ``result.digest`` fingerprints the workloads drawn."""
+    found (the workers'). ``result.digest`` fingerprints the workloads drawn. (No
+    example database: a crash finding is kept as its regression test.)"""
     result = CrashResult()
     started = time.monotonic()
     drawn = hashlib.sha256()
@@ -477,8 +471,8 @@ def run_shard(target: Target, *, seed: int, workloads: int = SHARD_WORKLOADS, ma
         drawn.update(repr(workload).encode())
         _search(target, workload, result, started, progress)
 
-    phases = [Phase.reuse] if replay_only else [Phase.generate] + [Phase.shrink] * shrink
-    test = _hypothesis_test(target, search, max_ops, workloads, phases, database)
+    test = _hypothesis_test(target, search, max_ops, workloads,
+                            [Phase.generate] + [Phase.shrink] * shrink)
     hypothesis_seed(seed)(test)
     _run_test(target, test, result, shrink)
     result.seconds = time.monotonic() - started
@@ -499,10 +493,9 @@ def _search(target: Target, workload: list[Op], result: CrashResult, started: fl
 
 
 def _hypothesis_test(target: Target, search: Callable[[list[Op]], None], max_ops: int,
-                     examples: int, phases: list[Phase],
-                     database: ExampleDatabase | None = None) -> Callable[[], None]:
+                     examples: int, phases: list[Phase]) -> Callable[[], None]:
     unsupported = frozenset(op for op in ("link", "symlink") if not target.supports(op))
-    return settings(max_examples=examples, deadline=None, database=database,
+    return settings(max_examples=examples, deadline=None, database=None,
                     derandomize=False, print_blob=False, report_multiple_bugs=False,
                     suppress_health_check=list(HealthCheck), phases=phases)(
                         given(workload=workloads(max_ops, unsupported))(search))
@@ -516,8 +509,6 @@ def _run_test(target: Target, test: Callable[[], None], result: CrashResult, shr
         result.finding = shrink_state(target, e.finding) if shrink else e.finding
     except OperationFailed as e:
         result.error = str(e)
-    except unittest.SkipTest:
-        pass  # replay_only with nothing saved: nothing to run
     except Exception as e:  # noqa: BLE001 - a file-system bug while running the workload
         result.error = "".join(traceback.format_exception(e, limit=-4)).strip()
 

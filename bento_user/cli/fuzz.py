@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--keep-going", action="store_true",
                        help="a campaign goes on after its first finding")
         q.add_argument("--db", metavar="DIR|redis://HOST:PORT",
-                       help="Hypothesis example database (ops, crash): replayed first; "
+                       help="Hypothesis example database (ops): replayed first; "
                             "a shrunk finding is saved in it")
         q.set_defaults(run=run)
 
@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler and args.workers:
         raise UserError("--workers makes a local cluster; --scheduler names a running one: "
                         "give one of them", 2)
-    if args.db and args.fuzzer == "image":
-        raise UserError("--db: the image fuzzer draws with random, not Hypothesis; it keeps "
-                        "failing images as files (--save)", 2)
+    if args.db and args.fuzzer != "ops":
+        raise UserError(f"--db is for ops: the {args.fuzzer} fuzzer keeps its findings as "
+                        "files (--save)", 2)
     try:
         target = Target.load(args.fs)
         database = open_database(args.db) if args.db else None
@@ -167,7 +167,6 @@ def _in_process(args: argparse.Namespace, target: Any, job: Any, database: Any,
                                            f"{r.steps} steps, {r.rate:.1f}/s"))
     elif job.fuzzer == "crash":
         result = crash.run(target, budget=args.budget, seed=job.seed, max_ops=job.max_ops,
-                           database=database,
                            progress=lambda r: status.show(f"crash: {r.workloads} workloads, "
                                                           f"{r.states} crash states, "
                                                           f"{r.rate:.0f} states/s"))

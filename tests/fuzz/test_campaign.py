@@ -101,8 +101,8 @@ def test_a_later_run_starts_from_what_an_earlier_one_saved_in_redis(
 @pytest.mark.parametrize("argv, message", [
     (["ops", "--mount", "--workers", "2"], "--mount runs in this process"),
     (["ops", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give one of them"),
-    (["image", "--db", "x"], "the image fuzzer draws with random"),
-    (["crash", "--db", "redis://127.0.0.1:1/0"], "--db redis://127.0.0.1:1/0:"),
+    (["image", "--db", "x"], "--db is for ops"),
+    (["ops", "--db", "redis://127.0.0.1:1/0"], "--db redis://127.0.0.1:1/0:"),
     (["crash", "--shard", "-1"], "not a shard number"),
 ])
 def test_bad_campaign_arguments_are_one_line_and_exit_2(
