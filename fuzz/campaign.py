@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import io
 import logging
@@ -48,7 +49,7 @@ from .target import FuzzError, Target
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3)
 FUZZERS = ("ops", "crash", "image")
-SHARD_SIZE = {"ops": 25, "crash": crash.SHARD_WORKLOADS, "image": 25}  # seconds each
+SHARD_SIZE = {"ops": 25, "crash": 20, "image": 25}  # a few seconds each
 UNITS = {"ops": "examples", "crash": "states", "image": "images"}      # what rates count
 DRAWS = {"ops": "sequences", "crash": "workloads", "image": "images"}  # what a shard draws
 
@@ -104,7 +105,15 @@ def run_shard(job: Job, shard: int, *, shrink: bool = True,
     if job.fuzzer == "crash":
         return crash.run_shard(target, seed=seed, workloads=size, max_ops=job.max_ops,
                                shrink=shrink)
-    return image.run(target, seed=seed, images=size, time_bound=job.time_bound, shrink=shrink)
+    return image.run(target, seed=seed, images=size, time_bound=job.time_bound, shrink=shrink,
+                     seeds=_seed_images(job.spec))
+
+
+@functools.lru_cache(maxsize=4)
+def _seed_images(spec: str) -> image.Seeds:
+    """A worker's seed images, made once per file system rather than once per shard
+    (0.16 s of a 1.5 s shard, measured on xv6)."""
+    return image.Seeds.make(Target.load(spec))
 
 
 def replay(job: Job, database: ExampleDatabase) -> Any:

@@ -421,9 +421,6 @@ def shrink_state(target: Target, finding: CrashFinding) -> CrashFinding:
     return finding
 
 
-SHARD_WORKLOADS = 20   # one shard of a campaign (campaign.py): a few seconds here
-
-
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6,
         progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
     """Explore workloads for ``budget`` seconds (the last batch may run over a little;
@@ -455,7 +452,7 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
     return result
 
 
-def run_shard(target: Target, *, seed: int, workloads: int = SHARD_WORKLOADS, max_ops: int = 6,
+def run_shard(target: Target, *, seed: int, workloads: int, max_ops: int = 6,
               shrink: bool = True,
               progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
     """Exactly ``workloads`` workloads drawn from ``seed``, with no clock involved: the

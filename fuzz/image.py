@@ -443,12 +443,32 @@ def shrink_image(target: Target, base: np.ndarray, mutations: list[Mutation], ki
     return mutations, image, try_image(target, image)
 
 
+@dataclass(frozen=True)
+class Seeds:
+    """The seed images and what a run mutates in them: a block list and each block's
+    kind, per image. Read-only: every image tried is a copy."""
+
+    images: dict[str, np.ndarray]
+    blocks: dict[str, list[int]]
+    kinds: dict[str, dict[int, str]]
+
+    @classmethod
+    def make(cls, target: Target) -> Seeds:
+        images = seed_images(target)
+        blocks = {name: metadata_blocks(target, img) for name, img in images.items()}
+        kinds = {name: target.cls.block_kinds(RamDevice.from_bytes(img), blocks[name])
+                 for name, img in images.items()}
+        return cls(images, blocks, kinds)
+
+
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: int = 5,
         time_bound: float = TIME_BOUND, images: int | None = None, shrink: bool = True,
+        seeds: Seeds | None = None,
         progress: Callable[[ImageResult], None] | None = None) -> ImageResult:
     """Mutate and try images for ``budget`` seconds, or exactly ``images`` of them
     (no clock involved: a campaign's shard, the same on any machine); stop after
-    ``max_findings``. ``shrink=False`` keeps a failing image's mutations as drawn."""
+    ``max_findings``. ``shrink=False`` keeps a failing image's mutations as drawn.
+    ``seeds`` saves making them again (a campaign's worker runs many shards)."""
     def more() -> bool:
         if len(result.findings) >= max_findings:
             return False
@@ -457,18 +477,16 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
     rng = random.Random(seed)
     result = ImageResult()
     started = time.monotonic()
-    seeds = seed_images(target)
-    blocks = {name: metadata_blocks(target, img) for name, img in seeds.items()}
-    kinds = {name: target.cls.block_kinds(RamDevice.from_bytes(img), blocks[name])
-             for name, img in seeds.items()}
+    prepared = seeds or Seeds.make(target)
+    bases, blocks, kinds = prepared.images, prepared.blocks, prepared.kinds
     result.mutable = {k for ks in kinds.values() for k in ks.values()}
     logging.disable(logging.CRITICAL)   # corrupt images make file systems log a lot
     with contextlib.ExitStack() as stack:
         stack.callback(logging.disable, logging.NOTSET)
         stack.enter_context(_memory_bound())
         while more():
-            name = rng.choice(sorted(seeds))
-            base = seeds[name]
+            name = rng.choice(sorted(bases))
+            base = bases[name]
             image = base.copy()
             mutations = [mutate(rng, image, blocks[name]) for _ in range(rng.choice([1, 1, 2, 3]))]
             result.drawn.update(repr((name, mutations)).encode())

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except FuzzError as e:
         raise UserError(str(e), 2) from None
     seed = args.seed if args.seed is not None else random.randrange(2**31)
+    if args.scheduler is None and not args.workers:
+        args.workers = os.cpu_count() or 1  # the default: a worker per core
     job = Job(args.fuzzer, target.spec, seed,
               examples=getattr(args, "examples", None) or (20 if mount else 100),
               steps=getattr(args, "steps", 40), max_ops=getattr(args, "max_ops", 6),
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{DRAWS[job.fuzzer]}, shrunk if one fails")
             found = _report(args, target, job, run_shard(job, args.shard, database=database),
                             job.command(args.shard), args.shard)
-        elif args.scheduler is None and (mount or (args.workers or os.cpu_count() or 1) == 1):
+        elif args.scheduler is None and (mount or args.workers == 1):
             found = _in_process(args, target, job, database, status)
             if found:
                 print(f"reproduce: bento fuzz {args.fuzzer} --fs {target.spec} --seed {seed} "
@@ -189,7 +191,7 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
 
     budget = None if job.fuzzer == "ops" else args.budget
     try:
-        with cluster(args.workers or os.cpu_count() or 1, args.scheduler) as client:
+        with cluster(args.workers, args.scheduler) as client:
             c = run_campaign(job, client, budget=budget, keep_going=args.keep_going,
                              progress=lambda c: status.show(c.status()))
     except FuzzError as e:
