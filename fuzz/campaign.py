@@ -12,7 +12,9 @@ cuts a campaign into shards and reads what comes back.
 - **Workers** run shards without shrinking and without an example database: they
   only say what failed, and how much they did. A worker that dies takes its shard
   with it; Dask runs the shard again on another (``allowed-failures``), and a shard
-  that keeps killing workers is counted as lost — the campaign goes on.
+  that keeps killing workers is counted as lost — the campaign goes on. A shard
+  that does not come back in time (``stall_after``) is stopped as stuck if a worker
+  still runs it, and submitted again once if none does.
 - **The client** (this process) keeps one shard per worker in flight until the
   budget is spent (crash, image) or every shard has run (ops: ``--examples``),
   stops at the first finding unless ``keep_going``, and then reproduces each
@@ -216,6 +218,7 @@ class Campaign:
     workers: int = 0
     done: list[ShardResult] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)       # shards that kept killing workers
+    resubmitted: list[int] = field(default_factory=list)  # shards the cluster lost once
     findings: list[ShardResult] = field(default_factory=list)
     submitted: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -261,7 +264,7 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
         else:
             local = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR))
+                dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(local))
         yield client
 
@@ -270,8 +273,13 @@ def run(job: Job, client: Any, *, budget: float | None = None, keep_going: bool 
         progress: Callable[[Campaign], None] | None = None) -> Campaign:
     """Run ``job``'s shards on ``client``'s cluster, one per worker in flight, until
     ``budget`` seconds have passed (crash, image) or every shard has run (ops), or
-    a shard fails (unless ``keep_going``)."""
-    from distributed import KilledWorker, as_completed
+    a shard fails (unless ``keep_going``).
+
+    A shard that has not come back after ``stall_after`` seconds is looked for on the
+    workers: still running there, it is stuck in the file system or a fuzzer, and the
+    campaign stops saying where (no bound of ours could stop it); running nowhere,
+    the cluster lost it, and it is submitted again, once."""
+    from distributed import KilledWorker, wait
 
     c = Campaign(job)
     total = job.shards
@@ -283,39 +291,82 @@ def run(job: Job, client: Any, *, budget: float | None = None, keep_going: bool 
             return c.submitted < total
         return budget is None or time.monotonic() - c.started < budget
 
-    shard_of: dict[Any, int] = {}  # future key -> shard
+    inflight: dict[Any, tuple[int, float]] = {}  # future -> (shard, submitted at)
 
-    def submit() -> Any:
-        future = client.submit(explore_shard, job, c.submitted, pure=False)
-        shard_of[future.key] = c.submitted
+    def submit(shard: int) -> None:
+        inflight[client.submit(explore_shard, job, shard, pure=False)] = (shard, time.monotonic())
+
+    def next_shard() -> None:
+        submit(c.submitted)
         c.submitted += 1
-        return future
 
     c.workers = max(1, len(client.scheduler_info()["workers"]))
-    pending = as_completed([submit() for _ in range(c.workers) if more()])
-    for future in pending:
-        try:
-            r: ShardResult = future.result()
-        except KilledWorker:
-            c.lost.append(shard_of[future.key])
-        except Exception as e:  # noqa: BLE001 - the worker cannot run it: say so, stop
-            client.cancel(list(pending.futures))
-            raise FuzzError(f"shard {shard_of[future.key]} failed on a worker: "
-                            f"{type(e).__name__}: {e}") from None
-        else:
-            c.done.append(r)
-            if r.problem is not None:
-                c.findings.append(r)
-        c.workers = max(1, len(client.scheduler_info()["workers"]))
-        c.seconds = time.monotonic() - c.started
-        if progress is not None:
-            progress(c)
+    for _ in range(c.workers):
         if more():
-            pending.add(submit())
-        elif c.findings and not keep_going:
-            client.cancel([f for f in pending.futures if not f.done()])
-            break
+            next_shard()
+    while inflight:
+        try:
+            finished = wait(list(inflight), timeout=STALL_POLL, return_when="FIRST_COMPLETED").done
+        except TimeoutError:  # nothing came back in that second
+            finished = set()
+        for future in finished:
+            shard, _ = inflight.pop(future)
+            try:
+                r: ShardResult = future.result()
+            except KilledWorker:
+                c.lost.append(shard)
+            except Exception as e:  # noqa: BLE001 - the worker cannot run it: say so, stop
+                client.cancel(list(inflight))
+                raise FuzzError(f"shard {shard} failed on a worker: {type(e).__name__}: {e}") from None
+            else:
+                c.done.append(r)
+                if r.problem is not None:
+                    c.findings.append(r)
+            c.workers = max(1, len(client.scheduler_info()["workers"]))
+            c.seconds = time.monotonic() - c.started
+            if progress is not None:
+                progress(c)
+            if more():
+                next_shard()
+            elif c.findings and not keep_going:
+                client.cancel(list(inflight))
+                inflight.clear()
+        _look_after_stalled(job, client, c, inflight, submit)
     c.seconds = time.monotonic() - c.started
     c.done.sort(key=lambda r: r.shard)
     return c
 
+
+STALL_POLL = 1.0     # seconds between looks at the shards in flight
+STALL_FLOOR = 120.0  # seconds a shard may always take before it is looked for
+
+
+def stall_after(job: Job, c: Campaign) -> float:
+    """How long a shard may take: ten times the slowest so far, never under the floor,
+    and room for an image shard's hangs (``image.run`` stops at its fifth finding)."""
+    slowest = max((r.seconds for r in c.done), default=0.0)
+    return max(STALL_FLOOR, 10 * slowest, 6 * job.time_bound if job.fuzzer == "image" else 0.0)
+
+
+def _look_after_stalled(job: Job, client: Any, c: Campaign, inflight: dict[Any, tuple[int, float]],
+                        submit: Callable[[int], None]) -> None:
+    limit = stall_after(job, c)
+    now = time.monotonic()
+    for future, (shard, since) in list(inflight.items()):
+        if now - since < limit or future.done():
+            continue
+        running = {worker: frames for worker, tasks in client.call_stack([future]).items()
+                   for key, frames in tasks.items() if key == future.key}
+        if running:
+            worker, frames = next(iter(running.items()))
+            client.cancel(list(inflight))
+            where = frames[-1].strip().splitlines()[0] if frames else "?"
+            raise FuzzError(f"shard {shard} has run {now - since:.0f} s on {worker} and is stuck "
+                            f"at {where}; reproduce: {job.command(shard)}")
+        del inflight[future]
+        client.cancel([future])
+        if shard in c.resubmitted:
+            c.lost.append(shard)
+        else:
+            c.resubmitted.append(shard)
+            submit(shard)

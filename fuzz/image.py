@@ -60,28 +60,37 @@ class _Hang(BaseException):
     """Raised by the alarm in whatever the file system was doing."""
 
 
-class _TimeBound:
-    """Raises ``_Hang`` in the calling thread ``seconds`` after ``start``. On the main
-    thread that is SIGALRM; elsewhere (a Dask worker runs its tasks on a thread of
-    its own) a timer thread sets it as the calling thread's asynchronous exception,
-    which lands at the next bytecode just as a signal handler's would."""
+class _Bounds:
+    """Stops one image's check past ``seconds``, or (off the main thread) past
+    ``memory`` bytes more than it had resident at the start, by raising in the
+    checking thread.
 
-    def __init__(self, seconds: float) -> None:
+    On the main thread the time bound is SIGALRM, and ``run`` bounds memory with
+    RLIMIT_AS for the whole process. Off the main thread (a Dask worker runs its
+    tasks on a thread of its own) neither is safe: the alarm cannot be had, and an
+    address-space limit would fail the worker's own threads (its connection to the
+    scheduler) as well as the file system. There a watcher thread polls the clock and
+    the resident size and sets ``_Hang`` or ``MemoryError`` as the checking thread's
+    asynchronous exception, which lands at its next bytecode."""
+
+    POLL = 0.02  # seconds between the watcher's looks
+
+    def __init__(self, seconds: float, memory: int = MEMORY_BOUND) -> None:
         self.seconds = seconds
+        self.memory = memory
         self.on_main = threading.current_thread() is threading.main_thread()
         self.thread = threading.get_ident()
         self.lock = threading.Lock()
-        self.armed = False
+        self.done = threading.Event()
 
     def start(self) -> None:
         if self.on_main:
             self.previous = signal.signal(signal.SIGALRM, self._alarm)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
             return
-        self.armed = True
-        self.timer = threading.Timer(self.seconds, self._fire)
-        self.timer.daemon = True
-        self.timer.start()
+        self.memory_limit = _resident() + self.memory
+        self.watcher = threading.Thread(target=self._watch, name="image-bounds", daemon=True)
+        self.watcher.start()
 
     def stop(self) -> None:
         if self.on_main:
@@ -90,11 +99,10 @@ class _TimeBound:
             return
         try:
             with self.lock:
-                self.armed = False
-            self.timer.cancel()
+                self.done.set()
             for _ in range(8):
-                pass  # an alarm that fired but has not been raised yet lands here
-        except _Hang:
+                pass  # an exception set but not raised yet lands here
+        except (_Hang, MemoryError):
             pass
         # Never clear a pending one with PyThreadState_SetAsyncExc(id, NULL): that
         # leaves the interpreter-wide "async exception pending" flag set, and every
@@ -103,11 +111,27 @@ class _TimeBound:
     def _alarm(self, signum: int, frame: Any) -> None:
         raise _Hang()
 
-    def _fire(self) -> None:
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while not self.done.wait(self.POLL):
+            if time.monotonic() > deadline:
+                self._raise(_Hang)
+                return
+            if _resident() > self.memory_limit:
+                self._raise(MemoryError)
+                return
+
+    def _raise(self, kind: type[BaseException]) -> None:
         with self.lock:
-            if self.armed:
+            if not self.done.is_set():
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread),
-                                                           ctypes.py_object(_Hang))
+                                                           ctypes.py_object(kind))
+
+
+def _resident() -> int:
+    """This process's resident size in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
 
 
 class WatchedDevice(RamDevice):
@@ -330,9 +354,11 @@ class Outcome:
     failure: str | None = None
 
 
-def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND) -> Outcome:
-    """fsck, then mount, walk, change, unmount — within the time bound."""
-    bound = _TimeBound(time_bound)
+def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
+              memory_bound: int = MEMORY_BOUND) -> Outcome:
+    """fsck, then mount, walk, change, unmount — within the bounds (``_Bounds``; on the
+    main thread ``run`` sets the memory bound for the whole process)."""
+    bound = _Bounds(time_bound, memory_bound)
     bound.start()
     stage = "fsck"
     try:
@@ -416,6 +442,10 @@ class ImageResult:
 
 @contextlib.contextmanager
 def _memory_bound() -> Iterator[None]:
+    """RLIMIT_AS for the whole process, on the main thread only (see ``_Bounds``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as f:
         size = int(f.read().split()[0]) * resource.getpagesize()

@@ -200,7 +200,9 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
     unit, draws = UNITS[job.fuzzer], DRAWS[job.fuzzer]
     print(f"campaign: {len(c.done)} shards on {c.workers} workers in {c.seconds:.1f} s: "
           f"{sum(r.draws for r in c.done)} {draws}, {c.count} {unit} ({c.rate:.1f} {unit}/s)"
-          + (f"; {len(c.lost)} shards lost with their workers: {c.lost}" if c.lost else ""))
+          + (f"; {len(c.lost)} shards lost: {c.lost}" if c.lost else "")
+          + (f"; submitted again after the cluster lost them: {c.resubmitted}"
+             if c.resubmitted else ""))
     print(f"  {'worker':<24} {'shards':>6} {draws:>10} {unit:>10} {unit + '/s':>12}")
     for worker, t in sorted(c.per_worker().items()):
         print(f"  {worker:<24} {t.shards:>6} {t.draws:>10} {t.count:>10} {t.rate:>12.1f}")

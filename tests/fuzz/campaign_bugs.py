@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+import threading
 import time
 
 from bento_user.api import Attr, FileHandle, InodeNo, Request
@@ -45,3 +46,24 @@ class HangsOnMount(Xv6):
         super().init(ks)
         while True:
             time.sleep(0.001)
+
+
+class GreedyOnMount(Xv6):
+    """Mount takes memory without end: the image fuzzer's memory bound must stop it."""
+
+    def init(self, ks: KernelServices) -> None:
+        super().init(ks)
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 << 20))  # zeroed, so resident
+
+
+class DeadlocksOnMount(Xv6):
+    """Mount waits for a lock it holds: off the main thread no bound can stop a blocked
+    lock wait, so the campaign must notice the stuck shard itself."""
+
+    def init(self, ks: KernelServices) -> None:
+        super().init(ks)
+        held = threading.Lock()
+        held.acquire()
+        held.acquire()

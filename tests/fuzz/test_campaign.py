@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from distributed import Client
 
@@ -63,6 +64,44 @@ def test_a_hang_is_stopped_on_any_thread(on_main_thread: bool) -> None:
         worker.start()
         worker.join(timeout=30)
     assert [o.kind for o in outcomes] == ["hang", "ok"], outcomes
+
+
+def test_memory_is_bounded_off_the_main_thread_without_failing_other_threads() -> None:
+    """On a worker's thread the memory bound must stop a greedy mount, and must not be
+    an address-space limit for the whole process: that would fail the worker's own
+    threads (its connection to the scheduler) while a shard runs."""
+    greedy = Target.load("tests.fuzz.campaign_bugs:GreedyOnMount")
+    clean = Target.load("xv6").fresh_device(1024).image()
+    outcomes: list[image.Outcome] = []
+    worker = threading.Thread(target=lambda: outcomes.append(
+        image.try_image(greedy, clean, time_bound=20, memory_bound=256 << 20)))
+    worker.start()
+    worker.join(timeout=30)
+    assert [o.kind for o in outcomes] == ["memory"], outcomes
+
+    failed: list[str] = []
+    shard = threading.Thread(target=image.run, args=(Target.load("xv6"),),
+                             kwargs={"images": 25, "seed": 1, "shrink": False})
+    shard.start()
+    while shard.is_alive():
+        try:
+            np.empty(image.MEMORY_BOUND + (1 << 30), np.uint8)  # address space only
+        except MemoryError as e:
+            failed.append(str(e))
+        time.sleep(0.02)
+    assert failed == []
+
+
+def test_a_stuck_shard_is_reported_with_where_it_is_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blocked lock wait on a worker's thread cannot be interrupted: rather than wait
+    for ever, the campaign says which shard is stuck where, and how to reproduce it."""
+    monkeypatch.setattr(campaign, "STALL_FLOOR", 3.0)
+    job = Job("image", "tests.fuzz.campaign_bugs:DeadlocksOnMount", seed=1, time_bound=0.5)
+    with campaign.cluster(workers=1) as one:
+        with pytest.raises(campaign.FuzzError) as stuck:
+            campaign.run(job, one, budget=60)
+    assert "shard 0 has run" in str(stuck.value) and "campaign_bugs.py" in str(stuck.value)
+    assert "--seed 1 --shard 0" in str(stuck.value)
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is installed by setup")
