@@ -26,6 +26,7 @@ from bento_user.api import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL
 
 ROOT = Request(uid=0, gid=0, umask=0o022)
 NAME_MAX = 255
+XATTR_SIZE_MAX = 65536  # the longest value Linux passes to a file system
 
 Err = int | tuple[int, ...] | None
 
@@ -223,8 +224,8 @@ class Model:
                 n.data.extend(bytes(offset - len(n.data)))
             n.data[offset:offset + len(content)] = content
             n.mapped.update(_blocks(offset, offset + len(content)))
-        if req.uid:
-            n.mode = killed_suid(req, n)
+        if req.uid and content:  # an empty write ends in the write checks, before
+            n.mode = killed_suid(req, n)  # the privileges go (Linux, tmpfs, ext4)
 
     @staticmethod
     def truncate(n: Node, size: int) -> None:
@@ -303,6 +304,8 @@ class Model:
 
     @staticmethod
     def setxattr(req: Request, n: Node, key: bytes, value: bytes) -> Err:
+        if len(value) > XATTR_SIZE_MAX:  # the system call's own check, before any name's
+            return errno.E2BIG
         if key == b"user.":  # a namespace with no name in it
             return errno.EINVAL
         n.xattrs[key] = value

@@ -49,6 +49,9 @@ BAD_NAMES = st.sampled_from([b"n" * 256])
 DATA = st.binary(max_size=9000)
 # ns; before 1970 too (-1 is not "now"); beyond i64 ns (2**40 s), which is clamped
 TIMES = [-1, 0, 1, -10**9 - 1, 2**40 + 7, 2**40 * 10**9, -(2**40) * 10**9]
+# values around a block, several blocks, and Linux's limit (64 KiB; one more: E2BIG)
+XATTR_VALUES = st.builds(lambda motif, n: (motif * n)[:n], st.binary(min_size=1, max_size=4),
+                         st.sampled_from([4000, 4096, 4097, 20000, 65536, 65537]))
 OFFSETS = st.sampled_from([0, 1, 4095, 4096, 12 * 4096 - 3, 5 * 2**20])
 
 
@@ -242,7 +245,7 @@ class FileSystemMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.target.supports("setxattr"))
     @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t", b"user."]),
-          value=st.binary(max_size=300))
+          value=st.binary(max_size=300) | XATTR_VALUES)
     def setxattr(self, data: st.DataObject, key: bytes, value: bytes) -> None:
         nodes = [e for e in self.model.entries() if e[3].kind in (stat.S_IFREG, stat.S_IFDIR)]
         if not nodes:

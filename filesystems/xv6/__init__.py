@@ -7,7 +7,7 @@ Modules, bottom-up (cf. xv6's fs.c, then sysfile.c):
 - ``_alloc``   block and inode bitmaps, next-fit, blocks waiting for a commit
 - ``_bmap``    direct/indirect block mapping, walking and freeing
 - ``_dir``     directory blocks and the in-memory name index
-- ``_xattr``   the extended-attribute block
+- ``_xattr``   extended attributes: one block, or an index and the blocks it names
 - ``_icache``  the inode cache (iget, iupdate, ialloc)
 - ``_orphans`` the orphan list
 - ``_names``   the name layer: names given, taken, moved (namei, dirlink)

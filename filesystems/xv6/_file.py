@@ -23,6 +23,7 @@ import numpy as np
 from bento_user.api import FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
 from bento_user.ks_emul import Handle, Journal, KernelServices
 
+from . import _xattr as xattr
 from ._alloc import Allocator
 from ._bmap import BlockMap, NoSpace
 from ._data import FileData
@@ -141,7 +142,7 @@ class FileIO:
         whole = off == 0 and len(chunk) == BLOCK_SIZE
         bh = self.ks.getblk(pblk) if (new or whole) else self.ks.bread(pblk)
         with bh:
-            if new and not whole:
+            if new and (zero_only or not whole):  # a fresh block holds what it last held
                 bh.data[:] = 0
             if not zero_only:
                 bh.data[off:off + len(chunk)] = chunk
@@ -202,10 +203,8 @@ class FileIO:
         """Free an inode with no names, lookups or handles: its blocks, then itself."""
         with ip.lock.write():
             self.free_blocks(ip, 0)
-            with self.tx(OP_CREDITS) as h:
-                if ip.xattr_block:
-                    self.bmap.free(h, ip, ip.xattr_block, metadata=True)
-                    ip.xattr_block = 0
+            with self.tx(OP_CREDITS + xattr.credits_for(self.ks, self.bmap, ip, {})) as h:
+                xattr.save(self.ks, self.bmap, h, ip, {})
                 self.orphans.remove(h, ip)
                 generation = ip.generation
                 for f in ("mode", "uid", "gid", "size", "blocks", "flags", "rdev"):

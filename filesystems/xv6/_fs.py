@@ -567,7 +567,7 @@ class Xv6(Xv6Core):
         self._writable()
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise FsError(errno.EINVAL)
-        if len(value) > 65536:
+        if len(value) > xattr.SIZE_MAX:
             raise FsError(errno.E2BIG)
         ip = self.icache.iget(ino)
         with ip.lock.write():
@@ -595,7 +595,11 @@ class Xv6(Xv6Core):
         perm.check_xattr(req, ip, name, write)
 
     def _save_xattrs(self, ip: Inode, attrs: dict[bytes, bytes]) -> None:
-        with self.transaction() as h:
+        credits = xattr.credits_for(self.ks, self.bmap, ip, attrs)
+        if credits > self.credits // 2:  # the other half: room to free them with the inode
+            raise FsError(errno.ENOSPC, f"extended attributes of {credits} blocks are more "
+                          f"than this journal's transactions take ({self.credits // 2})")
+        with self.transaction(credits) as h:
             xattr.save(self.ks, self.bmap, h, ip, attrs)
             touch(self.ks.now_ns(), ip, mtime=False)
             self.icache.iupdate(h, ip)

@@ -23,6 +23,7 @@ from bento_user.api import FsckReport, FsError, Progress
 from bento_user.blockdev import BlockDevice, OverlayDevice
 from bento_user.ks_emul import JournalCorruptError, KernelServices
 
+from . import _xattr as xattr
 from ._dir import parse_block
 from ._format import (
     MAX_FILE_SIZE,
@@ -134,7 +135,7 @@ class _Checker:
                 counted += self.walk(ino, p, level, bases[level - 1], mapped, budget)
         xb = int(rec["xattr_block"])
         if xb and self.claim(ino, xb, "xattr"):
-            counted += 1
+            counted += 1 + self.xattrs(ino, xb)
         counted += len(mapped)
         if counted != int(rec["blocks"]):
             self.problem(f"inode {ino}: block count {int(rec['blocks'])}, but it holds {counted}")
@@ -167,6 +168,30 @@ class _Checker:
         if (kind := kind or self.leaf) != "data":
             self.kinds[p] = kind
         return True
+
+    def xattrs(self, ino: int, xb: int) -> int:
+        """Check an inode's extended attributes (one block, or an index and the blocks
+        it names); returns the blocks claimed besides ``xb``."""
+        head = self.block(xb).tobytes()
+        if head[:4] != xattr.INDEX_MAGIC:
+            self.decode_xattrs(ino, [xb], BLOCK_SIZE)
+            return 0
+        self.kinds[xb] = "xattr index"
+        try:
+            blocks, length = xattr.parse_index(head, ino, lambda b: b)
+        except FsError as e:
+            self.problem(e.strerror or f"inode {ino}: extended-attribute index unreadable")
+            return 0
+        claimed = [b for b in blocks if self.claim(ino, b, "xattr")]
+        if len(claimed) == len(blocks):
+            self.decode_xattrs(ino, blocks, length)
+        return len(claimed)
+
+    def decode_xattrs(self, ino: int, blocks: list[int], length: int) -> None:
+        try:
+            xattr.decode(b"".join(self.block(b).tobytes() for b in blocks)[:length], ino)
+        except FsError as e:
+            self.problem(e.strerror or f"inode {ino}: extended attributes unreadable")
 
     def walk(self, ino: int, p: int, level: int, base: int, mapped: list[tuple[int, int]],
              budget: list[int]) -> int:

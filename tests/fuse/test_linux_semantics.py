@@ -170,6 +170,25 @@ def test_an_xattr_name_that_is_only_a_prefix_is_invalid(sandbox: Path) -> None:
     assert e.value.errno == errno.EINVAL
 
 
+def test_xattrs_beyond_one_block_as_xfs_takes_them(mnt: Mount, sandbox: Path) -> None:
+    """Issue 22 §5. Before: ENOSPC at the 139th small name, and for any value over
+    ~4 KiB (all of a file's attributes shared one block)."""
+    f = sandbox / "x"
+    f.write_bytes(b"")
+    names = [f"user.name-{i:03d}" for i in range(300)]
+    for name in names:
+        os.setxattr(f, name, name.encode())
+    value = os.urandom(60 * 1024)
+    os.setxattr(f, "user.big", value)
+    with pytest.raises(OSError) as e:
+        os.setxattr(f, "user.too-big", bytes(65537))
+    assert e.value.errno == errno.E2BIG
+    mnt.remount()
+    assert os.getxattr(f, "user.big") == value
+    assert sorted(os.listxattr(f)) == sorted(names + ["user.big"])
+    assert os.getxattr(f, names[-1]) == names[-1].encode()
+
+
 def test_permissions_still_hold_for_what_the_kernel_refuses(sandbox: Path) -> None:
     """The kernel's check stays in force: a stranger cannot write a 0644 file, chown
     it, or delete another's file in a sticky directory."""

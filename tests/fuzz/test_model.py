@@ -114,6 +114,11 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (ROOT, "create", b"/s", b"root", None),     # root keeps both (CAP_FSETID)
         (ALICE, "chmod", b"/s", 0o777, E.EPERM),
     ],
+    "an empty write keeps setuid (the write checks end it before the privileges go)": [
+        (ROOT, "create", b"/s", b"", None),
+        (ROOT, "chmod", b"/s", 0o6777, None),
+        (ALICE, "create", b"/s", b"", None),
+    ],
     "a read-only open that truncates": [
         (ROOT, "create", b"/f", b"secret", None),
         (ALICE, "trunc_open", b"/f", E.EACCES),

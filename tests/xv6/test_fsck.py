@@ -23,6 +23,7 @@ def populated() -> tuple[RamDevice, Geometry]:
     c.mkdir("/d"); c.mkdir("/d/e")
     c.write_bytes("/d/f", os.urandom(60 * 4096))   # uses the single-indirect block
     c.write_bytes("/g", b"g")
+    c.setxattr("/g", b"user.big", bytes(10000))      # an index and three stream blocks
     c.rt.close()
     dev = RamDevice.from_bytes(m.dev.image())
     return dev, geometry(dev)
@@ -71,7 +72,19 @@ CORRUPTIONS: dict[str, tuple[Callable[[RamDevice, Geometry], None], str]] = {
     "directory loop": (lambda d, g: d.blocks[int(inode(d, g, 3)["addrs"][0])].view("<u4").__setitem__(0, 2),
                        "'.' names inode 2"),
     "huge size": (lambda d, g: inode(d, g, 2).__setitem__("size", 2**60), "does not match its blocks"),
+    "xattr index length": (lambda d, g: xattr_index(d, g).__setitem__(1, 0),
+                           "extended-attribute index holds 3 blocks for 0 bytes"),
+    "xattr block claimed twice": (
+        lambda d, g: xattr_index(d, g).__setitem__(3, int(inode(d, g, 4)["addrs"][0])),
+        "claimed by inode 4 and inode 5"),
+    "xattr entries overrun": (lambda d, g: d.blocks[int(xattr_index(d, g)[3])].view("<u4").__setitem__(1, 9),
+                              "overrun"),
 }
+
+
+def xattr_index(dev: RamDevice, geo: Geometry) -> np.ndarray:
+    """/g's extended-attribute index: XATI, length, count, blocks."""
+    return dev.blocks[int(inode(dev, geo, 5)["xattr_block"])].view("<u4")
 
 
 def test_a_fresh_populated_image_is_clean() -> None:
