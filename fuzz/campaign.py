@@ -36,6 +36,7 @@ import io
 import logging
 import math
 import os
+import signal
 import socket
 import time
 import warnings
@@ -266,7 +267,24 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
                 n_workers=workers, threads_per_worker=1, processes=True,
                 dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(local))
+
+            def on_error(kind: type[BaseException] | None, *_: object) -> bool:
+                if kind is not None:
+                    _kill_workers(local)
+                return False  # the error goes on
+
+            stack.push(on_error)
         yield client
+
+
+def _kill_workers(local: Any) -> None:
+    """A campaign that ends in an error may leave a shard stuck on a worker's thread,
+    and a local cluster's close waits for its tasks: end the workers first."""
+    for nanny in list(local.workers.values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        if process is not None and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
 
 def run(job: Job, client: Any, *, budget: float | None = None, keep_going: bool = False,
@@ -355,12 +373,15 @@ def _look_after_stalled(job: Job, client: Any, c: Campaign, inflight: dict[Any, 
     for future, (shard, since) in list(inflight.items()):
         if now - since < limit or future.done():
             continue
-        running = {worker: frames for worker, tasks in client.call_stack([future]).items()
-                   for key, frames in tasks.items() if key == future.key}
+        try:
+            running = {worker: frames[-1].strip().splitlines()[0] if frames else "?"
+                       for worker, tasks in client.call_stack([future]).items()
+                       for key, frames in tasks.items() if key == future.key}
+        except (OSError, TimeoutError) as e:  # a worker too busy or broken to answer
+            running = {"a worker": f"a place it cannot say ({type(e).__name__})"}
         if running:
-            worker, frames = next(iter(running.items()))
+            worker, where = next(iter(running.items()))
             client.cancel(list(inflight))
-            where = frames[-1].strip().splitlines()[0] if frames else "?"
             raise FuzzError(f"shard {shard} has run {now - since:.0f} s on {worker} and is stuck "
                             f"at {where}; reproduce: {job.command(shard)}")
         del inflight[future]

@@ -188,6 +188,10 @@ def _populate(target: Target, c: PathClient) -> None:
         c.symlink("x" * 300, "/long-link")
     if target.supports("setxattr"):
         c.setxattr("/A/f1", b"user.note", b"v" * 200)
+        try:  # attributes past one block, where the file system takes them
+            c.setxattr("/A/f2", b"user.long", b"w" * 9000)
+        except OSError:
+            pass
 
 
 def seed_images(target: Target) -> dict[str, np.ndarray]:
