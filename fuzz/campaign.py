@@ -38,21 +38,25 @@ import math
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import HypothesisDeprecationWarning
 
-from . import crash, image, ops
+from . import crash, image, ops, shard_process
 from .target import FuzzError, Target
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3)
 FUZZERS = ("ops", "crash", "image")
 SHARD_SIZE = {"ops": 25, "crash": 20, "image": 25}  # a few seconds each
+# an image shard's process may take this many time bounds (image.run stops at its
+# fifth finding, each a bound at most), plus this many seconds, before it is killed
+IMAGE_DEADLINE_BOUNDS, IMAGE_DEADLINE_SLACK = 5, 60.0
 UNITS = {"ops": "examples", "crash": "states", "image": "images"}      # what rates count
 DRAWS = {"ops": "sequences", "crash": "workloads", "image": "images"}  # what a shard draws
 
@@ -152,9 +156,18 @@ def failure_of(fuzzer: str, result: Any) -> str | None:
 
 
 def explore_shard(job: Job, shard: int) -> ShardResult:
-    """A worker's task: shard ``shard`` without shrinking, summed up."""
-    _malloc_like_a_plain_process()
+    """A worker's task: shard ``shard`` without shrinking, summed up. Off the main
+    thread an image shard goes to the worker's child process (fuzz/shard_process.py)."""
     started = time.monotonic()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if job.fuzzer == "image" and threading.current_thread() is not threading.main_thread():
+        deadline = IMAGE_DEADLINE_BOUNDS * job.time_bound + IMAGE_DEADLINE_SLACK
+        answer = shard_process.run(job, shard, deadline)
+        if answer is None:
+            return ShardResult(shard, worker, 0, 0, time.monotonic() - started, "",
+                               f"stuck: no answer from the shard's process in {deadline:g} s")
+        return replace(answer, worker=worker)
+    _malloc_like_a_plain_process()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         # Hypothesis reports on stdout, and warns when the worker's own threads use the
         # random module while it draws (which changes nothing it draws)
@@ -162,8 +175,8 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
         result = run_shard(job, shard, shrink=False)
     count = getattr(result, UNITS[job.fuzzer])  # for ops and image, also what was drawn
     drawn = result.workloads if job.fuzzer == "crash" else count
-    return ShardResult(shard, f"{socket.gethostname()}:{os.getpid()}", drawn, count,
-                       time.monotonic() - started, result.digest, failure_of(job.fuzzer, result))
+    return ShardResult(shard, worker, drawn, count, time.monotonic() - started, result.digest,
+                       failure_of(job.fuzzer, result))
 
 
 def _malloc_like_a_plain_process() -> None:

@@ -71,13 +71,20 @@ class _Bounds:
     address-space limit would fail the worker's own threads (its connection to the
     scheduler) as well as the file system. There a watcher thread polls the clock and
     the resident size and sets ``_Hang`` or ``MemoryError`` as the checking thread's
-    asynchronous exception, which lands at its next bytecode."""
+    asynchronous exception, which lands at its next bytecode.
+
+    Past the deadline the exception is raised again every ``POLL`` until ``stop``:
+    one raise can be lost — a ``finally`` or ``__exit__`` on its way out may raise
+    something else, which the file system's error handling turns into an ``OSError``
+    the walk takes as a clear error — and the check would then run unbounded.
+    ``fired`` says that the deadline passed, whatever came out."""
 
     POLL = 0.02  # seconds between the watcher's looks
 
     def __init__(self, seconds: float, memory: int = MEMORY_BOUND) -> None:
         self.seconds = seconds
         self.memory = memory
+        self.fired = False
         self.on_main = threading.current_thread() is threading.main_thread()
         self.thread = threading.get_ident()
         self.lock = threading.Lock()
@@ -86,7 +93,7 @@ class _Bounds:
     def start(self) -> None:
         if self.on_main:
             self.previous = signal.signal(signal.SIGALRM, self._alarm)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds, self.POLL)
             return
         self.memory_limit = _resident() + self.memory
         self.watcher = threading.Thread(target=self._watch, name="image-bounds", daemon=True)
@@ -109,17 +116,17 @@ class _Bounds:
         # thread then runs the eval loop's slow path (a 12 s shrink did not end in 400 s).
 
     def _alarm(self, signum: int, frame: Any) -> None:
+        self.fired = True
         raise _Hang()
 
     def _watch(self) -> None:
         deadline = time.monotonic() + self.seconds
         while not self.done.wait(self.POLL):
             if time.monotonic() > deadline:
+                self.fired = True
                 self._raise(_Hang)
-                return
-            if _resident() > self.memory_limit:
+            elif _resident() > self.memory_limit:
                 self._raise(MemoryError)
-                return
 
     def _raise(self, kind: type[BaseException]) -> None:
         with self.lock:
@@ -391,21 +398,30 @@ def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
             stage = "unmount"
             c.close_all()
             _each(rt.close)
+        if bound.fired:  # the bound's exception lost on the way: the check still overran
+            return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
         if dev.outside:
             return Outcome("outside", f"{stage}: {dev.outside[0]}")
         return Outcome("ok")
     except _Hang:
         return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
-    except MemoryError:
-        return Outcome("memory", f"{stage}: memory past the bound")
-    except BlockRangeError as e:
-        return Outcome("outside", f"{stage}: {e.strerror}")
-    except Exception as e:  # noqa: BLE001 - the finding
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        return Outcome("exception", f"{stage}: {type(e).__name__}: {e} "
-                       f"({os.path.basename(where.filename)}:{where.lineno})")
+    except Exception as e:  # noqa: BLE001 - sorted out below
+        if bound.fired:  # the bound's exception, turned into another on its way out
+            return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
+        return _failure(stage, e)
     finally:
         bound.stop()
+
+
+def _failure(stage: str, error: Exception) -> Outcome:
+    """What an exception out of an image's check means."""
+    if isinstance(error, MemoryError):
+        return Outcome("memory", f"{stage}: memory past the bound")
+    if isinstance(error, BlockRangeError):
+        return Outcome("outside", f"{stage}: {error.strerror}")
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    return Outcome("exception", f"{stage}: {type(error).__name__}: {error} "
+                   f"({os.path.basename(where.filename)}:{where.lineno})")
 
 
 # -- the campaign ---------------------------------------------------------------------------

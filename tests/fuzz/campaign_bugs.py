@@ -5,11 +5,12 @@ not in a monkeypatch of this one (tests/injected_bugs.py)."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import stat
 import threading
 import time
 
-from bento_user.api import Attr, FileHandle, InodeNo, Request
+from bento_user.api import Attr, FileHandle, FsError, InodeNo, Request
 from bento_user.ks_emul import KernelServices
 from filesystems.xv6 import Xv6
 
@@ -67,3 +68,15 @@ class DeadlocksOnMount(Xv6):
         held = threading.Lock()
         held.acquire()
         held.acquire()
+
+
+class LosesTheAlarm(Xv6):
+    """write never returns, and whatever stops it comes out as a plain EIO (as when a
+    cleanup on the way out fails): the image fuzzer's time bound must still hold."""
+
+    def write(self, fh: FileHandle, offset: int, data: bytes | memoryview) -> int:
+        while True:
+            try:
+                time.sleep(0.001)
+            except BaseException:
+                raise FsError(errno.EIO, "cleanup failed") from None

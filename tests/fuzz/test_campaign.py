@@ -20,7 +20,7 @@ import pytest
 from distributed import Client
 
 from bento_user.cli import main
-from fuzz import campaign, image
+from fuzz import campaign, image, shard_process
 from fuzz.campaign import Job
 from fuzz.target import Target
 
@@ -45,10 +45,12 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("on_main_thread", [True, False])
-def test_a_hang_is_stopped_on_any_thread(on_main_thread: bool) -> None:
+@pytest.mark.parametrize("bug", ["HangsOnMount", "LosesTheAlarm"])
+def test_a_hang_is_stopped_on_any_thread(on_main_thread: bool, bug: str) -> None:
     """A Dask worker runs the image fuzzer on a thread of its own, where SIGALRM cannot
-    reach; the time bound must stop a hang there too, and fire nowhere else."""
-    target = Target.load("tests.fuzz.campaign_bugs:HangsOnMount")
+    reach; the time bound must stop a hang there too, and fire nowhere else — also
+    when the file system turns the bound's exception into an error of its own."""
+    target = Target.load(f"tests.fuzz.campaign_bugs:{bug}")
     clean = Target.load("xv6").fresh_device(1024).image()
     outcomes: list[image.Outcome] = []
 
@@ -96,12 +98,30 @@ def test_a_stuck_shard_is_reported_with_where_it_is_stuck(monkeypatch: pytest.Mo
     """A blocked lock wait on a worker's thread cannot be interrupted: rather than wait
     for ever, the campaign says which shard is stuck where, and how to reproduce it."""
     monkeypatch.setattr(campaign, "STALL_FLOOR", 3.0)
-    job = Job("image", "tests.fuzz.campaign_bugs:DeadlocksOnMount", seed=1, time_bound=0.5)
+    job = Job("ops", "tests.fuzz.campaign_bugs:DeadlocksOnMount", seed=1, examples=25)
     with campaign.cluster(workers=1) as one:
         with pytest.raises(campaign.FuzzError) as stuck:
-            campaign.run(job, one, budget=60)
+            campaign.run(job, one)
     assert "shard 0 has run" in str(stuck.value) and "campaign_bugs.py" in str(stuck.value)
     assert "--seed 1 --shard 0" in str(stuck.value)
+
+
+def test_an_image_shard_process_that_does_not_answer_is_killed() -> None:
+    """A worker runs image shards in a child process (fuzz/shard_process.py), where
+    SIGALRM works; one that hangs past the deadline anyway is killed, not waited for."""
+    job = Job("image", "tests.fuzz.campaign_bugs:DeadlocksOnMount", seed=1, time_bound=0.5)
+    answers: list[Any] = []
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: answers.append(shard_process.run(job, 0, 3.0)))
+    worker.start()
+    worker.join(timeout=30)
+    assert answers == [None] and time.monotonic() - started < 15
+    assert shard_process._child is None
+    try:
+        healthy = shard_process.run(Job("image", "xv6", seed=1), 0, 60.0)
+    finally:
+        shard_process.stop()
+    assert healthy is not None and healthy.count == campaign.SHARD_SIZE["image"]
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is installed by setup")
