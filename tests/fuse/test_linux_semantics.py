@@ -171,8 +171,8 @@ def test_an_xattr_name_that_is_only_a_prefix_is_invalid(sandbox: Path) -> None:
 
 
 def test_xattrs_beyond_one_block_as_xfs_takes_them(mnt: Mount, sandbox: Path) -> None:
-    """Issue 22 §5. Before: ENOSPC at the 139th small name, and for any value over
-    ~4 KiB (all of a file's attributes shared one block)."""
+    """Issue 22 §5. Before: ENOSPC once a file's attributes passed one 4 KiB block,
+    which all of them shared."""
     f = sandbox / "x"
     f.write_bytes(b"")
     names = [f"user.name-{i:03d}" for i in range(300)]
