@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import logging
 import os
 import shutil
 import sys
+import time
 
 from ..api import FsError
 from ..runtime import control
@@ -114,6 +116,51 @@ def check_mountpoint(path: str) -> None:
             raise UserError(f"{path}: a bento daemon already serves it", EXIT_BUSY)
 
 
+IMAGE_WAIT = 30.0  # seconds a mount waits for a previous daemon to let go of the image
+
+
+def wait_for_image(image: str, read_only: bool, timeout: float = IMAGE_WAIT) -> None:
+    """A plain ``umount`` returns before the daemon has committed and closed the
+    image; a mount right after must wait for it, not fail. An image that is mounted
+    is refused at once; one locked but mounted nowhere is waited for, with a message."""
+    fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        deadline, said = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                return  # closing the descriptor lets go; the daemon takes its own lock
+            where = mounted_at(image)
+            if where is not None:
+                raise UserError(f"{image}: in use by another process (mounted on {where})",
+                                EXIT_BUSY)
+            if time.monotonic() > deadline:
+                raise UserError(f"{image}: still in use by another process after "
+                                f"{timeout:g} s (a daemon that does not finish?)", EXIT_BUSY)
+            if not said:
+                print(f"bento: waiting for the previous daemon of {image} to let go of it "
+                      f"(at most {timeout:g} s)", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(0.1)
+    finally:
+        os.close(fd)
+
+
+def mounted_at(image: str) -> str | None:
+    """Where a mount whose source is ``image`` is (bento's default fsname), if any."""
+    source = os.path.realpath(image)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            after = fields[fields.index("-") + 1:]
+            if len(after) >= 2 and after[1].replace("\\040", " ") == source:
+                return fields[4].replace("\\040", " ")
+    return None
+
+
 def check_fuse() -> None:
     try:
         os.close(os.open("/dev/fuse", os.O_RDWR))
@@ -137,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.image}: no such image", 2)
     check_mountpoint(mountpoint)
     check_fuse()
+    wait_for_image(image, config.read_only)
     try:
         config.fs_class = load_filesystem_class(config.fs_spec)
     except LoadError as e:

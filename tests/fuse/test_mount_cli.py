@@ -9,7 +9,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +27,33 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str)
     assert done.stdout == "" or code == 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and text in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_mount_waits_for_the_previous_daemon_to_let_go_of_the_image(tmp_path: Path) -> None:
+    """Issue 22 §6: a plain ``umount`` returns before the daemon has committed and
+    closed the image, and a mount right after failed "in use" (exit 3). A process
+    holding the image's lock for 2 s stands in for that daemon here."""
+    m = Mount(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        f = open({str(m.image)!r}, "rb")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(2)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        done = bento("mount", str(m.image), str(m.path), check=False)
+        assert done.returncode == 0, done.stderr
+        m.mounted = True
+        assert "waiting for the previous daemon" in done.stderr
+        assert 1.0 < time.monotonic() - started < 30
+    finally:
+        holder.communicate()
+        if m.mounted:
+            m.umount()
+    m.fsck()
 
 
 def test_mount_errors(tmp_path: Path) -> None:
