@@ -91,6 +91,9 @@ def parse_options(values: list[str], config: MountConfig) -> None:
             elif name in ("fsname", "subtype") and value:
                 fuse.extra.add(opt)
             elif name in KERNEL:
+                if name in ("dev", "suid") and os.geteuid() != 0:
+                    raise UserError(f"mount option {name}: only root may mount with {name} "
+                                    f"(FUSE mounts of other users are always no{name})", 2)
                 fuse.extra.add(name)
             else:
                 raise UserError(f"unknown mount option {opt!r}", 2)

@@ -120,7 +120,13 @@ class Mount:
         return self.dispatch.fs
 
     def mount_options(self) -> set[str]:
-        opts = {f"fsname={os.path.realpath(self.config.image)}", "subtype=bento", "auto_unmount"}
+        opts = {f"fsname={os.path.realpath(self.config.image)}", "subtype=bento"}
+        # auto_unmount (a dead daemon's mount goes away by itself) makes libfuse mount
+        # through fusermount3, which mounts nosuid,nodev whatever was asked; so when
+        # root asks for dev or suid, libfuse mounts by itself and a daemon killed
+        # before it unmounts leaves its mount behind, to be unmounted by hand.
+        if not {"dev", "suid"} & self.config.fuse.extra:
+            opts.add("auto_unmount")
         # Users other than root may ask for allow_other only if /etc/fuse.conf allows.
         if self.config.fuse.allow_other:
             opts.add("allow_other")

@@ -56,6 +56,34 @@ def test_a_mount_waits_for_the_previous_daemon_to_let_go_of_the_image(tmp_path: 
     m.fsck()
 
 
+def test_root_gets_dev_and_suid_when_it_asks(tmp_path: Path) -> None:
+    """Issue 22 §6. Before: the mount showed nosuid,nodev whatever was asked (libfuse
+    mounted through fusermount3 for auto_unmount), and a setuid program ran as its
+    caller."""
+    m = Mount(tmp_path)
+    m.mount("-o", "dev,suid")
+    try:
+        line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if line.split()[4] == str(m.path))
+        flags = line.split()[5].split(",")
+        assert "nosuid" not in flags and "nodev" not in flags, line
+        shutil.copy("/usr/bin/id", m.path / "id")
+        os.chown(m.path / "id", 1000, 1000)
+        (m.path / "id").chmod(0o4755)
+        out = subprocess.run([str(m.path / "id"), "-u"], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip() == "1000"  # run by root, as its setuid owner
+    finally:
+        m.umount()
+    m.mount()  # the default: nosuid,nodev, and auto_unmount
+    try:
+        line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if line.split()[4] == str(m.path))
+        assert {"nosuid", "nodev"} <= set(line.split()[5].split(","))
+    finally:
+        m.umount()
+
+
 def test_mount_errors(tmp_path: Path) -> None:
     m = Mount(tmp_path)
     one_line_error(bento("mount", str(m.image), str(tmp_path / "nope"), check=False), 2,
