@@ -9,8 +9,41 @@ line of type ``fuse.bento``) runs, following mount(8)'s helper convention:
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 
+
+
+def remount(target: str, options: list[str]) -> int:
+    """``mount -o remount,OPTS TARGET``: bento's own options go to the daemon (``ro``
+    commits and then refuses changes, ``rw`` takes changes again, ``commit=S``), and
+    the kernel's flags are changed as mount(8) would without a helper (``mount -i``)."""
+    from ..runtime import control
+
+    request: dict[str, object] = {}
+    kernel = []
+    for opt in options:
+        if opt in ("ro", "rw"):
+            request["read_only"] = opt == "ro"
+            kernel.append(opt)
+        elif opt.startswith("commit="):
+            request["commit"] = opt.partition("=")[2]
+        else:
+            kernel.append(opt)
+    try:
+        if "commit" in request:
+            request["commit"] = float(str(request["commit"]))
+        control.call(target, "remount", **request)  # type: ignore[arg-type]
+    except ValueError:
+        print(f"mount.fuse.bento: {target}: commit= needs seconds", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"mount.fuse.bento: {target}: cannot remount: {e.strerror}", file=sys.stderr)
+        return 32  # mount(8)'s "mount failure"
+    done = subprocess.run(["mount", "-i", "-o", ",".join(["remount", *kernel]), target],
+                          env={**os.environ, "LC_ALL": "C"})
+    return done.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             rest.append(opt)
     if args.f:
         return 0
+    if "remount" in rest:
+        return remount(args.target, [o for o in rest if o != "remount"])
     command = ["mount", args.source, args.target, "--fs", fs]
     if rest:
         command += ["-o", ",".join(rest)]

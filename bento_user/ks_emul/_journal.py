@@ -537,8 +537,8 @@ class Journal:
         """kjournald: commit the running transaction once it is ``commit_interval``
         old, and checkpoint in the background once the log is half full, so a handle
         rarely has to wait for log space."""
-        interval = self.commit_interval or 5.0
         while True:
+            interval = self.commit_interval or 5.0  # a remount may change it
             self._kick.wait(interval / 4)
             self._kick.clear()
             if self._stopping.is_set():

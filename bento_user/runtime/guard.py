@@ -46,10 +46,11 @@ class Guard:
         self.ks = ks
         self.undone = 0  # failed operations undone
         self.read_only: str | None = None  # why changes are refused, once they are
+        self.remounted_read_only = False  # mount -o remount,ro; remount,rw clears it
 
     def call(self, op: str, *args: Any) -> Any:
-        if self.read_only is not None and _changes(op, args):
-            raise FsError(errno.EROFS, f"read-only since {self.read_only}")
+        if (self.read_only is not None or self.remounted_read_only) and _changes(op, args):
+            raise FsError(errno.EROFS, f"read-only since {self.read_only or 'a remount'}")
         journal = self.ks.journal
         if journal is None:
             return self._call_unguarded(op, args)
@@ -93,7 +94,8 @@ class Guard:
         log.error("serving read-only: %s", self.read_only)
 
     def status(self) -> dict[str, Any]:
-        return {"undone": self.undone, "read_only": self.read_only}
+        return {"undone": self.undone, "read_only": self.read_only,
+                "remounted_read_only": self.remounted_read_only}
 
 
 def _untrusted(e: Exception) -> bool:

@@ -167,6 +167,7 @@ class Mount:
         server = control.ControlServer(self._listener, {
             "status": self._status, "stats": self._stats, "sync": self._sync,
             "debug": self._debug, "upgrade": self._upgrade, "report": self._report,
+            "remount": self._remount,
         })
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._on_signals)
@@ -323,6 +324,27 @@ class Mount:
                                  "checkpoints": j.checkpoints,
                                  "commit_seconds": j.commit_seconds}
         return answer
+
+    async def _remount(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
+        """``mount -o remount,...`` (mount.fuse.bento passes it on): ``read_only``
+        commits, then refuses every change with EROFS until a remount read-write;
+        ``commit`` sets the journal's timer."""
+        read_only, commit = request.get("read_only"), request.get("commit")
+        journal = self.ks.journal
+        if read_only is False and self.config.read_only:
+            return {"ok": False, "error": "mounted with -o ro, the image is open read-only: "
+                                          "unmount and mount it read-write"}
+        if commit is not None:
+            if journal is None or not journal.commit_interval or float(commit) <= 0:
+                return {"ok": False, "error": "commit=: this mount has no journal timer to set"}
+            journal.commit_interval = float(commit)
+        if read_only:
+            self.guard.remounted_read_only = True   # first: nothing new to commit after
+            await trio.to_thread.run_sync(self.ks.sync)
+        elif read_only is False:
+            self.guard.remounted_read_only = False
+        log.info("remounted: %s", {k: v for k, v in request.items() if k != "cmd"})
+        return {"ok": True}
 
     async def _sync(self, request: dict[str, Any], conn: Any) -> dict[str, Any]:
         start = time.perf_counter()

@@ -336,6 +336,45 @@ def test_mount_t_fuse_bento(tmp_path: Path) -> None:
     m.fsck()
 
 
+@pytest.mark.skipif(not os.path.exists("/sbin/mount.fuse.bento"),
+                    reason="mount helper not installed (scripts/setup.sh installs it)")
+def test_remount_ro_commits_then_refuses_changes_and_rw_resumes(tmp_path: Path) -> None:
+    """Issue 22 §6. Before: ``mount -o remount,ro`` (and ``commit=``) failed as unknown
+    options. After remount,ro what was written is on the image (a copy taken then
+    shows it), every change is refused by the kernel and by the daemon, and
+    remount,rw takes changes again."""
+    m = Mount(tmp_path)
+    m.mount()
+    try:
+        (m.path / "before").write_text("written before the remount")
+        done = subprocess.run(["mount", "-o", "remount,ro,commit=2", str(m.path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if line.split()[4] == str(m.path))
+        assert "ro" in line.split()[5].split(","), line
+        with pytest.raises(OSError) as refused:
+            (m.path / "after").write_text("no")
+        assert refused.value.errno == errno.EROFS
+        copy = tmp_path / "copy.img"
+        shutil.copy(m.image, copy)  # the image as a power cut would leave it now
+        done = subprocess.run(["mount", "-o", "remount,rw", str(m.path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        (m.path / "after").write_text("yes")
+    finally:
+        m.umount()
+    m.fsck()
+    (tmp_path / "copy").mkdir()
+    other = Mount(tmp_path / "copy")
+    shutil.copy(copy, other.image)
+    other.mount()
+    try:
+        assert (other.path / "before").read_text() == "written before the remount"
+    finally:
+        other.umount()
+
+
 def test_listing_a_directory_updates_its_atime_unless_nodiratime(tmp_path: Path) -> None:
     """Issue 22 §6: ``-o nodiratime`` was refused as unknown, and a listing never
     updated a directory's atime whatever the mode. relatime: a listing updates an
