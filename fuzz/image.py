@@ -66,12 +66,13 @@ class _Bounds:
     checking thread.
 
     On the main thread the time bound is SIGALRM, and ``run`` bounds memory with
-    RLIMIT_AS for the whole process. Off the main thread (a Dask worker runs its
-    tasks on a thread of its own) neither is safe: the alarm cannot be had, and an
-    address-space limit would fail the worker's own threads (its connection to the
-    scheduler) as well as the file system. There a watcher thread polls the clock and
-    the resident size and sets ``_Hang`` or ``MemoryError`` as the checking thread's
-    asynchronous exception, which lands at its next bytecode.
+    RLIMIT_AS for the whole process. Off the main thread neither is safe: the alarm
+    cannot be had, and an address-space limit would fail the process's other threads
+    too. There a watcher thread polls the clock and the resident size and sets
+    ``_Hang`` or ``MemoryError`` as the checking thread's asynchronous exception,
+    which lands at its next bytecode — possibly inside a lock's critical section,
+    leaving the lock held. That is the best a thread can do; campaigns do not rely on
+    it (their workers run image shards in a child process: fuzz/shard_process.py).
 
     Past the deadline the exception is raised again every ``POLL`` until ``stop``:
     one raise can be lost — a ``finally`` or ``__exit__`` on its way out may raise

@@ -15,6 +15,12 @@ import sys
 
 
 
+# what a remount may change in the kernel's view of the mount (mount(8)'s flags)
+VFS_FLAGS = {"dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync",
+             "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
+             "strictatime", "nostrictatime"}
+
+
 def remount(target: str, options: list[str]) -> int:
     """``mount -o remount,OPTS TARGET``: bento's own options go to the daemon (``ro``
     commits and then refuses changes, ``rw`` takes changes again, ``commit=S``), and
@@ -29,8 +35,9 @@ def remount(target: str, options: list[str]) -> int:
             kernel.append(opt)
         elif opt.startswith("commit="):
             request["commit"] = opt.partition("=")[2]
-        else:
+        elif opt in VFS_FLAGS:
             kernel.append(opt)
+        # the rest (fstab's cache_mib=, timeouts ...) are fixed while mounted
     try:
         if "commit" in request:
             request["commit"] = float(str(request["commit"]))
