@@ -201,7 +201,7 @@ def test_a_failed_operation_is_undone_and_leaves_no_trace(tmp_path: Path) -> Non
         os.mkdir(m.path / "half2")
         assert (m.path / "before").read_text() == "kept"
         status = json.loads(bento("stat", str(m.path), "--json").stdout)
-        assert status["stats"]["guard"] == {"undone": 1, "read_only": None}
+        assert status["stats"]["guard"] == {"undone": 1, "read_only": None, "remounted_read_only": False}
     finally:
         m.umount()
     m.fsck()
