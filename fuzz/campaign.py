@@ -161,7 +161,7 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
     started = time.monotonic()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     if job.fuzzer == "image" and threading.current_thread() is not threading.main_thread():
-        deadline = IMAGE_DEADLINE_BOUNDS * job.time_bound + IMAGE_DEADLINE_SLACK
+        deadline = image_deadline(job)
         answer = shard_process.run(job, shard, deadline)
         if answer is None:
             return ShardResult(shard, worker, 0, 0, time.monotonic() - started, "",
@@ -177,6 +177,11 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
     drawn = result.workloads if job.fuzzer == "crash" else count
     return ShardResult(shard, worker, drawn, count, time.monotonic() - started, result.digest,
                        failure_of(job.fuzzer, result))
+
+
+def image_deadline(job: Job) -> float:
+    """How long a worker waits for its child's image shard before killing it."""
+    return IMAGE_DEADLINE_BOUNDS * job.time_bound + IMAGE_DEADLINE_SLACK
 
 
 def _malloc_like_a_plain_process() -> None:
@@ -373,10 +378,12 @@ STALL_FLOOR = 120.0  # seconds a shard may always take before it is looked for
 
 
 def stall_after(job: Job, c: Campaign) -> float:
-    """How long a shard may take: ten times the slowest so far, never under the floor,
-    and room for an image shard's hangs (``image.run`` stops at its fifth finding)."""
+    """How long a shard may take: ten times the slowest so far, never under the floor;
+    for an image shard, past the worker's own deadline for its child (which then
+    answers with the shard reported stuck)."""
     slowest = max((r.seconds for r in c.done), default=0.0)
-    return max(STALL_FLOOR, 10 * slowest, 6 * job.time_bound if job.fuzzer == "image" else 0.0)
+    child = image_deadline(job) + STALL_FLOOR / 4 if job.fuzzer == "image" else 0.0
+    return max(STALL_FLOOR, 10 * slowest, child)
 
 
 def _look_after_stalled(job: Job, client: Any, c: Campaign, inflight: dict[Any, tuple[int, float]],

@@ -136,10 +136,15 @@ class _Bounds:
                                                            ctypes.py_object(kind))
 
 
-def _resident() -> int:
-    """This process's resident size in bytes."""
+def _statm() -> tuple[int, int]:
+    """This process's (address space, resident) size in bytes."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+        size, resident = f.read().split()[:2]
+    return int(size) * resource.getpagesize(), int(resident) * resource.getpagesize()
+
+
+def _resident() -> int:
+    return _statm()[1]
 
 
 class WatchedDevice(RamDevice):
@@ -369,49 +374,54 @@ class Outcome:
 def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
               memory_bound: int = MEMORY_BOUND) -> Outcome:
     """fsck, then mount, walk, change, unmount — within the bounds (``_Bounds``; on the
-    main thread ``run`` sets the memory bound for the whole process)."""
+    main thread ``run`` sets the memory bound for the whole process). A check that
+    overran is a hang whatever it answered: the bound's exception may have come out
+    as another error, or as an ``OSError`` the check took for a refusal."""
     bound = _Bounds(time_bound, memory_bound)
+    stage = ["fsck"]  # where the check is, for the report
     bound.start()
-    stage = "fsck"
     try:
-        check = WatchedDevice.from_bytes(image)
-        problems = target.fsck(check)
-        if check.outside:
-            return Outcome("outside", f"fsck: {check.outside[0]}")
-        stage = "mount"
-        dev = WatchedDevice.from_bytes(image)
-        try:
-            rt = target.open(dev)
-        except BlockRangeError:
-            raise
-        except OSError as e:
-            if not problems and e.errno in (errno.EUCLEAN, errno.EIO, errno.EINVAL):
-                return Outcome("fsck-missed", f"fsck found the image clean; mount said: "
-                               f"{e.strerror}")
-            return Outcome("refused")
-        stage = "walk"
-        try:
-            c = rt.client(Request())
-            files = _walk(c, _Counter())
-            stage = "change"
-            _change(c, files)
-        finally:
-            stage = "unmount"
-            c.close_all()
-            _each(rt.close)
-        if bound.fired:  # the bound's exception lost on the way: the check still overran
-            return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
-        if dev.outside:
-            return Outcome("outside", f"{stage}: {dev.outside[0]}")
-        return Outcome("ok")
+        outcome: Outcome | None = _check(target, image, stage)
     except _Hang:
-        return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
-    except Exception as e:  # noqa: BLE001 - sorted out below
-        if bound.fired:  # the bound's exception, turned into another on its way out
-            return Outcome("hang", f"{stage}: still running after {time_bound:g} s")
-        return _failure(stage, e)
+        outcome = None
+    except Exception as e:  # noqa: BLE001 - sorted out by _failure
+        outcome = _failure(stage[0], e)
     finally:
         bound.stop()
+    if outcome is None or bound.fired:
+        return Outcome("hang", f"{stage[0]}: still running after {time_bound:g} s")
+    return outcome
+
+
+def _check(target: Target, image: np.ndarray, stage: list[str]) -> Outcome:
+    check = WatchedDevice.from_bytes(image)
+    problems = target.fsck(check)
+    if check.outside:
+        return Outcome("outside", f"fsck: {check.outside[0]}")
+    stage[0] = "mount"
+    dev = WatchedDevice.from_bytes(image)
+    try:
+        rt = target.open(dev)
+    except BlockRangeError:
+        raise
+    except OSError as e:
+        if not problems and e.errno in (errno.EUCLEAN, errno.EIO, errno.EINVAL):
+            return Outcome("fsck-missed", f"fsck found the image clean; mount said: "
+                           f"{e.strerror}")
+        return Outcome("refused")
+    stage[0] = "walk"
+    try:
+        c = rt.client(Request())
+        files = _walk(c, _Counter())
+        stage[0] = "change"
+        _change(c, files)
+    finally:
+        stage[0] = "unmount"
+        c.close_all()
+        _each(rt.close)
+    if dev.outside:
+        return Outcome("outside", f"{stage[0]}: {dev.outside[0]}")
+    return Outcome("ok")
 
 
 def _failure(stage: str, error: Exception) -> Outcome:
@@ -468,9 +478,7 @@ def _memory_bound() -> Iterator[None]:
         yield
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        size = int(f.read().split()[0]) * resource.getpagesize()
-    resource.setrlimit(resource.RLIMIT_AS, (size + MEMORY_BOUND, hard))
+    resource.setrlimit(resource.RLIMIT_AS, (_statm()[0] + MEMORY_BOUND, hard))
     try:
         yield
     finally:

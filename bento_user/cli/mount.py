@@ -32,6 +32,7 @@ IGNORED = {"defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_
            "owner", "group"}
 # Options libfuse applies to the kernel mount itself.
 KERNEL = {"dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync"}
+TIMES = {"noatime", "relatime", "strictatime", "nodiratime", "diratime"}  # a remount may change them
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

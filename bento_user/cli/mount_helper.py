@@ -12,39 +12,35 @@ import argparse
 import os
 import subprocess
 import sys
+from typing import Any
 
-
-
-# what a remount may change in the kernel's view of the mount (mount(8)'s flags)
-VFS_FLAGS = {"dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync",
-             "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
-             "strictatime", "nostrictatime"}
 
 
 def remount(target: str, options: list[str]) -> int:
     """``mount -o remount,OPTS TARGET``: bento's own options go to the daemon (``ro``
     commits and then refuses changes, ``rw`` takes changes again, ``commit=S``), and
-    the kernel's flags are changed as mount(8) would without a helper (``mount -i``)."""
+    the kernel's flags are changed as mount(8) would without a helper (``mount -i``).
+    Other options (an fstab line's ``cache_mib=`` ...) are fixed while mounted."""
     from ..runtime import control
+    from .mount import KERNEL, TIMES
 
-    request: dict[str, object] = {}
+    request: dict[str, Any] = {}
     kernel = []
     for opt in options:
-        if opt in ("ro", "rw"):
-            request["read_only"] = opt == "ro"
-            kernel.append(opt)
-        elif opt.startswith("commit="):
-            request["commit"] = opt.partition("=")[2]
-        elif opt in VFS_FLAGS:
-            kernel.append(opt)
-        # the rest (fstab's cache_mib=, timeouts ...) are fixed while mounted
+        name, _, value = opt.partition("=")
+        if name in ("ro", "rw"):
+            request["read_only"] = name == "ro"
+            kernel.append(name)
+        elif name == "commit":
+            try:
+                request["commit"] = float(value)
+            except ValueError:
+                print(f"mount.fuse.bento: {target}: commit= needs seconds", file=sys.stderr)
+                return 2
+        elif name in KERNEL | TIMES:
+            kernel.append(name)
     try:
-        if "commit" in request:
-            request["commit"] = float(str(request["commit"]))
-        control.call(target, "remount", **request)  # type: ignore[arg-type]
-    except ValueError:
-        print(f"mount.fuse.bento: {target}: commit= needs seconds", file=sys.stderr)
-        return 2
+        control.call(target, "remount", **request)
     except OSError as e:
         print(f"mount.fuse.bento: {target}: cannot remount: {e.strerror}", file=sys.stderr)
         return 32  # mount(8)'s "mount failure"

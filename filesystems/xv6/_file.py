@@ -203,7 +203,7 @@ class FileIO:
         """Free an inode with no names, lookups or handles: its blocks, then itself."""
         with ip.lock.write():
             self.free_blocks(ip, 0)
-            with self.tx(OP_CREDITS + xattr.credits_for(self.ks, self.bmap, ip, {})) as h:
+            with self.tx(OP_CREDITS + xattr.credits_for(self.ks, self.bmap, ip, b"")) as h:
                 xattr.save(self.ks, self.bmap, h, ip, {})
                 self.orphans.remove(h, ip)
                 generation = ip.generation

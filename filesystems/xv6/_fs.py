@@ -595,11 +595,12 @@ class Xv6(Xv6Core):
         perm.check_xattr(req, ip, name, write)
 
     def _save_xattrs(self, ip: Inode, attrs: dict[bytes, bytes]) -> None:
-        credits = xattr.credits_for(self.ks, self.bmap, ip, attrs)
+        raw = xattr.encode(attrs) if attrs else b""
+        credits = xattr.credits_for(self.ks, self.bmap, ip, raw)
         if credits > self.credits // 2:  # the other half: room to free them with the inode
             raise FsError(errno.ENOSPC, f"extended attributes of {credits} blocks are more "
                           f"than this journal's transactions take ({self.credits // 2})")
         with self.transaction(credits) as h:
-            xattr.save(self.ks, self.bmap, h, ip, attrs)
+            xattr.save(self.ks, self.bmap, h, ip, attrs, raw)
             touch(self.ks.now_ns(), ip, mtime=False)
             self.icache.iupdate(h, ip)

@@ -128,11 +128,12 @@ def load(ks: KernelServices, bmap: BlockMap, ip: Inode) -> dict[bytes, bytes]:
 
 
 def save(ks: KernelServices, bmap: BlockMap, h: Handle, ip: Inode,
-         attrs: dict[bytes, bytes]) -> None:
-    """Make ``attrs`` the inode's attributes, inside ``h`` (with room for
-    ``credits_for``'s blocks): blocks are reused, made or freed; the caller stores
-    the inode. ENOSPC leaves everything as it was."""
-    raw = encode(attrs) if attrs else b""
+         attrs: dict[bytes, bytes], raw: bytes | None = None) -> None:
+    """Make ``attrs`` (``raw``: already encoded) the inode's attributes, inside ``h``
+    (with room for ``credits_for``'s blocks): blocks are reused, made or freed; the
+    caller stores the inode. ENOSPC leaves everything as it was."""
+    if raw is None:
+        raw = encode(attrs) if attrs else b""
     index, old_stream, _ = layout(ks, bmap, ip)
     pool = old_stream + ([index] if index else [])   # blocks we hold: reuse first
     need = stream_blocks(raw) if raw else 0
@@ -164,11 +165,11 @@ def save(ks: KernelServices, bmap: BlockMap, h: Handle, ip: Inode,
     ip.xattrs = attrs
 
 
-def credits_for(ks: KernelServices, bmap: BlockMap, ip: Inode, attrs: dict[bytes, bytes]) -> int:
-    """Journal credits a ``save`` of ``attrs`` may use: every block it writes or
-    frees, the bitmap blocks and the inode's block."""
+def credits_for(ks: KernelServices, bmap: BlockMap, ip: Inode, raw: bytes) -> int:
+    """Journal credits a ``save`` of the encoded attributes ``raw`` may use: every
+    block it writes or frees, the bitmap blocks and the inode's block."""
     index, stream, _ = layout(ks, bmap, ip)
-    new = stream_blocks(encode(attrs)) if attrs else 0
+    new = stream_blocks(raw) if raw else 0
     return new + len(stream) + bool(index) + 8
 
 
