@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs git sqlite3 fio util-linux graphviz
+apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs acl git sqlite3 fio util-linux graphviz
               redis-server)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -23,24 +23,29 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-# pyfuse3 with handlers for lseek(SEEK_DATA/SEEK_HOLE) and fallocate: built from its
-# pinned sdist with third_party/pyfuse3's patch (its README says why), before the
+# pyfuse3 with handlers for lseek(SEEK_DATA/SEEK_HOLE) and fallocate, the umask left
+# to the file system under POSIX ACLs, and range invalidation: built from its pinned sdist with
+# third_party/pyfuse3's patches, in this order (its README says why), before the
 # package, whose dependency it then satisfies.
 pyfuse3_version=3.5.0
-pyfuse3_patch="$PWD/third_party/pyfuse3/lseek-fallocate.patch"
+pyfuse3_patches=("$PWD/third_party/pyfuse3/lseek-fallocate.patch"
+                 "$PWD/third_party/pyfuse3/acl-dont-mask.patch"
+                 "$PWD/third_party/pyfuse3/invalidate-range.patch")
 pyfuse3_stamp=.venv/.pyfuse3-patched
-pyfuse3_want="$pyfuse3_version $(sha256sum "$pyfuse3_patch" | cut -d' ' -f1)"
+pyfuse3_want="$pyfuse3_version $(cat "${pyfuse3_patches[@]}" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]; then
-    echo "setup: building pyfuse3 $pyfuse3_version with third_party/pyfuse3/lseek-fallocate.patch"
+    echo "setup: building pyfuse3 $pyfuse3_version with third_party/pyfuse3's patches"
     .venv/bin/python -m pip install -q --upgrade pip
     work=$(mktemp -d)
     .venv/bin/python -m pip download -q --no-deps --no-binary :all: \
         "pyfuse3==$pyfuse3_version" -d "$work"
     tar -xzf "$work/pyfuse3-$pyfuse3_version.tar.gz" -C "$work"
     src="$work/pyfuse3-$pyfuse3_version"
-    patch -s -p1 -d "$src" < "$pyfuse3_patch"
+    for p in "${pyfuse3_patches[@]}"; do
+        patch -s -p1 -d "$src" < "$p"
+    done
     rm -f "$src/src/pyfuse3/__init__.c"  # generated from the .pyx: Cython makes it anew
-    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.1" \
+    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.3" \
         .venv/bin/python -m pip install -q --no-deps --force-reinstall "$src"
     rm -rf "$work"
     echo "$pyfuse3_want" > "$pyfuse3_stamp"

@@ -64,6 +64,14 @@ class Filesystem:
     #: must be refused with EINVAL, as Linux file systems do. The fuzzers draw these.
     rename_flags: int = 0
 
+    #: POSIX ACLs: the file system stores ``system.posix_acl_access`` and
+    #: ``system.posix_acl_default`` like any extended attribute and does what the
+    #: kernel leaves to it (``bento_user.api.acl``): the mode follows a new access ACL,
+    #: chmod rewrites it, and a create applies the parent's default ACL or else the
+    #: umask (``req.umask``: the kernel no longer masks modes itself). Mounts then
+    #: let the kernel enforce ACLs (under ``default_permissions``).
+    posix_acls: bool = False
+
     # -- life cycle --------------------------------------------------------------
 
     def init(self, ks: KernelServices) -> None:
@@ -149,8 +157,19 @@ class Filesystem:
     # -- names -------------------------------------------------------------------
 
     def lookup(self, req: Request, parent: InodeNo, name: bytes) -> Attr:
-        """The entry ``name`` in directory ``parent``; counts one lookup."""
+        """The entry ``name`` in directory ``parent``; counts one lookup. ``..`` is
+        the parent's parent: the kernel asks for it to reconnect a directory's file
+        handle (``.`` comes as ``lookup_inode``)."""
         raise _nosys()
+
+    def lookup_inode(self, req: Request, ino: InodeNo) -> Attr:
+        """An inode by its number alone, counted as a lookup: the kernel decoding a
+        file handle (``open_by_handle_at``, an NFS export) after it has evicted the
+        inode. ESTALE if the number names no inode now: out of range, free, or with
+        no name left. The kernel then compares ``Attr.generation`` with the handle's,
+        so a number used again must come with another generation. The default
+        answers ESTALE: handles then work only while the kernel holds the inode."""
+        raise FsError(errno.ESTALE)
 
     def forget(self, items: Sequence[tuple[InodeNo, int]]) -> None:
         """Drop lookup counts. Must not raise."""

@@ -76,15 +76,19 @@ class Request:
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
 
-    def may(self, mode: int, uid: int, gid: int, mask: int) -> bool:
+    def may(self, mode: int, uid: int, gid: int, mask: int, acl: bytes | None = None) -> bool:
         """Linux's generic_permission: may this caller access an inode of ``mode``,
         ``uid`` and ``gid`` with ``mask`` (os.R_OK | W_OK | X_OK)? Always, once the
         kernel has checked; root may do anything but execute a file no one may
-        execute; others by the owner, group or other bits."""
+        execute; others by the inode's access ACL if it has one (``acl``, the
+        attribute's bytes), else by the owner, group or other bits."""
         if self.checked:
             return True
         if self.uid == 0:
             return not mask & 1 or stat.S_ISDIR(mode) or bool(mode & 0o111)
+        if acl:
+            from .acl import permits
+            return permits(acl, self, uid, gid, mask)
         bits = mode >> 6 if self.uid == uid else mode >> 3 if self.in_group(gid) else mode
         return bits & mask & 7 == mask
 

@@ -5,8 +5,9 @@ through the ``Dispatcher``, made inline on the trio thread: handlers never await
 requests run one at a time, and code in the runtime between calls (the control
 socket, a live upgrade) sees no request half-done. A hop to a worker thread costs
 ~170 µs per request on our machines (../shared/research/fuse_perf.md §1.6), more than
-most operations take. One handler awaits before its call, ``lseek`` (see there): a
-second pyfuse3 worker serves the requests that arrive meanwhile.
+most operations take. Two handlers may await around their call, ``lseek`` and a
+write through an O_DIRECT handle (see there), for the kernel to drop cached pages:
+other pyfuse3 workers (up to ``WORKERS``) serve the requests that arrive meanwhile.
 
 The error sandbox lives here: pyfuse3 ends the whole mount on any exception that is
 not a ``FUSEError``, so each call maps ``FsError`` to its errno and anything else — a
@@ -21,6 +22,7 @@ import logging
 import os
 import pdb
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,7 @@ import trio
 
 from ..api import (
     FALLOC_FL_PUNCH_HOLE,
+    ROOT_INODE,
     ROOT_REQUEST,
     Attr,
     FileHandle,
@@ -45,6 +48,9 @@ from .space import SpaceGuard
 log = logging.getLogger("bento.fuse")
 
 _ACCMODE = os.O_ACCMODE
+# pyfuse3 worker tasks: one reads requests while others wait for the kernel to drop
+# pages; the kernel may need that one to answer the READs it is waiting for.
+WORKERS = 16
 _DOTS = (b".", b"..")
 
 
@@ -78,8 +84,14 @@ class FuseOperations(pyfuse3.Operations):
         self.dispatch = guard.dispatch
         self.options = options
         self.enable_writeback_cache = options.writeback_cache
+        # The kernel enforces ACLs only with its own permission checks (and makes
+        # them on whenever ACLs are); the file system then applies the umask itself.
+        self.enable_acl = guard.dispatch.fs.posix_acls and options.default_permissions
         self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
         self._file_inodes: dict[int, int] = {}  # open file handle -> inode
+        self._direct_fhs: set[int] = set()  # handles opened with O_DIRECT
+        self._maybe_cached: set[int] = set()  # inodes whose pages the kernel may hold
+        self._waiting = 0  # workers waiting for the kernel to drop pages
         self._requests: dict[tuple[int, int, int, int], Request] = {}
         self.bugs = 0  # non-FsError exceptions answered with EIO
         self.space = SpaceGuard()  # direct I/O and a reserve near a full disk (space.py)
@@ -91,9 +103,10 @@ class FuseOperations(pyfuse3.Operations):
 
     def init(self) -> None:
         self.initialized = True
-        if not hasattr(pyfuse3.Operations, "lseek"):
-            log.warning("pyfuse3 lacks third_party/pyfuse3's patch (run scripts/setup.sh): "
-                        "holes read as data and fallocate answers EOPNOTSUPP")
+        if not hasattr(pyfuse3.Operations, "lseek") or not hasattr(pyfuse3, "invalidate_range"):
+            log.warning("pyfuse3 lacks third_party/pyfuse3's patches (run scripts/setup.sh): "
+                        "holes read as data, fallocate answers EOPNOTSUPP, O_DIRECT "
+                        "writes drop whole files from the page cache")
 
     # -- the sandbox ---------------------------------------------------------------
 
@@ -136,7 +149,7 @@ class FuseOperations(pyfuse3.Operations):
     def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
         e.st_ino = a.ino
-        e.generation = a.generation
+        e.generation = a.generation if a.ino != ROOT_INODE else 0  # the kernel's rule
         e.entry_timeout = self.options.entry_timeout
         e.attr_timeout = self.options.attr_timeout
         e.st_mode = a.mode
@@ -164,6 +177,8 @@ class FuseOperations(pyfuse3.Operations):
                     direct = True
             self.space.opened(fh, ino, direct)
         self._file_inodes[fh] = ino
+        if flags & os.O_DIRECT:
+            self._direct_fhs.add(fh)
         return pyfuse3.FileInfo(fh=fh, keep_cache=self.options.keep_cache, direct_io=direct)
 
     def _free(self) -> int:
@@ -179,6 +194,10 @@ class FuseOperations(pyfuse3.Operations):
 
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """``.`` arrives only from a file handle whose inode the kernel evicted
+        (``supports_dot_lookup``): the inode itself, by number."""
+        if name == b".":
+            return self._entry(self._call("lookup_inode", self._req(ctx), parent_inode))
         return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
@@ -264,7 +283,10 @@ class FuseOperations(pyfuse3.Operations):
     # -- files ---------------------------------------------------------------------
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        return self._file_info(self._open(self._req(ctx), inode, flags), inode, flags)
+        info = self._file_info(self._open(self._req(ctx), inode, flags), inode, flags)
+        if flags & os.O_DIRECT and flags & _ACCMODE != os.O_RDONLY and inode in self._maybe_cached:
+            await self._drop_pages(inode)  # see write: from now on only a READ costs
+        return info
 
     def _for_kernel(self, flags: int) -> int:
         """With the writeback cache the kernel reads pages through any handle to fill
@@ -296,12 +318,44 @@ class FuseOperations(pyfuse3.Operations):
         return self._file_info(fh, attr.ino, flags), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._call("read", fh, off, size)
+        data = self._call("read", fh, off, size)
+        if fh not in self._direct_fhs:
+            self._maybe_cached.add(self._file_inodes.get(fh, 0))
+        return data
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        """A write through an O_DIRECT handle goes around the kernel's page cache, and
+        for asynchronous I/O (libaio, io_uring) the kernel does not drop the pages a
+        buffered reader cached meanwhile: that reader would go on seeing old data.
+        So before answering, the kernel is told to drop the pages written, if it may
+        hold pages of the file: a READ or a cached write of it was served since the
+        last time all were dropped (at an O_DIRECT open). A file that only O_DIRECT
+        handles use pays nothing."""
         if not self.space.is_write_back(fh):
             self._keep_reserve(len(buf))
-        return self._call("write", fh, off, buf)
+        written = self._call("write", fh, off, buf)
+        ino = self._file_inodes.get(fh, 0)
+        if fh not in self._direct_fhs:
+            self._maybe_cached.add(ino)
+        elif ino in self._maybe_cached:
+            await self._drop_pages(ino, off, len(buf))
+        return written
+
+    async def _drop_pages(self, ino: int, offset: int = 0, length: int = 0) -> None:
+        """Invalidate ``ino``'s pages in a range (length 0: all of them) from a thread:
+        the kernel may wait for READs of them, which other workers serve. With every
+        spare worker already waiting, start it without waiting for it rather than
+        risk none left to serve those READs."""
+        if not length:
+            self._maybe_cached.discard(ino)  # a READ served from now on sets it again
+        if self._waiting >= WORKERS - 2:
+            threading.Thread(target=_invalidate, args=(ino, offset, length), daemon=True).start()
+            return
+        self._waiting += 1
+        try:
+            await trio.to_thread.run_sync(_invalidate, ino, offset, length)
+        finally:
+            self._waiting -= 1
 
     async def flush(self, fh: int) -> None:
         self._call("flush", fh)
@@ -309,6 +363,7 @@ class FuseOperations(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         self.space.released(fh)
         self._file_inodes.pop(fh, None)
+        self._direct_fhs.discard(fh)
         self._quiet("release", fh)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -328,7 +383,7 @@ class FuseOperations(pyfuse3.Operations):
         second worker serves."""
         ino = self._file_inodes.get(fh)
         if ino is not None and self.space.has_cached_writer(ino):
-            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, False)
+            await trio.to_thread.run_sync(_invalidate, ino)
         return self._call("lseek", fh, offset, whence)
 
     # -- directories ---------------------------------------------------------------
@@ -393,3 +448,18 @@ def _short(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Arguments for a log line: data payloads by length only."""
     return tuple(f"<{len(a)} bytes>" if isinstance(a, (bytes, memoryview)) and len(a) > 64
                  else a for a in args)
+
+
+def _invalidate(ino: int, offset: int = 0, length: int = 0) -> None:
+    """Make the kernel write back and drop the inode's cached pages in a range
+    (length 0: all), from a thread. An inode the kernel no longer holds has none:
+    ENOENT is no error; another error is logged, never raised into pyfuse3 (which
+    would end the mount)."""
+    try:
+        if hasattr(pyfuse3, "invalidate_range"):
+            pyfuse3.invalidate_range(ino, offset, length)
+        else:  # an unpatched pyfuse3 (init warned): the whole file
+            pyfuse3.invalidate_inode(ino, False)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            log.warning("the kernel did not drop inode %d's pages: %s", ino, e)

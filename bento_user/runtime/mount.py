@@ -32,7 +32,7 @@ from ..ks_emul import KernelServices, status_field
 from . import control, loader, upgrade
 from ._dispatch import Dispatcher
 from .guard import Guard
-from .fuse import FuseOperations, FuseOptions
+from .fuse import WORKERS, FuseOperations, FuseOptions
 from .space import bdi_dirty_limit
 from .remote_pdb import debug_call
 from .trace import TraceWriter
@@ -176,7 +176,7 @@ class Mount:
             if self.config.watch:
                 nursery.start_soon(self._watch)
             ready(None)
-            await pyfuse3.main(min_tasks=1, max_tasks=2)  # 2: FuseOperations.lseek
+            await pyfuse3.main(min_tasks=1, max_tasks=WORKERS)
             nursery.cancel_scope.cancel()
 
     # -- live upgrade -----------------------------------------------------------------

@@ -65,6 +65,11 @@ def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
     ``recovery``: the guard's reload after an undo (state from ``prepare_recovery``)."""
     old = dispatch.fs
     old_name, new_name = _name(type(old)), _name(new_cls)
+    if getattr(new_cls, "posix_acls", False) != old.posix_acls:
+        # agreed with the kernel at mount: who applies the umask, who checks ACLs
+        raise UpgradeError(f"{new_name} {'does not support' if old.posix_acls else 'supports'}"
+                           f" POSIX ACLs and {old_name} {'does' if old.posix_acls else 'does not'};"
+                           f" the mount's agreement with the kernel cannot change; {old_name} serves on")
     start, closed_at = time.perf_counter(), time.monotonic()
     if not dispatch.gate.close(timeout):
         raise UpgradeError(f"calls in flight did not finish within {timeout:g} s; "

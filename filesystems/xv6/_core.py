@@ -269,6 +269,10 @@ class Xv6Core(Filesystem):
         root.nlookup = 1 << 40  # the kernel never forgets the root
         return mount_count
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise FsError(errno.EROFS)
+
     def transaction(self, credits: int = OP_CREDITS) -> AbstractContextManager[Handle]:
         """Every journal handle an operation starts for its metadata comes from here
         (the data-moving handles of a write do not: ``FileIO.write``). A subclass may

@@ -4,6 +4,8 @@ sysfile.c).
 Each operation checks its arguments and permissions (``_perm``), takes the locks in
 the order docs/locking.md writes down, starts the journal handle and calls down:
 
+- ``_xattr_ops`` the extended-attribute calls and POSIX ACLs (the class below
+  ``Xv6``)
 - ``_names``   names given, taken and moved (namei, dirlink)
 - ``_file``    file contents read, written, truncated, synced, freed (readi, writei,
   itrunc)
@@ -37,8 +39,6 @@ from bento_user.api import (
     RENAME_NOREPLACE,
     SEEK_DATA,
     SEEK_HOLE,
-    XATTR_CREATE,
-    XATTR_REPLACE,
     Attr,
     DirEntry,
     FileHandle,
@@ -52,10 +52,12 @@ from bento_user.api import (
 
 from . import _perm as perm
 from . import _xattr as xattr
-from ._core import OpenFile, Xv6Core
+from ._core import OpenFile
+from ._file import OP_CREDITS
 from ._format import BLOCK_SIZE, MAX_FILE_SIZE, NAME_MAX, SYMLINK_MAX
 from ._inode import Inode, touch
 from ._names import check_name
+from ._xattr_ops import XattrOps
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ LINK_MAX = 65000
 _ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 
 
-class Xv6(Xv6Core):
+class Xv6(XattrOps):
     """xv6 grown up: FORMAT.md describes the disk, docs/locking.md the locks.
 
     Args:
@@ -74,10 +76,6 @@ class Xv6(Xv6Core):
     name = "xv6"
 
     # ---------------------------------------------------------------- helpers
-
-    def _writable(self) -> None:
-        if self.read_only:
-            raise FsError(errno.EROFS)
 
     def _reclaim_if_unused(self, ip: Inode) -> None:
         if self.icache.unused(ip) and not self.read_only:
@@ -94,6 +92,13 @@ class Xv6(Xv6Core):
             ip = self.names.child(dp, name)
             if ip is None:
                 raise FsError(errno.ENOENT)
+            return self.icache.counted(ip)
+
+    def lookup_inode(self, req: Request, ino: InodeNo) -> Attr:
+        with self.ns.read():
+            ip = self.icache.iget(ino)  # ESTALE when out of range, free or hidden
+            if ip.nlink == 0:
+                raise FsError(errno.ESTALE, f"inode {ino} has no name left")
             return self.icache.counted(ip)
 
     def forget(self, items: Sequence[tuple[InodeNo, int]]) -> None:
@@ -130,10 +135,13 @@ class Xv6(Xv6Core):
                     perm.require_root(req)  # CAP_MKNOD
                 if kind == stat.S_IFDIR and dp.nlink >= LINK_MAX:
                     raise FsError(errno.EMLINK)
-                perms = mode & 0o7777 & ~req.umask if kind != stat.S_IFLNK else 0o777
-                uid, gid, mode = perm.new_owner(req, dp, kind | perms)
-                with self.transaction() as h:
+                mode, acls = self.inherit_acl(dp, kind | (mode & 0o7777), req.umask)
+                uid, gid, mode = perm.new_owner(req, dp, mode)
+                raw = xattr.encode(acls) if acls else b""
+                with self.transaction(OP_CREDITS + xattr.credits_for_new(raw)) as h:
                     ip = self.names.new_inode(h, dp, name, mode, uid, gid, rdev, target)
+                    if acls:
+                        self.store_xattrs(h, ip, acls)
                     self.created(h, dp, name, ip)
                 self.icache.shrink()
             return ip
@@ -304,10 +312,13 @@ class Xv6(Xv6Core):
             now = self.ks.now_ns()
             if changes.size is not None and changes.size != ip.size:
                 self.file_io.truncate(ip, changes.size)
-            with self.transaction() as h:
-                c = changes
-                if c.mode is not None:
-                    ip.mode = stat.S_IFMT(ip.mode) | perm.chmod_mode(req, ip, c.mode)
+            c = changes
+            mode = ip.mode if c.mode is None else stat.S_IFMT(ip.mode) | perm.chmod_mode(req, ip, c.mode)
+            acls = self.chmod_acl(ip, mode) if c.mode is not None else None
+            with self.transaction(OP_CREDITS + (acls[1] if acls else 0)) as h:
+                ip.mode = mode
+                if acls:
+                    self.store_xattrs(h, ip, acls[0])
                 if c.uid is not None or c.gid is not None:
                     ip.mode = perm.killed_suid(req, ip)  # Linux: even root, even unchanged
                     ip.uid = ip.uid if c.uid is None else c.uid
@@ -545,62 +556,3 @@ class Xv6(Xv6Core):
     def fsyncdir(self, fh: FileHandle, datasync: bool) -> None:
         self.open_file(fh)
         self.journal.force_commit()
-
-    # ---------------------------------------------------------------- xattrs
-
-    def getxattr(self, req: Request, ino: InodeNo, name: bytes) -> bytes:
-        ip = self.icache.iget(ino)
-        with ip.lock.read():
-            self._check_xattr(req, ip, name, write=False)
-            value = xattr.load(self.ks, self.bmap, ip).get(name)
-        if value is None:
-            raise FsError(errno.ENODATA)
-        return value
-
-    def listxattr(self, req: Request, ino: InodeNo) -> list[bytes]:
-        ip = self.icache.iget(ino)
-        with ip.lock.read():
-            names = list(xattr.load(self.ks, self.bmap, ip))
-        return [n for n in names if req.uid == 0 or not n.startswith(b"trusted.")]
-
-    def setxattr(self, req: Request, ino: InodeNo, name: bytes, value: bytes, flags: int = 0) -> None:
-        self._writable()
-        if flags & ~(XATTR_CREATE | XATTR_REPLACE):
-            raise FsError(errno.EINVAL)
-        if len(value) > xattr.SIZE_MAX:
-            raise FsError(errno.E2BIG)
-        ip = self.icache.iget(ino)
-        with ip.lock.write():
-            self._check_xattr(req, ip, name, write=True)
-            attrs = dict(xattr.load(self.ks, self.bmap, ip))
-            if flags & XATTR_CREATE and name in attrs:
-                raise FsError(errno.EEXIST)
-            if flags & XATTR_REPLACE and name not in attrs:
-                raise FsError(errno.ENODATA)
-            attrs[name] = bytes(value)
-            self._save_xattrs(ip, attrs)
-
-    def removexattr(self, req: Request, ino: InodeNo, name: bytes) -> None:
-        self._writable()
-        ip = self.icache.iget(ino)
-        with ip.lock.write():
-            self._check_xattr(req, ip, name, write=True)
-            attrs = dict(xattr.load(self.ks, self.bmap, ip))
-            if attrs.pop(name, None) is None:
-                raise FsError(errno.ENODATA)
-            self._save_xattrs(ip, attrs)
-
-    def _check_xattr(self, req: Request, ip: Inode, name: bytes, write: bool) -> None:
-        xattr.check_name(name)
-        perm.check_xattr(req, ip, name, write)
-
-    def _save_xattrs(self, ip: Inode, attrs: dict[bytes, bytes]) -> None:
-        raw = xattr.encode(attrs) if attrs else b""
-        credits = xattr.credits_for(self.ks, self.bmap, ip, raw)
-        if credits > self.credits // 2:  # the other half: room to free them with the inode
-            raise FsError(errno.ENOSPC, f"extended attributes of {credits} blocks are more "
-                          f"than this journal's transactions take ({self.credits // 2})")
-        with self.transaction(credits) as h:
-            xattr.save(self.ks, self.bmap, h, ip, attrs, raw)
-            touch(self.ks.now_ns(), ip, mtime=False)
-            self.icache.iupdate(h, ip)

@@ -16,7 +16,7 @@ import errno
 import os
 import stat
 
-from bento_user.api import FsError, Request
+from bento_user.api import FsError, Request, acl
 
 from ._inode import Inode
 
@@ -111,7 +111,14 @@ def killed_suid(req: Request, ip: Inode) -> int:
 def check_xattr(req: Request, ip: Inode, name: bytes, write: bool) -> None:
     """Who may read or change an extended attribute: trusted.* is root's, security.*
     root's to change, user.* only on files and directories, by their permission
-    bits (and, on a sticky directory, only the owner changes them)."""
+    bits (and, on a sticky directory, only the owner changes them); the ACLs are
+    anyone's to read and the owner's to change, a default ACL only a directory's."""
+    if name in acl.NAMES:
+        if name == acl.DEFAULT and not ip.is_dir:
+            raise FsError(errno.EACCES if write else errno.ENODATA)
+        if write:
+            require_owner(req, ip)
+        return
     if name.startswith(b"trusted.") or (name.startswith(b"security.") and write):
         require_root(req)
     if name.startswith(b"user."):

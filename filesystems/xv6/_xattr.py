@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bento_user.api import FsError, corrupt
+from bento_user.api import FsError, acl, corrupt
 
 from ._bmap import NoSpace
 from ._format import BLOCK_SIZE
@@ -86,6 +86,8 @@ def check_name(name: bytes) -> None:
     """Linux's rules: a known namespace prefix, at most 255 bytes."""
     if not name or len(name) > 255:
         raise FsError(errno.ERANGE if name else errno.EINVAL)
+    if name in acl.NAMES:  # system.* holds the ACLs and nothing else
+        return
     if name in NAMESPACES:
         raise FsError(errno.EINVAL)  # a namespace with no name in it (Linux: EINVAL)
     if not name.startswith(NAMESPACES):
@@ -169,8 +171,12 @@ def credits_for(ks: KernelServices, bmap: BlockMap, ip: Inode, raw: bytes) -> in
     """Journal credits a ``save`` of the encoded attributes ``raw`` may use: every
     block it writes or frees, the bitmap blocks and the inode's block."""
     index, stream, _ = layout(ks, bmap, ip)
-    new = stream_blocks(raw) if raw else 0
-    return new + len(stream) + bool(index) + 8
+    return (stream_blocks(raw) if raw else 0) + len(stream) + bool(index) + 8
+
+
+def credits_for_new(raw: bytes) -> int:
+    """``credits_for`` an inode that has no attributes yet (0 when it gets none)."""
+    return stream_blocks(raw) + 8 if raw else 0
 
 
 def _write(ks: KernelServices, h: Handle, blockno: int, data: bytes, fresh: list[int]) -> None:

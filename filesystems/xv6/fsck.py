@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bento_user.api import FsckReport, FsError, Progress
+from bento_user.api import FsckReport, FsError, Progress, acl
 from bento_user.blockdev import BlockDevice, OverlayDevice
 from bento_user.ks_emul import JournalCorruptError, KernelServices
 
@@ -188,10 +188,19 @@ class _Checker:
         return len(claimed)
 
     def decode_xattrs(self, ino: int, blocks: list[int], length: int) -> None:
+        """The stream parses, and the ACLs in it are ACLs (the kernel would refuse
+        to enforce a broken one, and answer EIO for the file)."""
         try:
-            xattr.decode(b"".join(self.block(b).tobytes() for b in blocks)[:length], ino)
+            attrs = xattr.decode(b"".join(self.block(b).tobytes() for b in blocks)[:length], ino)
         except FsError as e:
             self.problem(e.strerror or f"inode {ino}: extended attributes unreadable")
+            return
+        for name in acl.NAMES:
+            try:
+                if name in attrs:
+                    acl.parse(attrs[name])
+            except FsError as e:
+                self.problem(f"inode {ino}: {name.decode()} is {e.strerror}")
 
     def walk(self, ino: int, p: int, level: int, base: int, mapped: list[tuple[int, int]],
              budget: list[int]) -> int:

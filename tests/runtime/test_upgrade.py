@@ -142,7 +142,11 @@ class TooSlow(Xv6):
 
 
 class NoUpgrade(Filesystem):
-    pass
+    posix_acls = True  # as the xv6 it would replace: the upgrade gets as far as building
+
+
+class WithoutAcls(Xv6):
+    posix_acls = False  # the kernel would go on leaving the umask to it
 
 
 @pytest.mark.parametrize("old_cls, new_cls, message", [
@@ -152,6 +156,7 @@ class NoUpgrade(Filesystem):
     (LeaksObjects, Xv6, "holds a filesystems.xv6._inode.Inode: hand over plain data"),
     (Xv6, TooSlow, "more than the 0.2 s time-out"),
     (Xv6, NoUpgrade, "NoUpgrade.from_upgrade is not implemented"),
+    (Xv6, WithoutAcls, "WithoutAcls does not support POSIX ACLs"),
 ])
 def test_a_failed_upgrade_leaves_the_old_instance_serving(
         old_cls: type[Xv6], new_cls: type[Filesystem], message: str) -> None:
