@@ -3,11 +3,11 @@
 - ``_types``       requests, attributes, directory entries, ``FsError``, flags
 - ``_filesystem``  the ``Filesystem`` base class: the operations and their contracts
 - ``_fsck``        ``FsckReport``: what every checker returns, with e2fsck's exit codes
-- ``acl``          POSIX ACLs as Linux stores them, and what the kernel leaves to a file
-  system that keeps them
+- ``_acl``         POSIX ACLs as Linux stores them, and what the kernel leaves to a file
+  system that keeps them: exported as the namespace ``acl`` (``acl.on_create``, ...)
 """
 
-from . import acl as acl
+from . import _acl as acl
 
 from ._filesystem import Filesystem as Filesystem
 from ._fsck import EXIT_CLEAN as EXIT_CLEAN

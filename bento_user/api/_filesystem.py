@@ -80,6 +80,12 @@ class Filesystem:
     def destroy(self) -> None:
         """Unmount: make everything durable. Must not raise for a healthy mount."""
 
+    def remount(self, read_only: bool) -> None:
+        """The mount was made read-only (``mount -o remount,ro``) or writable again.
+        The runtime has committed and refuses every change with EROFS itself; a file
+        system that writes on its own while serving reads (atime, deferred work) must
+        stop until it is writable again. The default does nothing."""
+
     def prepare_upgrade(self) -> UpgradeState:
         """Hand over in-memory state as plain data (ints, strings, bytes, lists,
         dicts, NumPy arrays, the API's own values): never objects of your own

@@ -87,7 +87,7 @@ class Request:
         if self.uid == 0:
             return not mask & 1 or stat.S_ISDIR(mode) or bool(mode & 0o111)
         if acl:
-            from .acl import permits
+            from ._acl import permits
             return permits(acl, self, uid, gid, mask)
         bits = mode >> 6 if self.uid == uid else mode >> 3 if self.in_group(gid) else mode
         return bits & mask & 7 == mask

@@ -340,8 +340,10 @@ class Mount:
             journal.commit_interval = float(commit)
         if read_only:
             self.guard.remounted_read_only = True   # first: nothing new to commit after
+            self.dispatch.call("remount", True)     # and nothing the fs does on its own
             await trio.to_thread.run_sync(self.ks.sync)
         elif read_only is False:
+            self.dispatch.call("remount", False)
             self.guard.remounted_read_only = False
         log.info("remounted: %s", {k: v for k, v in request.items() if k != "cmd"})
         return {"ok": True}

@@ -133,6 +133,15 @@ class Xv6Core(Filesystem):
                 update_superblock(ks, h, state=STATE_MOUNTED, mount_count=mount_count + 1,
                                   mount_time_ns=ks.now_ns())
 
+    def remount(self, read_only: bool) -> None:
+        """Read-only: the superblock says clean (as at unmount, ext4 does the same),
+        then no atime and no reclaim: an unlinked inode waits on the orphan list for
+        the next writable mount. Writable again: the superblock says mounted."""
+        if read_only != self.read_only:
+            with self.transaction() as h:
+                update_superblock(self.ks, h, state=STATE_CLEAN if read_only else STATE_MOUNTED)
+        self.read_only = read_only
+
     def destroy(self) -> None:
         if self.read_only:
             return

@@ -59,7 +59,7 @@ class InodeCache:
         ip = Inode(ino, self.ks.rwsem("xv6.inode"))
         block, slot = self.geo.inode_location(ino)
         with self.ks.bread(block) as bh:
-            ip.load(inode_records(bh.data)[slot], self.geo.nblocks)
+            ip.load(bh.data, slot, self.geo.nblocks)
         if ip.mode == 0:
             raise FsError(errno.ESTALE, f"inode {ino} is free")
         with self.lock:
@@ -77,7 +77,7 @@ class InodeCache:
         block, slot = self.geo.inode_location(ip.ino)
         with self.ks.bread(block) as bh:
             h.get_write_access(bh)
-            ip.store(inode_records(bh.data)[slot])
+            ip.store(bh.data, slot)
             h.dirty_metadata(bh)
 
     def ialloc(self, h: Handle, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:

@@ -10,14 +10,16 @@ Locking: ``lock`` (an rw-semaphore) protects the fields and the file's contents;
 
 from __future__ import annotations
 
+import operator
 import stat
+import struct
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bento_user.api import Attr, InodeNo, corrupt
 
-from ._format import FORMAT_KINDS, INODE_DTYPE, MAX_FILE_SIZE, NADDRS
+from ._format import FORMAT_KINDS, INODE_DTYPE, INODE_SIZE, MAX_FILE_SIZE, NADDRS
 
 if TYPE_CHECKING:
     from bento_user.ks_emul import RWSemaphore
@@ -30,6 +32,14 @@ FIELDS = ("mode", "uid", "gid", "nlink", "size", "blocks", "atime_ns", "mtime_ns
 
 
 NOTHING_OWED: frozenset[int] = frozenset()  # shared by every inode that owes nothing
+
+# INODE_DTYPE up to its reserved tail, for struct: FIELDS in order, then the addrs
+_RECORD = struct.Struct("<" + "".join(INODE_DTYPE.fields[f][0].str[1:].replace("u4", "I")
+                                      .replace("u8", "Q").replace("i8", "q") for f in FIELDS)
+                        + f"{NADDRS}I")
+assert _RECORD.size == INODE_DTYPE.fields["addrs"][1] + 4 * NADDRS
+assert [INODE_DTYPE.fields[f][1] for f in FIELDS] == sorted(INODE_DTYPE.fields[f][1] for f in FIELDS)
+_fields = operator.attrgetter(*FIELDS)
 
 
 class Inode:
@@ -61,10 +71,12 @@ class Inode:
 
     # -- disk form ---------------------------------------------------------------
 
-    def load(self, rec: np.void, max_block: int) -> None:
-        for f in FIELDS:
-            setattr(self, f, int(rec[f]))
-        self.addrs = [int(a) for a in rec["addrs"]]
+    def load(self, block: np.ndarray, slot: int, max_block: int) -> None:
+        """Fields from record ``slot`` of an inode-table block (corrupt: EUCLEAN)."""
+        values = _RECORD.unpack_from(block, slot * INODE_SIZE)
+        for f, v in zip(FIELDS, values):
+            setattr(self, f, v)
+        self.addrs = list(values[len(FIELDS):])
         if self.mode and stat.S_IFMT(self.mode) not in FORMAT_KINDS:
             raise corrupt(f"inode {self.ino}: unknown file type {stat.S_IFMT(self.mode):#o}")
         for a in (*self.addrs, self.xattr_block):
@@ -73,10 +85,10 @@ class Inode:
         if self.size > MAX_FILE_SIZE:
             raise corrupt(f"inode {self.ino}: size {self.size} beyond the largest file")
 
-    def store(self, rec: np.void) -> None:
-        for f in FIELDS:
-            rec[f] = getattr(self, f)
-        rec["addrs"] = self.addrs
+    def store(self, block: np.ndarray, slot: int) -> None:
+        """Fields into record ``slot`` of an inode-table block (the reserved tail is
+        left as it is). One struct call: a store per change is on every hot path."""
+        _RECORD.pack_into(block, slot * INODE_SIZE, *_fields(self), *self.addrs)
 
     # -- what the next fsync owes ------------------------------------------------
 

@@ -3,9 +3,11 @@
 An inode goes on the list in the same transaction that takes its last name, or that
 starts a truncate; it comes off when it has been freed or the truncate is done. The
 list lives on disk as a chain — the superblock's ``orphan_head``, then each inode's
-``next_orphan`` — and in memory as ``inos`` (head first), so that removing one from
-the middle needs no walk of the disk. Mount finishes whatever the list still holds
-(the file layer's ``recover_orphans``).
+``next_orphan`` — and in memory linked both ways (``_next``, ``_prev``), so that
+adding and removing one anywhere costs the same however long the list is (an unmount
+that frees 50,000 unlinked inodes used to spend most of a minute finding each one in
+a Python list). Mount finishes whatever the list still holds (the file layer's
+``recover_orphans``).
 
 ``lock`` (the ``xv6.orphans`` mutex) is a leaf: taken inside a journal handle.
 """
@@ -24,10 +26,27 @@ class OrphanList:
     def __init__(self, ks: KernelServices, icache: InodeCache) -> None:
         self.ks, self.icache = ks, icache
         self.lock = ks.mutex("xv6.orphans")
-        self.inos: list[int] = []  # the on-disk chain, head first
+        self.head = 0
+        self._next: dict[int, int] = {}  # ino -> the one after it on the chain (0: none)
+        self._prev: dict[int, int] = {}  # ino -> the one before it (0: it is the head)
 
     def __contains__(self, ino: int) -> bool:
-        return ino in self.inos
+        return ino in self._next
+
+    @property
+    def inos(self) -> list[int]:
+        """The chain, head first (a live upgrade hands it over)."""
+        out, ino = [], self.head
+        while ino:
+            out.append(ino)
+            ino = self._next[ino]
+        return out
+
+    @inos.setter
+    def inos(self, chain: list[int]) -> None:
+        self.head = chain[0] if chain else 0
+        self._next = dict(zip(chain, [*chain[1:], 0]))
+        self._prev = dict(zip(chain, [0, *chain[:-1]]))
 
     def load(self) -> list[Inode]:
         """Read the chain from disk (mount), marking each inode an orphan."""
@@ -51,8 +70,11 @@ class OrphanList:
         with self.lock:
             if ip.orphan:
                 return
-            ip.next_orphan = self.inos[0] if self.inos else 0
-            self.inos.insert(0, ip.ino)
+            ip.next_orphan = old = self.head
+            self._next[ip.ino], self._prev[ip.ino] = old, 0
+            if old:
+                self._prev[old] = ip.ino
+            self.head = ip.ino
             ip.orphan = True
             update_superblock(self.ks, h, orphan_head=ip.ino)
         self.icache.iupdate(h, ip)
@@ -63,15 +85,17 @@ class OrphanList:
         with self.lock:
             if not ip.orphan:
                 return
-            i = self.inos.index(ip.ino)
-            nxt = self.inos[i + 1] if i + 1 < len(self.inos) else 0
-            del self.inos[i]
+            prev, nxt = self._prev.pop(ip.ino), self._next.pop(ip.ino)
+            if nxt:
+                self._prev[nxt] = prev
             ip.orphan = False
             ip.next_orphan = 0
-            if i == 0:
+            if not prev:
+                self.head = nxt
                 update_superblock(self.ks, h, orphan_head=nxt)
             else:
-                prev = self.icache.iget(self.inos[i - 1])
-                prev.next_orphan = nxt
-                self.icache.iupdate(h, prev)
+                self._next[prev] = nxt
+                before = self.icache.iget(prev)
+                before.next_orphan = nxt
+                self.icache.iupdate(h, before)
         self.icache.iupdate(h, ip)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -342,11 +343,13 @@ def test_remount_ro_commits_then_refuses_changes_and_rw_resumes(tmp_path: Path) 
     """Issue 22 §6. Before: ``mount -o remount,ro`` (and ``commit=``) failed as unknown
     options. After remount,ro what was written is on the image (a copy taken then
     shows it), every change is refused by the kernel and by the daemon, and
-    remount,rw takes changes again."""
+    remount,rw takes changes again. Before the second fix, a read while read-only
+    still updated atime on the image."""
     m = Mount(tmp_path)
     m.mount()
     try:
         (m.path / "before").write_text("written before the remount")
+        os.utime(m.path / "before", ns=(1, 2))  # an atime a read must update (relatime)
         done = subprocess.run(["mount", "-o", "remount,ro,commit=2", str(m.path)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -358,6 +361,16 @@ def test_remount_ro_commits_then_refuses_changes_and_rw_resumes(tmp_path: Path) 
         assert refused.value.errno == errno.EROFS
         copy = tmp_path / "copy.img"
         shutil.copy(m.image, copy)  # the image as a power cut would leave it now
+        # a read past the page cache would update atime; read-only, nothing may
+        # reach the image, even when the journal commits
+        fd = os.open(m.path / "before", os.O_RDONLY | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, 4096)
+            assert os.preadv(fd, [buf], 0) == len("written before the remount")
+        finally:
+            os.close(fd)
+        bento("sync", str(m.path))
+        assert m.image.read_bytes() == copy.read_bytes(), "a read-only mount wrote"
         done = subprocess.run(["mount", "-o", "remount,rw", str(m.path)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""third_party/pyfuse3's patch: FUSE_LSEEK and FUSE_FALLOCATE reach a pyfuse3 file
+"""third_party/pyfuse3's patches: FUSE_LSEEK and FUSE_FALLOCATE reach a pyfuse3 file
 system (the probe, no bento code), and its ENOSYS defaults keep the kernel's own
 answers. Fails on an unpatched pyfuse3, where the kernel never asks."""
 
@@ -50,8 +50,11 @@ def defaults_only(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def test_patched_pyfuse3_is_installed() -> None:
+    """All three patches: the handlers, and range invalidation. (DONT_MASK has no
+    Python face: tests/fuse/test_acl_handles.py sees modes come out as on ext4.)"""
     assert hasattr(pyfuse3.Operations, "lseek") and hasattr(pyfuse3.Operations, "fallocate"), \
         "pyfuse3 lacks the patch: run scripts/setup.sh"
+    assert hasattr(pyfuse3, "invalidate_range"), "pyfuse3 lacks invalidate-range.patch"
 
 
 def test_lseek_and_fallocate_reach_the_file_system(with_handlers: tuple[Path, Path]) -> None:

@@ -9,7 +9,6 @@ import errno
 import stat
 
 from bento_user.api import Request, acl
-from bento_user.api.acl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ
 from filesystems.xv6 import _xattr as xattr
 from filesystems.xv6.fsck import fsck
 
@@ -17,6 +16,8 @@ from .conftest import Mounted, remount
 from .test_ops import errno_of
 
 NO = 0xFFFFFFFF
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = (acl.USER_OBJ, acl.USER, acl.GROUP_OBJ,
+                                               acl.GROUP, acl.MASK, acl.OTHER)
 
 
 def value(*entries: tuple[int, int, int]) -> bytes:
