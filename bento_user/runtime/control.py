@@ -21,11 +21,12 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
+if TYPE_CHECKING:  # the server runs in the daemon; clients (bento umount, stat) need no trio
+    import trio
 
-Handler = Callable[[dict[str, Any], trio.socket.SocketType], Awaitable[dict[str, Any] | None]]
+    Handler = Callable[[dict[str, Any], trio.socket.SocketType], Awaitable[dict[str, Any] | None]]
 
 MAX_LINE = 1 << 20
 
@@ -91,12 +92,16 @@ class ControlServer:
     """Serves ``handlers[cmd](request, connection)`` to authorised peers."""
 
     def __init__(self, listener: socket.socket, handlers: dict[str, Handler]) -> None:
+        import trio
+
         self.listener = trio.socket.from_stdlib_socket(listener)
         self.path = listener.getsockname()
         self.handlers = handlers
         self.owner = os.getuid()
 
     async def serve(self) -> None:
+        import trio
+
         async with trio.open_nursery() as nursery:
             try:
                 while True:
@@ -110,6 +115,8 @@ class ControlServer:
                     pass
 
     async def _serve_one(self, conn: trio.socket.SocketType) -> None:
+        import trio
+
         with conn:
             try:
                 uid = peer_uid(conn)

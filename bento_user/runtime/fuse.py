@@ -201,6 +201,8 @@ class FuseOperations(pyfuse3.Operations):
         return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        """The kernel evicted these inodes, and their pages with them."""
+        self._maybe_cached.difference_update(ino for ino, _ in inode_list)
         self._quiet("forget", list(inode_list))
 
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,

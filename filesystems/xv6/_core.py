@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
+import numpy as np
+
 from bento_user.api import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -178,13 +180,14 @@ class Xv6Core(Filesystem):
         allocator's arrays, as plain data (_upgrade.py). Only reads: if the upgrade
         fails, this instance serves on."""
         with self.icache.lock:
-            lookups = [(ino, ip.nlookup) for ino, ip in self.icache.table.items()
-                       if ip.nlookup and ino != ROOT_INODE]
+            counts = self.icache.lookups.copy()
+            counts[ROOT_INODE] = 0  # every mount's root is held for ever anyway
+            held = np.flatnonzero(counts)
+            lookups = np.stack([held, counts[held]], axis=1)
             debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
                      for ino, ip in self.icache.table.items() if ip.dirty_data or ip.unflushed]
             files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.open_files.items()]
             old = self.icache.inherited  # what a predecessor left that nothing has used yet
-            lookups += old.lookups.items()
             debts += [(ino, dirty, unflushed) for ino, (dirty, unflushed) in old.debts.items()]
             files += [(fh, *rest) for fh, rest in old.files.items()]
             next_fh = next(self._fh)
@@ -214,6 +217,12 @@ class Xv6Core(Filesystem):
         else:
             fs.orphans.inos = snap.orphans
         fs.icache.inherited = inherited
+        with fs.icache.lock:
+            try:
+                fs.icache.lookups[snap.lookups[:, 0]] += snap.lookups[:, 1]
+            except IndexError:
+                raise FsError(errno.EPROTO, f"{cls.__name__}: lookups of inodes this "
+                              "file system does not have") from None
         with fs.icache.lock:
             for ip in fs.icache.table.values():  # the root, loaded by attach
                 fs.icache.take_inherited(ip)
@@ -275,7 +284,7 @@ class Xv6Core(Filesystem):
         root = self.icache.iget(ROOT_INODE)
         if not root.is_dir:
             raise corrupt(f"{what}: the root inode is not a directory")
-        root.nlookup = 1 << 40  # the kernel never forgets the root
+        self.icache.lookups[ROOT_INODE] = 1 << 40  # the kernel never forgets the root
         return mount_count
 
     def _writable(self) -> None:

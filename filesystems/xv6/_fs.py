@@ -104,15 +104,16 @@ class Xv6(XattrOps):
     def forget(self, items: Sequence[tuple[InodeNo, int]]) -> None:
         for ino, n in items:
             try:
+                if not self.icache.forget(ino, n):
+                    continue
+                # the last lookup: an inode with no name left goes now (one out of
+                # memory has a name, unless it is an orphan a predecessor held)
                 with self.icache.lock:
                     ip = self.icache.table.get(ino)
-                    if ip is None and ino not in self.icache.inherited.lookups:
-                        continue
-                if ip is None:
-                    ip = self.icache.iget(ino)  # counts inherited from an upgrade
-                with self.icache.lock:
-                    ip.nlookup = max(0, ip.nlookup - n)
-                self._reclaim_if_unused(ip)
+                if ip is None and ino in self.orphans:
+                    ip = self.icache.iget(ino)
+                if ip is not None:
+                    self._reclaim_if_unused(ip)
             except Exception:  # forget must not fail; the inode stays on the orphan list
                 log.exception("xv6: forget of inode %d", ino)
 

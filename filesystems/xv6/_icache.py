@@ -1,23 +1,30 @@
 """The inode cache: one ``Inode`` object per inode number in use (xv6's iget, iupdate,
 ialloc).
 
-An inode is loaded from its table block the first time anything asks for it and
-stays while the kernel holds lookups or handles on it; past ``TARGET`` inodes, the
-unreferenced ones are dropped from memory (``shrink``) — dropped, not freed: freeing
-an inode on disk is the file layer's ``reclaim``.
+An inode is loaded from its table block the first time anything asks for it. Past
+``TARGET`` inodes in memory, idle ones are dropped (``shrink``) — dropped, not freed:
+freeing an inode on disk is the file layer's ``reclaim``. Idle means that nothing but
+the table refers to the object and that it holds nothing the disk does not: no open
+handle, no fsync debt, a name. The kernel's lookups do not keep an inode in memory:
+the counts live in one array indexed by inode number (``lookups``), so memory is
+bounded by ``TARGET`` inodes however many the kernel holds, and a live upgrade hands
+the counts over in one array operation.
 
-``lock`` (the ``xv6.icache`` mutex, a leaf: docs/locking.md) guards the table and
-every inode's ``nlookup`` and ``nopen``; the other fields are the inode's own lock's.
-A live upgrade's successor gives each inode, as it is loaded, what the predecessor
-knew of it (``inherited``, see _upgrade.py).
+``lock`` (the ``xv6.icache`` mutex, a leaf: docs/locking.md) guards the table, the
+lookup counts and every inode's ``nopen``; the other fields are the inode's own
+lock's. A live upgrade's successor gives each inode, as it is loaded, what the
+predecessor knew of it (``inherited``, see _upgrade.py).
 """
 
 from __future__ import annotations
 
 import errno
+import sys
 from collections.abc import Callable
 
-from bento_user.api import Attr, FsError
+import numpy as np
+
+from bento_user.api import ROOT_INODE, Attr, FsError
 from bento_user.ks_emul import Handle, KernelServices
 
 from . import _upgrade as upgrade_state
@@ -25,7 +32,10 @@ from ._alloc import Allocator
 from ._format import BLOCK_SIZE, Geometry
 from ._inode import Inode, inode_records
 
-TARGET = 50_000  # unreferenced inodes beyond this are dropped from memory
+TARGET = 50_000  # idle inodes beyond this are dropped from memory
+# references to an inode in the table that no one else holds: the table's, shrink's
+# loop variable, and getrefcount's own argument
+_ONLY_THE_TABLE = 3
 
 
 class InodeCache:
@@ -41,6 +51,7 @@ class InodeCache:
         self.ks, self.geo, self.alloc, self.is_orphan = ks, geo, alloc, is_orphan
         self.lock = ks.mutex("xv6.icache")
         self.table: dict[int, Inode] = {}
+        self.lookups = np.zeros(geo.ninodes, dtype=np.int64)  # the kernel's, per inode
         self.hidden_ino = 0  # a file with no name, kept for its owner (provenance's log)
         self.inherited = upgrade_state.Inherited()  # a predecessor's, not yet taken up
         self._limit = TARGET
@@ -97,9 +108,17 @@ class InodeCache:
         ip.generation = generation & 0xFFFFFFFF
         return ip
 
-    def insert(self, ip: Inode) -> None:
+    def insert(self, ip: Inode, lookups: int = 0) -> None:
         with self.lock:
             self.table[ip.ino] = ip
+            self.lookups[ip.ino] = lookups
+
+    def forget(self, ino: int, n: int) -> bool:
+        """Take ``n`` of the kernel's lookups away; whether none is left."""
+        with self.lock:
+            left = max(0, int(self.lookups[ino]) - n)
+            self.lookups[ino] = left
+            return left == 0
 
     def drop(self, ino: int) -> None:
         with self.lock:
@@ -108,19 +127,18 @@ class InodeCache:
     def counted(self, ip: Inode) -> Attr:
         """Count one lookup and return the attributes (the entry reply)."""
         with self.lock:
-            ip.nlookup += 1
+            self.lookups[ip.ino] += 1
         return ip.attr(BLOCK_SIZE)
 
     def unused(self, ip: Inode) -> bool:
         """No names, no lookups, no handles: the inode may be freed."""
         with self.lock:
-            return ip.nlink == 0 and ip.nlookup == 0 and ip.nopen == 0
+            return ip.nlink == 0 and self.lookups[ip.ino] == 0 and ip.nopen == 0
 
     def take_inherited(self, ip: Inode) -> None:
         """Give a newly loaded inode what a predecessor knew of it. Caller holds
         ``lock``."""
         old = self.inherited
-        ip.nlookup += old.lookups.pop(ip.ino, 0)
         ip.nopen += old.nopen.pop(ip.ino, 0)
         dirty, unflushed = old.debts.pop(ip.ino, ((), False))
         for pblk in dirty:
@@ -128,15 +146,24 @@ class InodeCache:
         ip.unflushed = ip.unflushed or unflushed
 
     def shrink(self) -> None:
-        """Drop unreferenced inodes past the target. Caller holds the namespace
-        lock for writing, so nothing else can be reaching them."""
+        """Drop idle inodes past the target, oldest loaded first. Under ``lock``,
+        which ``iget`` hands inodes out under, an object only the table refers to
+        cannot be in any caller's hands (CPython's reference count says so exactly);
+        a later ``iget`` loads the inode again from its table block, which every
+        change has been stored in."""
         with self.lock:
             if len(self.table) < self._limit:
                 return
             extra = len(self.table) - TARGET
-            idle = [ino for ino, ip in self.table.items()
-                    if ip.nlookup == 0 and ip.nopen == 0 and ip.nlink and not ip.orphan
-                    and ino != self.hidden_ino and not ip.lock.statistics().owners][:extra]
+            idle: list[int] = []
+            for ino in list(self.table):
+                if len(idle) == extra:
+                    break
+                ip = self.table[ino]
+                if (ip.nopen == 0 and ip.nlink and not ip.orphan and not ip.dirty_data
+                        and not ip.unflushed and ino not in (self.hidden_ino, ROOT_INODE)
+                        and sys.getrefcount(ip) <= _ONLY_THE_TABLE):
+                    idle.append(ino)
             for ino in idle:
                 del self.table[ino]
             # the scan is linear: run it again only once the cache has grown by half

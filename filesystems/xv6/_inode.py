@@ -5,7 +5,8 @@ system's icache guarantees that). Its on-disk fields are loaded once and written
 by the file system (``store``) inside a journal handle after every change.
 
 Locking: ``lock`` (an rw-semaphore) protects the fields and the file's contents;
-``nlookup`` and ``nopen`` are changed under the file system's icache mutex.
+``nopen`` is changed under the file system's icache mutex. The kernel's lookup count
+is not here but in the icache's array: an inode the kernel holds may leave memory.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Inode:
 
     # Tens of thousands live at once; slots make them smaller and their fields
     # faster to read (a live upgrade walks them all while the mount waits).
-    __slots__ = ("ino", "lock", *FIELDS, "addrs", "nlookup", "nopen", "orphan", "dir",
+    __slots__ = ("ino", "lock", *FIELDS, "addrs", "nopen", "orphan", "dir",
                  "xattrs", "dirty_data", "unflushed")
 
     def __init__(self, ino: int, lock: RWSemaphore) -> None:
@@ -60,7 +61,6 @@ class Inode:
         self.next_orphan = self.xattr_block = 0
         self.addrs: list[int] = [0] * NADDRS
         # runtime state
-        self.nlookup = 0           # FUSE lookup count
         self.nopen = 0             # open file and directory handles
         self.orphan = False        # on the on-disk orphan list
         self.dir: DirIndex | None = None       # name index, built on first use

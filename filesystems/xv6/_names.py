@@ -88,8 +88,7 @@ class Names:
         touch(self.ks.now_ns(), dp)
         self.icache.iupdate(h, ip)
         self.icache.iupdate(h, dp)
-        ip.nlookup = 1
-        self.icache.insert(ip)
+        self.icache.insert(ip, lookups=1)
         return ip
 
     def _fill_block(self, h: Handle, ip: Inode, content: bytes) -> None:

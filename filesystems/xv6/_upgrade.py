@@ -6,10 +6,11 @@ list's order is kept in memory; the allocator's bitmaps are unpacked in memory. 
 schema ``xv6/1``); inode fields, name indexes and cached blocks do not travel: the
 disk and the buffer cache, which stay, have them.
 
-The successor takes the state *lazily* (``Inherited``): an inode gets its lookup
-count, open-handle count and fsync debt when it is first loaded, a handle becomes an
-``OpenFile`` when first used. So the pause does not grow with the number of cached
-inodes or open files beyond building two dicts. Successors (provenance) may add keys
+The lookup counts travel as one array of (inode, count) rows, taken whole by the
+successor's count array. The rest is taken *lazily* (``Inherited``): an inode gets
+its open-handle count and fsync debt when it is first loaded, a handle becomes an
+``OpenFile`` when first used. So the pause does not grow with the number of inodes
+the kernel holds, nor with open files beyond building two dicts. Successors (provenance) may add keys
 of their own; xv6 reads only these.
 """
 
@@ -31,13 +32,12 @@ SCHEMA = "xv6/1"
 class Inherited:
     """A predecessor's state not yet taken up by inodes and handles."""
 
-    lookups: dict[int, int] = field(default_factory=dict)           # ino -> nlookup
     nopen: dict[int, int] = field(default_factory=dict)             # ino -> handles
     debts: dict[int, tuple[list[int], bool]] = field(default_factory=dict)  # fsync's
     files: dict[int, tuple[int, int, Request]] = field(default_factory=dict)  # fh -> ino, flags, req
 
     def __bool__(self) -> bool:
-        return bool(self.lookups or self.nopen or self.debts or self.files)
+        return bool(self.nopen or self.debts or self.files)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Snapshot:
     """The state in the form both sides work with (before encoding, after decoding)."""
 
     options: dict[str, Any]
-    lookups: list[tuple[int, int]]
+    lookups: np.ndarray  # (inode, count) rows, int64
     debts: list[tuple[int, list[int], bool]]
     files: list[tuple[int, int, int, Request]]  # fh, ino, flags, opener
     next_fh: int
@@ -59,7 +59,7 @@ def encode(s: Snapshot) -> UpgradeState:
                       for fh, ino, flags, req in s.files], dtype=np.int64).reshape(-1, 4)
     return UpgradeState(SCHEMA, {
         "options": s.options,
-        "lookups": np.array(s.lookups, dtype=np.int64).reshape(-1, 2),
+        "lookups": np.asarray(s.lookups, dtype=np.int64).reshape(-1, 2),
         "debts": s.debts,
         "files": files,
         "requests": list(requests),
@@ -76,13 +76,13 @@ def decode(state: UpgradeState, reader: str) -> tuple[Snapshot, Inherited]:
     try:
         d = state.data
         lookups, files, requests = d["lookups"], d["files"], d["requests"]
-        snap = Snapshot(options=dict(d["options"]), lookups=[], debts=list(d["debts"]),
+        lookups = np.asarray(lookups, dtype=np.int64).reshape(-1, 2)
+        snap = Snapshot(options=dict(d["options"]), lookups=lookups, debts=list(d["debts"]),
                         files=[], next_fh=int(d["next_fh"]),
                         orphans=None if d["orphans"] is None else [int(i) for i in d["orphans"]],
                         alloc=d.get("alloc"))
         ino_col, fh_col = files[:, 1].tolist(), files[:, 0].tolist()
         inherited = Inherited(
-            lookups=dict(zip(lookups[:, 0].tolist(), lookups[:, 1].tolist())),
             nopen=dict(Counter(ino_col)),
             debts={ino: (list(dirty), bool(unflushed)) for ino, dirty, unflushed in snap.debts},
             files={fh: (ino, flags, requests[r])

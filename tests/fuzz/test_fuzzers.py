@@ -81,17 +81,19 @@ def test_a_directory_fsync_does_not_promise_another_files_overwrite() -> None:
     assert crash.explore(XV6, workload) is None
 
 
-def test_crash_search_finds_an_fsync_that_does_not_commit_and_writes_a_regression(
+def test_crash_search_finds_a_commit_that_drops_a_block_and_writes_a_regression(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    with inject("fsync-no-commit"):
+    """(It searched for fsync-no-commit until that took 50-65 s of the suite's 15
+    minutes; journal-drops-block is found in 14-16 s at seeds 1 and 2.)"""
+    with inject("journal-drops-block"):
         code, out = fuzz(capsys, "crash", "--seed", "1", "--budget", "90", "--save", str(tmp_path),
                          "--workers", "1")  # the bug is patched into this process only
-    assert code == 1 and "FAILED" in out and "fsync" in out
+    assert code == 1 and "FAILED" in out
     [test_file] = tmp_path.glob("test_crash_*.py")
     namespace: dict[str, object] = {}
     exec(compile(test_file.read_text(), str(test_file), "exec"), namespace)
     namespace["test_crash_state_recovers"]()               # passes once the bug is gone
-    with inject("fsync-no-commit"), pytest.raises(AssertionError):
+    with inject("journal-drops-block"), pytest.raises(AssertionError):
         namespace["test_crash_state_recovers"]()
 
 
@@ -107,7 +109,7 @@ def test_image_fuzzing_finds_unchecked_block_pointers(
 @pytest.mark.skipif(os.getuid() != 0 or not os.path.exists("/dev/fuse"),
                     reason="needs root and /dev/fuse")
 def test_ops_through_a_real_mount(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = fuzz(capsys, "ops", "--mount", "--examples", "2", "--steps", "15", "--seed", "2")
+    code, out = fuzz(capsys, "ops", "--mount", "--examples", "2", "--steps", "8", "--seed", "2")
     assert code == 0 and "through a FUSE mount" in out, out
 
 
