@@ -223,7 +223,6 @@ class Xv6Core(Filesystem):
             except IndexError:
                 raise FsError(errno.EPROTO, f"{cls.__name__}: lookups of inodes this "
                               "file system does not have") from None
-        with fs.icache.lock:
             for ip in fs.icache.table.values():  # the root, loaded by attach
                 fs.icache.take_inherited(ip)
         fs._fh = itertools.count(snap.next_fh)

@@ -139,6 +139,9 @@ class Xv6(XattrOps):
                 mode, acls = self.inherit_acl(dp, kind | (mode & 0o7777), req.umask)
                 uid, gid, mode = perm.new_owner(req, dp, mode)
                 raw = xattr.encode(acls) if acls else b""
+                if acls and self.alloc.free_blocks < xattr.stream_blocks(raw) + 2:
+                    # now, not half-way: the name would stay without its ACL
+                    raise FsError(errno.ENOSPC, "no room for the inherited ACL")
                 with self.transaction(OP_CREDITS + xattr.credits_for_new(raw)) as h:
                     ip = self.names.new_inode(h, dp, name, mode, uid, gid, rdev, target)
                     if acls:

@@ -10,8 +10,8 @@ The lookup counts travel as one array of (inode, count) rows, taken whole by the
 successor's count array. The rest is taken *lazily* (``Inherited``): an inode gets
 its open-handle count and fsync debt when it is first loaded, a handle becomes an
 ``OpenFile`` when first used. So the pause does not grow with the number of inodes
-the kernel holds, nor with open files beyond building two dicts. Successors (provenance) may add keys
-of their own; xv6 reads only these.
+the kernel holds, nor with open files beyond building two dicts. Successors
+(provenance) may add keys of their own; xv6 reads only these.
 """
 
 from __future__ import annotations
