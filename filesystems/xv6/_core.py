@@ -184,8 +184,10 @@ class Xv6Core(Filesystem):
             counts[ROOT_INODE] = 0  # every mount's root is held for ever anyway
             held = np.flatnonzero(counts)
             lookups = np.stack([held, counts[held]], axis=1)
+            table = self.icache.table
             debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
-                     for ino, ip in self.icache.table.items() if ip.dirty_data or ip.unflushed]
+                     for ino in list(self.icache.indebted)
+                     if (ip := table.get(ino)) is not None and (ip.dirty_data or ip.unflushed)]
             files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.open_files.items()]
             old = self.icache.inherited  # what a predecessor left that nothing has used yet
             debts += [(ino, dirty, unflushed) for ino, (dirty, unflushed) in old.debts.items()]

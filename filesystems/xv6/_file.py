@@ -131,6 +131,7 @@ class FileIO:
         if len(pblks):
             self.data.write(pblks, data)  # before the handle's commit: ordered data
             ip.unflushed = True
+            self.icache.indebted.add(ip.ino)
         return n * BLOCK_SIZE
 
     def _write_block(self, h: Handle, ip: Inode, lblk: int, off: int, chunk: np.ndarray,
@@ -151,6 +152,7 @@ class FileIO:
                 h.ordered_data(bh)  # on disk before the commit that points at it
             else:
                 ip.owe(pblk)
+                self.icache.indebted.add(ip.ino)
 
     # -- shrinking and freeing -------------------------------------------------------
 
@@ -313,6 +315,7 @@ class FileIO:
                 owed = bool(blocks) or ip.unflushed
                 dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
                 ip.unflushed = False
+                self.icache.indebted.discard(ip.ino)
             self.ks.cache.write_and_wait(dirty)
             self.journal.force_commit()
             if owed:

@@ -52,6 +52,9 @@ class InodeCache:
         self.lock = ks.mutex("xv6.icache")
         self.table: dict[int, Inode] = {}
         self.lookups = np.zeros(geo.ninodes, dtype=np.int64)  # the kernel's, per inode
+        # inodes that may owe fsync something (``dirty_data``, ``unflushed``): a live
+        # upgrade hands these over without walking every inode in memory
+        self.indebted: set[int] = set()
         self.hidden_ino = 0  # a file with no name, kept for its owner (provenance's log)
         self.inherited = upgrade_state.Inherited()  # a predecessor's, not yet taken up
         self._limit = TARGET
@@ -123,6 +126,7 @@ class InodeCache:
     def drop(self, ino: int) -> None:
         with self.lock:
             self.table.pop(ino, None)
+            self.indebted.discard(ino)
 
     def counted(self, ip: Inode) -> Attr:
         """Count one lookup and return the attributes (the entry reply)."""
@@ -144,6 +148,8 @@ class InodeCache:
         for pblk in dirty:
             ip.owe(pblk)
         ip.unflushed = ip.unflushed or unflushed
+        if ip.dirty_data or ip.unflushed:
+            self.indebted.add(ip.ino)
 
     def shrink(self) -> None:
         """Drop idle inodes past the target, oldest loaded first. Under ``lock``,
