@@ -343,14 +343,16 @@ class FuseOperations(pyfuse3.Operations):
             await self._drop_pages(ino, off, len(buf))
         return written
 
-    async def _drop_pages(self, ino: int, offset: int = 0, length: int = 0) -> None:
+    async def _drop_pages(self, ino: int, offset: int = 0, length: int = 0,
+                          wait: bool = False) -> None:
         """Invalidate ``ino``'s pages in a range (length 0: all of them) from a thread:
         the kernel may wait for READs of them, which other workers serve. With every
         spare worker already waiting, start it without waiting for it rather than
-        risk none left to serve those READs."""
+        risk none left to serve those READs — unless the caller must ``wait``
+        (lseek: its answer depends on what the kernel writes back first)."""
         if not length:
             self._maybe_cached.discard(ino)  # a READ served from now on sets it again
-        if self._waiting >= WORKERS - 2:
+        if self._waiting >= WORKERS - 2 and not wait:
             threading.Thread(target=_invalidate, args=(ino, offset, length), daemon=True).start()
             return
         self._waiting += 1
@@ -385,7 +387,7 @@ class FuseOperations(pyfuse3.Operations):
         second worker serves."""
         ino = self._file_inodes.get(fh)
         if ino is not None and self.space.has_cached_writer(ino):
-            await trio.to_thread.run_sync(_invalidate, ino)
+            await self._drop_pages(ino, wait=True)
         return self._call("lseek", fh, offset, whence)
 
     # -- directories ---------------------------------------------------------------

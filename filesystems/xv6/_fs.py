@@ -145,7 +145,7 @@ class Xv6(XattrOps):
                 with self.transaction(OP_CREDITS + xattr.credits_for_new(raw)) as h:
                     ip = self.names.new_inode(h, dp, name, mode, uid, gid, rdev, target)
                     if acls:
-                        self.store_xattrs(h, ip, acls)
+                        self.store_xattrs(h, ip, acls, raw)
                     self.created(h, dp, name, ip)
                 self.icache.shrink()
             return ip
@@ -319,10 +319,11 @@ class Xv6(XattrOps):
             c = changes
             mode = ip.mode if c.mode is None else stat.S_IFMT(ip.mode) | perm.chmod_mode(req, ip, c.mode)
             acls = self.chmod_acl(ip, mode) if c.mode is not None else None
-            with self.transaction(OP_CREDITS + (acls[1] if acls else 0)) as h:
+            acl_credits = xattr.credits_for(self.ks, self.bmap, ip, acls[1]) if acls else 0
+            with self.transaction(OP_CREDITS + acl_credits) as h:
                 ip.mode = mode
                 if acls:
-                    self.store_xattrs(h, ip, acls[0])
+                    self.store_xattrs(h, ip, *acls)
                 if c.uid is not None or c.gid is not None:
                     ip.mode = perm.killed_suid(req, ip)  # Linux: even root, even unchanged
                     ip.uid = ip.uid if c.uid is None else c.uid

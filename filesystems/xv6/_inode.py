@@ -35,8 +35,8 @@ FIELDS = ("mode", "uid", "gid", "nlink", "size", "blocks", "atime_ns", "mtime_ns
 NOTHING_OWED: frozenset[int] = frozenset()  # shared by every inode that owes nothing
 
 # INODE_DTYPE up to its reserved tail, for struct: FIELDS in order, then the addrs
-_RECORD = struct.Struct("<" + "".join(INODE_DTYPE.fields[f][0].str[1:].replace("u4", "I")
-                                      .replace("u8", "Q").replace("i8", "q") for f in FIELDS)
+_STRUCT_CODE = {"<u4": "I", "<u8": "Q", "<i8": "q"}
+_RECORD = struct.Struct("<" + "".join(_STRUCT_CODE[INODE_DTYPE.fields[f][0].str] for f in FIELDS)
                         + f"{NADDRS}I")
 assert _RECORD.size == INODE_DTYPE.fields["addrs"][1] + 4 * NADDRS
 assert [INODE_DTYPE.fields[f][1] for f in FIELDS] == sorted(INODE_DTYPE.fields[f][1] for f in FIELDS)

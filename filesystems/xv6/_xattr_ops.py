@@ -97,17 +97,17 @@ class XattrOps(Xv6Core):
 
     # ---------------------------------------------------------------- ACLs
 
-    def chmod_acl(self, ip: Inode, mode: int) -> tuple[dict[bytes, bytes], int] | None:
-        """The attributes after chmod to ``mode`` and the credits to store them, if
-        ``ip`` has an access ACL (None: nothing to rewrite). Stored with
-        ``store_xattrs`` inside the chmod's transaction."""
+    def chmod_acl(self, ip: Inode, mode: int) -> tuple[dict[bytes, bytes], bytes] | None:
+        """The attributes after chmod to ``mode``, and encoded, if ``ip`` has an access
+        ACL (None: nothing to rewrite). Stored with ``store_xattrs`` inside the chmod's
+        transaction, which asks ``xattr.credits_for`` the encoded form more."""
         if not ip.xattr_block:
             return None
         attrs = dict(xattr.load(self.ks, self.bmap, ip))
         if acl.ACCESS not in attrs:
             return None
         attrs[acl.ACCESS] = acl.on_chmod(attrs[acl.ACCESS], mode)
-        return attrs, xattr.credits_for(self.ks, self.bmap, ip, xattr.encode(attrs))
+        return attrs, xattr.encode(attrs)
 
     def inherit_acl(self, dp: Inode, mode: int, umask: int) -> tuple[int, dict[bytes, bytes]]:
         """A new inode's mode (type bits included) under ``dp``, and the ACL
@@ -118,8 +118,8 @@ class XattrOps(Xv6Core):
         born = {acl.ACCESS: access, acl.DEFAULT: inherited}
         return mode, {k: v for k, v in born.items() if v}
 
-    def store_xattrs(self, h: Handle, ip: Inode, attrs: dict[bytes, bytes]) -> None:
-        """``attrs`` as ``ip``'s attributes, and the inode stored, inside the caller's
-        transaction ``h`` (which asked for ``xattr.credits_for`` more)."""
-        xattr.save(self.ks, self.bmap, h, ip, attrs)
+    def store_xattrs(self, h: Handle, ip: Inode, attrs: dict[bytes, bytes], raw: bytes) -> None:
+        """``attrs`` (``raw``: encoded) as ``ip``'s attributes, and the inode stored,
+        inside the caller's transaction ``h`` (which asked ``xattr.credits_for`` more)."""
+        xattr.save(self.ks, self.bmap, h, ip, attrs, raw)
         self.icache.iupdate(h, ip)
