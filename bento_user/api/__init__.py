@@ -29,6 +29,7 @@ from ._types import XATTR_CREATE as XATTR_CREATE
 from ._types import XATTR_REPLACE as XATTR_REPLACE
 from ._types import Attr as Attr
 from ._types import DirEntry as DirEntry
+from ._types import ErrorRecord as ErrorRecord
 from ._types import FileHandle as FileHandle
 from ._types import FsError as FsError
 from ._types import InodeNo as InodeNo

@@ -29,7 +29,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ._fsck import FsckReport, Progress
-from ._types import Attr, DirEntry, FileHandle, FsError, InodeNo, Request, SetAttr, StatFs, UpgradeState
+from ._types import (Attr, DirEntry, ErrorRecord, FileHandle, FsError, InodeNo, Request, SetAttr,
+                     StatFs, UpgradeState)
 
 if TYPE_CHECKING:
     from ..blockdev import BlockDevice
@@ -153,6 +154,23 @@ class Filesystem:
         be left out). Tools ask: the image fuzzer reports which kinds of metadata a
         campaign corrupted. ``{}`` (the default) when the file system does not say."""
         return {}
+
+    def record_error(self, when_ns: int, what: str) -> None:
+        """Keep on disk that an inconsistency was met while serving (ext4 sets its
+        error state and counts): ``what`` names the operation and the reason, as the
+        ``corrupt`` error said it (the inode or block). The runtime calls this after
+        the operation that met it was undone, never on a read-only mount: make the
+        change in a transaction of your own, committed with the next (as ext4 defers
+        its superblock update to a worker; a crash before it loses the record). Do not
+        raise for a healthy device. The default keeps nothing; the daemon's log and
+        ``bento stat`` still say what was met."""
+
+    def recorded_errors(self) -> ErrorRecord | None:
+        """What the disk says about errors met while mounted (``record_error``); None
+        when there is nothing, or the file system keeps no record. Read at mount (a
+        warning: "run bento fsck") and by ``bento stat``; the file system's fsck
+        should say it too, and a repair clear it."""
+        return None
 
     def report(self, name: str) -> bytes:
         """A named report about the file system's own state, for tools (``bento prov``

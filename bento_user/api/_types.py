@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -175,6 +176,31 @@ class StatFs:
     def __post_init__(self) -> None:
         if not self.fragment_size:
             object.__setattr__(self, "fragment_size", self.block_size)
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """Inconsistencies a file system met while mounted, as its disk records them
+    (ext4's error count and first and last error): kept until a repair clears them,
+    so that the next mount, ``bento stat`` and ``bento fsck`` can say "run fsck".
+    ``first`` and ``last`` say where (the operation and the reason, naming the inode
+    or block); the times are nanoseconds since the epoch."""
+
+    count: int
+    first_ns: int
+    first: str
+    last_ns: int
+    last: str
+
+    def added(self, when_ns: int, what: str) -> ErrorRecord:
+        """This record with one more error."""
+        return ErrorRecord(self.count + 1, self.first_ns, self.first, when_ns, what)
+
+    def summary(self) -> str:
+        """One line for a warning: how many, the last one and when."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.last_ns / 1e9))
+        return (f"recorded {self.count} error{'s' if self.count != 1 else ''} while mounted, "
+                f"the last at {when}: {self.last}")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Running a mount in the background and returning only once it is ready.
 
 The parent forks a daemon (double fork, new session, stdio to the log) and waits on
-a pipe for one line: ``ok`` when the mount serves, ``error CODE MESSAGE`` when it
-could not be made. A daemon that dies without a word is reported too. The fork
+a pipe for one line: ``ok`` when the mount serves (``ok WARNING``: it serves, and the
+person mounting should know something), ``error CODE MESSAGE`` when it could not be
+made. A daemon that dies without a word is reported too. The fork
 happens before anything starts a thread (the journal's commit thread, trio).
 """
 
@@ -11,10 +12,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 from ._errors import UserError
 
-Ready = Callable[[str | None, int], None]
+class Ready(Protocol):
+    """Told once: the mount serves (``error`` None, perhaps with a ``warning`` for the
+    person mounting) or could not be made (``error``, exit ``code``)."""
+
+    def __call__(self, error: str | None, code: int = 1, warning: str | None = None) -> None: ...
 
 
 def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
@@ -25,7 +31,9 @@ def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
         with os.fdopen(r, "rb") as pipe:
             line = pipe.read().decode(errors="replace").strip()
         os.waitpid(pid, 0)  # the intermediate child exits at once
-        if line == "ok":
+        if line == "ok" or line.startswith("ok "):
+            if line[3:]:
+                print(f"bento mount: warning: {line[3:]}", file=sys.stderr)
             return 0
         if line.startswith("error "):
             _, code, message = line.split(" ", 2)
@@ -40,12 +48,13 @@ def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
     _redirect_stdio(log_path)
     told = False
 
-    def ready(error: str | None, code: int = 1) -> None:
+    def ready(error: str | None, code: int = 1, warning: str | None = None) -> None:
         nonlocal told
         if told:
             return
         told = True
-        os.write(w, b"ok\n" if error is None else f"error {code} {error}\n".encode())
+        answer = f"error {code} {error}" if error is not None else f"ok {warning or ''}"
+        os.write(w, answer.strip().replace("\n", " ").encode() + b"\n")
         os.close(w)
 
     status = 1

@@ -19,6 +19,7 @@ import time
 
 from ..api import FsError
 from ..runtime import control
+from ..runtime.guard import ON_ERRORS
 from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_class
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "ro, rw, noatime, relatime, strictatime, nodiratime, entry_timeout=S, "
                        "attr_timeout=S, no_writeback_cache, no_keep_cache, "
                        "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
+                       "errors=continue|remount-ro (on a corrupt block met), "
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
     p.add_argument("image", help="image file or block device")
     p.add_argument("mountpoint")
@@ -89,6 +91,11 @@ def parse_options(values: list[str], config: MountConfig) -> None:
                 config.cache_blocks = int(value) * 256
             elif name == "commit":
                 config.commit_interval = float(value)
+            elif name == "errors":
+                if value not in ON_ERRORS:
+                    raise UserError(f"mount option errors={value}: expected "
+                                    f"{' or '.join(ON_ERRORS)}", 2)
+                config.errors = value
             elif name in ("fsname", "subtype") and value:
                 fuse.extra.add(opt)
             elif name in KERNEL:
@@ -201,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger("bento").setLevel(logging.INFO)
         return serve(config, _foreground_ready(mountpoint))
     logging.getLogger().setLevel(logging.DEBUG if getattr(args, "debug", False) else logging.INFO)
+    for handler in logging.getLogger().handlers:  # the daemon's log: when, too
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return run_in_background(lambda ready: serve(config, ready), config.log_path)
 
 
@@ -223,16 +232,18 @@ def serve(config: MountConfig, ready: Ready) -> int:
     def on_ready(error: str | None) -> None:
         if error:
             failed.append(error)
-        ready(error, 1)
+        ready(error, 1, mount.warning)
 
     mount.serve(on_ready)
     return 1 if failed else 0
 
 
 def _foreground_ready(mountpoint: str) -> Ready:
-    def ready(error: str | None, code: int = 1) -> None:
+    def ready(error: str | None, code: int = 1, warning: str | None = None) -> None:
         if error:
             raise UserError(error, code)
+        if warning:
+            print(f"bento mount: warning: {warning}", file=sys.stderr, flush=True)
         print(f"bento: serving {mountpoint} in the foreground; Ctrl-C unmounts",
               file=sys.stderr, flush=True)
     return ready

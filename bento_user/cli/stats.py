@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from ..api import ErrorRecord
 from ..runtime import control
 from ._errors import UserError
 
@@ -85,4 +86,20 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
         lines.append(f"failed operations undone and the file system reloaded: {guard['undone']}")
     if guard.get("read_only"):
         lines.append(f"READ-ONLY: {guard['read_only']}")
+    lines.extend(_errors(stats.get("errors")))
     return "\n".join(lines)
+
+
+def _errors(e: dict[str, Any] | None) -> list[str]:
+    """Corruption met since the mount, and what the disk has recorded (ext4's error
+    count): the line that says "run bento fsck"."""
+    if not e:
+        return []
+    out = []
+    if e["met"]:
+        out.append(f"corrupt blocks met since the mount: {e['met']:,} (the last: {e['last_met']}); "
+                   f"errors={e['policy']}")
+    if e["recorded"]:
+        out.append(f"ERRORS: the file system {ErrorRecord(**e['recorded']).summary()}; "
+                   "run bento fsck")
+    return out

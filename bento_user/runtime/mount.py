@@ -26,7 +26,7 @@ import pyfuse3
 import trio
 import watchfiles
 
-from ..api import ROOT_REQUEST, Filesystem, FsError
+from ..api import ROOT_REQUEST, ErrorRecord, Filesystem, FsError
 from ..blockdev import ImageDevice
 from ..ks_emul import KernelServices, status_field
 from . import control, loader, upgrade
@@ -85,6 +85,7 @@ class MountConfig:
     trace_path: str | None = None
     log_path: str | None = None
     watch: bool = False  # upgrade whenever a source file of the file system changes
+    errors: str = "continue"  # on a corrupt block met: continue, or remount-ro
 
 
 class Mount:
@@ -103,7 +104,9 @@ class Mount:
         except BaseException:
             device.close()
             raise
-        self.guard = Guard(self.dispatch, self.ks)
+        self.guard = Guard(self.dispatch, self.ks, on_errors=config.errors,
+                           record_errors=not config.read_only)
+        self.warning = self._recorded_errors_warning()
         self.ops = FuseOperations(self.guard, config.fuse)
         self.trace: TraceWriter | None = None
         if config.trace_path:
@@ -118,6 +121,17 @@ class Mount:
     @property
     def fs(self) -> Filesystem:
         return self.dispatch.fs
+
+    def _recorded_errors_warning(self) -> str | None:
+        """What the disk says of errors met at earlier mounts, for the person
+        mounting (ext4 logs it at every mount until fsck clears it)."""
+        recorded = self.guard.errors()["recorded"]
+        if recorded is None:
+            return None
+        warning = (f"{self.config.image}: the file system {ErrorRecord(**recorded).summary()}; "
+                   "run bento fsck")
+        log.warning("%s", warning)
+        return warning
 
     def mount_options(self) -> set[str]:
         opts = {f"fsname={os.path.realpath(self.config.image)}", "subtype=bento"}
@@ -299,7 +313,7 @@ class Mount:
         pauses = [r.pause_s * 1e3 for r in self.upgrades]
         answer: dict[str, Any] = {
             "ok": True, "uptime_s": time.time() - self.started, "operations": ops,
-            "bugs": self.ops.bugs, "guard": self.guard.status(),
+            "bugs": self.ops.bugs, "guard": self.guard.status(), "errors": self.guard.errors(),
             "upgrades": {"count": len(pauses), "last_pause_ms": pauses[-1] if pauses else None,
                          "max_pause_ms": max(pauses, default=None)},
             "cache": {"hit_rate": cache.hit_rate, "hits": cache.hits, "misses": cache.misses,

@@ -24,6 +24,7 @@ import numpy as np
 from bento_user.api import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
+    ErrorRecord,
     Filesystem,
     FsckReport,
     FsError,
@@ -48,9 +49,11 @@ from ._format import (
     STATE_MOUNTED,
     SUPERBLOCK,
     Geometry,
+    read_errors,
     read_geometry,
     superblock_view,
     update_superblock,
+    write_errors,
 )
 from ._icache import InodeCache
 from ._inode import Inode
@@ -143,6 +146,20 @@ class Xv6Core(Filesystem):
             with self.transaction() as h:
                 update_superblock(self.ks, h, state=STATE_CLEAN if read_only else STATE_MOUNTED)
         self.read_only = read_only
+
+    def record_error(self, when_ns: int, what: str) -> None:
+        if self.read_only:
+            return
+        with self.transaction(1) as h, self.ks.bread(SUPERBLOCK) as bh:
+            h.get_write_access(bh)
+            old = read_errors(bh.data)
+            write_errors(bh.data, old.added(when_ns, what) if old
+                         else ErrorRecord(1, when_ns, what, when_ns, what))
+            h.dirty_metadata(bh)
+
+    def recorded_errors(self) -> ErrorRecord | None:
+        with self.ks.bread(SUPERBLOCK) as bh:
+            return read_errors(bh.data)
 
     def destroy(self) -> None:
         if self.read_only:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import crc32c
 import numpy as np
 
-from bento_user.api import ROOT_INODE, corrupt
+from bento_user.api import ROOT_INODE, ErrorRecord, corrupt
 
 if TYPE_CHECKING:
     from bento_user.ks_emul import Handle, KernelServices
@@ -70,6 +70,22 @@ SUPERBLOCK_DTYPE = np.dtype([
     ("mount_time_ns", "<i8"),
     ("mount_count", "<u4"),
     ("hidden_ino", "<u4"),
+    ("checksum", "<u4"),
+])
+
+# Errors met while mounted (ext4's s_error_count and first/last error) live in the
+# superblock's block after the superblock record, under a checksum of their own: an
+# image made before them has zeros there, which read as "none recorded".
+ERRORS_OFFSET = 2048
+ERRORS_MAGIC = b"XV6ERRS"
+ERRORS_TEXT = 480           # bytes of each message kept (UTF-8, cut at a character)
+ERRORS_DTYPE = np.dtype([
+    ("magic", "S8"),
+    ("count", "<u4"),
+    ("first_ns", "<i8"),
+    ("last_ns", "<i8"),
+    ("first", f"S{ERRORS_TEXT}"),
+    ("last", f"S{ERRORS_TEXT}"),
     ("checksum", "<u4"),
 ])
 
@@ -185,6 +201,39 @@ def update_superblock(ks: KernelServices, h: Handle, **fields: int) -> None:
             sb[name] = value
         seal_superblock(bh.data)
         h.dirty_metadata(bh)
+
+
+def read_errors(block: np.ndarray) -> ErrorRecord | None:
+    """The error record in the superblock's block; None if there is none. A record
+    whose checksum fails is itself an error met: it reads as one error, saying so."""
+    raw = block[ERRORS_OFFSET:ERRORS_OFFSET + ERRORS_DTYPE.itemsize]
+    rec = raw.view(ERRORS_DTYPE)[0]
+    if bytes(rec["magic"]) != ERRORS_MAGIC:
+        return None
+    if crc32c.crc32c(raw[:-4].tobytes()) != int(rec["checksum"]):
+        return ErrorRecord(1, 0, "the error record's checksum fails", 0,
+                           "the error record's checksum fails")
+    text = [bytes(rec[k]).decode(errors="replace") for k in ("first", "last")]
+    return ErrorRecord(int(rec["count"]), int(rec["first_ns"]), text[0], int(rec["last_ns"]),
+                       text[1])
+
+
+def write_errors(block: np.ndarray, record: ErrorRecord | None) -> None:
+    """Put ``record`` (None: clear it) into the superblock's block."""
+    raw = block[ERRORS_OFFSET:ERRORS_OFFSET + ERRORS_DTYPE.itemsize]
+    raw[:] = 0
+    if record is None:
+        return
+    rec = raw.view(ERRORS_DTYPE)[0]
+    rec["magic"], rec["count"] = ERRORS_MAGIC, min(record.count, 2**32 - 1)
+    rec["first_ns"], rec["last_ns"] = record.first_ns, record.last_ns
+    rec["first"], rec["last"] = _cut(record.first), _cut(record.last)
+    rec["checksum"] = crc32c.crc32c(raw[:-4].tobytes())
+
+
+def _cut(text: str) -> bytes:
+    """At most ERRORS_TEXT bytes of UTF-8, never half a character."""
+    return text.encode()[:ERRORS_TEXT].decode(errors="ignore").encode()
 
 
 def read_geometry(block: np.ndarray, device_blocks: int, what: str) -> Geometry:

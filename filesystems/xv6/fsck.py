@@ -40,6 +40,7 @@ from ._format import (
     Geometry,
     bit_array,
     kind_code,
+    read_errors,
     read_geometry,
     superblock_view,
 )
@@ -90,6 +91,9 @@ class _Checker:
         self.clean_state = int(sb["state"]) == STATE_CLEAN
         if not self.clean_state:
             self.report.notes.append("the file system was not unmounted cleanly")
+        if (errors := read_errors(sb_block)) is not None:
+            first = f" (the first: {errors.first})" if errors.count > 1 else ""
+            self.report.notes.append(f"the file system {errors.summary()}{first}")
 
     # -- pass 1 ------------------------------------------------------------------
 
