@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _modules(argv):
         module.add_parser(sub)
-    args = parser.parse_args(argv)
+    for subparser in sub.choices.values():
+        subparser.set_defaults(parser=subparser)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's own usage, not the top level's
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -4,9 +4,11 @@ flushed and exited, so the image is consistent and free when the command returns
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import subprocess
+import sys
 
 from ..runtime import control
 from ._errors import UserError
@@ -26,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
     try:
         pid = int(control.call(mountpoint, "status", timeout=10.0)["pid"])
+    except control.DaemonDied as e:
+        if not e.mount_left:
+            raise UserError(str(e.strerror)) from None
+        return _clean_up_after(mountpoint, e.socket)
     except control.NotMounted as e:
         raise UserError(str(e.strerror)) from None
     try:
@@ -48,3 +54,17 @@ def run(args: argparse.Namespace) -> int:
             os.close(pidfd)
     return 0
 
+
+def _clean_up_after(mountpoint: str, socket: str) -> int:
+    """A dead daemon left its kernel mount (ENOTCONN to every program): unmount it
+    lazily and drop the daemon's socket, so the mount point and image are free."""
+    done = subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True, text=True)
+    if done.returncode and control.kernel_mount_left(mountpoint):
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        raise UserError(f"{mountpoint}: the daemon died, and its kernel mount could not be "
+                        f"unmounted: {reason}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket)
+    print(f"bento umount: {mountpoint}: the daemon had died; its kernel mount is unmounted now",
+          file=sys.stderr)
+    return 0

@@ -163,6 +163,34 @@ class NotMounted(OSError):
     pass
 
 
+class DaemonDied(NotMounted):
+    """The mount's control socket is there, its daemon is not. ``mount_left``: the
+    kernel mount outlived it (no auto_unmount: a root mount with dev or suid)."""
+
+    def __init__(self, mountpoint: str, path: str) -> None:
+        self.mount_left = kernel_mount_left(mountpoint)
+        self.socket = path
+        what = (f"its kernel mount is left (bento umount {mountpoint} cleans it up)"
+                if self.mount_left else "the kernel mount was cleaned up")
+        super().__init__(errno.ENOENT, f"{mountpoint}: the daemon died; {what}")
+
+
+def kernel_mount_left(mountpoint: str) -> bool:
+    """Whether the kernel still has a bento mount at ``mountpoint`` (a dead daemon's
+    mount answers ENOTCONN, so ask /proc rather than the path)."""
+    want = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                where = fields[1].encode().decode("unicode_escape")  # \040 for a space
+                if where == want and fields[2] == "fuse.bento":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def connect_path(path: str, timeout: float | None = 10.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -181,8 +209,7 @@ def connect(mountpoint: str, timeout: float | None = 10.0) -> socket.socket:
     try:
         return connect_path(path, timeout)
     except (ConnectionRefusedError, FileNotFoundError):
-        raise NotMounted(errno.ENOENT, f"{mountpoint}: no bento daemon answers "
-                                       f"(it may have died; its socket is {path})") from None
+        raise DaemonDied(mountpoint, path) from None
     except PermissionError:
         raise PermissionError(errno.EACCES, f"{mountpoint}: permission denied "
                                             "(only the mount's owner or root)") from None
