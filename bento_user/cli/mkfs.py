@@ -1,8 +1,9 @@
 """``bento mkfs IMAGE``: make a file system in an image file or on a block device.
 
 The file system does the formatting (``Filesystem.mkfs``); this command owns what is
-the same for all of them: creating and sizing the image, and refusing to overwrite
-a file system already there (ext2/3/4, xfs or any installed one) without --force.
+the same for all of them: creating and sizing the image, refusing without --force to
+overwrite a file system already there (ext2/3/4, xfs or any installed one) or a file
+that holds data, and leaving no new file behind when the format fails.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import errno
 import os
 import re
 import stat
+
+import numpy as np
 
 from ..api import Filesystem, FsError
 from ..blockdev import ImageDevice
@@ -94,11 +97,43 @@ def run(args: argparse.Namespace) -> int:
         if found and not args.force:
             raise UserError(f"{path} already holds a{'n' if found[0] in 'aeiox' else ''} {found} "
                             "file system; use --force to overwrite it", 1)
-    if args.size is not None:
-        with open(path, "ab") as f:
-            f.truncate(args.size // 4096 * 4096)
-    print(f"{path}: {format_image(cls, path, options)}")
+        if not found and not args.force and holds_data(path, is_block):
+            raise UserError(f"{path} holds data but no file system I know; use --force to "
+                            "format it", 1)
+    try:
+        if args.size is not None:
+            with open(path, "ab") as f:
+                f.truncate(args.size // 4096 * 4096)
+        print(f"{path}: {format_image(cls, path, options)}")
+    except BaseException:
+        if not exists:  # ours alone: a failed format leaves nothing behind
+            os.unlink(path)
+        raise
     return 0
+
+
+def holds_data(path: str, is_block: bool) -> bool:
+    """Whether any byte is not zero: in the data extents of a file (holes are empty),
+    in the first MiB of a block device (partition tables, other signatures)."""
+    with open(path, "rb") as f:
+        if is_block:
+            return any(f.read(1 << 20))
+        end, pos = os.fstat(f.fileno()).st_size, 0
+        while pos < end:
+            try:
+                pos = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # only holes from here
+                    return False
+                raise
+            f.seek(pos)
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return False
+            if np.frombuffer(chunk, np.uint8).any():
+                return True
+            pos += len(chunk)
+    return False
 
 
 def format_image(cls: type[Filesystem], path: str, options: dict[str, int]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -39,17 +40,20 @@ def test_a_dead_daemon_whose_mount_was_cleaned_up_is_named_so(tmp_path: Path) ->
 def test_umount_cleans_up_after_a_dead_daemon_whose_mount_is_left(tmp_path: Path) -> None:
     m = Mount(tmp_path, size="64M")
     m.mount("-o", "dev")  # root's dev: mounted without auto_unmount
-    killed(m)
-    assert os.path.ismount(m.path)
-    told = bento("stat", str(m.path), check=False)
-    assert told.returncode == 1 and "the daemon died" in told.stderr
-    assert f"bento umount {m.path}" in told.stderr
-    done = bento("umount", str(m.path), check=False)
-    assert done.returncode == 0, done.stderr
-    assert "the daemon had died" in done.stderr
-    assert not os.path.ismount(m.path)
-    m.mount()        # the image and the mount point are free again
-    m.umount()
+    try:
+        killed(m)
+        assert f" {m.path} fuse.bento " in Path("/proc/self/mounts").read_text()
+        told = bento("stat", str(m.path), check=False)
+        assert told.returncode == 1 and "the daemon died" in told.stderr
+        assert f"bento umount {m.path}" in told.stderr
+        done = bento("umount", str(m.path), check=False)
+        assert done.returncode == 0, done.stderr
+        assert "the daemon had died" in done.stderr
+        assert f" {m.path} " not in Path("/proc/self/mounts").read_text()
+        m.mount()        # the image and the mount point are free again
+        m.umount()
+    finally:              # never leave a dead mount behind
+        subprocess.run(["fusermount3", "-u", "-z", str(m.path)], capture_output=True)
 
 
 def test_a_subcommands_usage_error_shows_its_own_usage() -> None:

@@ -121,3 +121,24 @@ def test_cli_mkfs_fsck_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"bento fsck: {img}: not an xv6 v2 file system"
     assert main(["fsck", str(tmp_path / "missing.img")]) == 8
+
+
+def test_cli_mkfs_refuses_a_file_of_data_and_leaves_no_file_when_it_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "photos.bin"                      # no file system, but not empty
+    data.write_bytes(os.urandom(100_000))
+    assert main(["mkfs", str(data), "--size", "16M"]) == 1
+    err = capsys.readouterr().err
+    assert "holds data but no file system" in err and "--force" in err
+    assert data.stat().st_size == 100_000               # not shrunk, grown or formatted
+    sparse = tmp_path / "sparse.img"                    # truncate -s: empty, as is a zeroed one
+    with open(sparse, "wb") as f:
+        f.truncate(16 << 20)
+    assert main(["mkfs", str(sparse)]) == 0
+    zeros = tmp_path / "zeros.img"
+    zeros.write_bytes(bytes(16 << 20))
+    assert main(["mkfs", str(zeros)]) == 0
+    assert main(["mkfs", str(data), "--size", "16M", "--force"]) == 0
+    new = tmp_path / "new.img"                          # the file system's mkfs refuses
+    assert main(["mkfs", str(new), "--size", "16M", "--fs", "tiny", "-O", "inodes=5"]) == 2
+    assert not new.exists()
