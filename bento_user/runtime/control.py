@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -178,13 +179,14 @@ class DaemonDied(NotMounted):
 def kernel_mount_left(mountpoint: str) -> bool:
     """Whether the kernel still has a bento mount at ``mountpoint`` (a dead daemon's
     mount answers ENOTCONN, so ask /proc rather than the path)."""
-    want = os.path.realpath(mountpoint)
+    want = os.fsencode(os.path.realpath(mountpoint))
     try:
-        with open("/proc/self/mounts") as f:
+        with open("/proc/self/mounts", "rb") as f:
             for line in f:
                 fields = line.split()
-                where = fields[1].encode().decode("unicode_escape")  # \040 for a space
-                if where == want and fields[2] == "fuse.bento":
+                where = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]),
+                               fields[1])  # "\040" for a space
+                if where == want and fields[2] == b"fuse.bento":
                     return True
     except OSError:
         pass
