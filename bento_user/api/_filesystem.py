@@ -155,6 +155,21 @@ class Filesystem:
         campaign corrupted. ``{}`` (the default) when the file system does not say."""
         return {}
 
+    @classmethod
+    def describe(cls, device: BlockDevice, view: str) -> str:
+        """A view of an unmounted image in the file system's own terms, as text for
+        ``bento inspect``: ``"super"`` (dumpe2fs's header: sizes, uuid, features,
+        state, mount count, recorded errors, the journal's position) and
+        ``"journal"`` (the transactions in its log). Read the device as it is — it may
+        be corrupt — and say where reading stopped rather than raise; FsError ENOENT
+        for a view you do not offer. The default offers none (ENOSYS)."""
+        raise _nosys()
+
+    def block_map(self, ino: InodeNo) -> list[tuple[int, int]]:
+        """(logical, physical) of every mapped block of inode ``ino``, in order (holes
+        left out), for ``bento inspect blocks``. The default says nothing (ENOSYS)."""
+        raise _nosys()
+
     def record_error(self, when_ns: int, what: str) -> None:
         """Keep on disk that an inconsistency was met while serving (ext4 sets its
         error state and counts): ``what`` names the operation and the reason, as the

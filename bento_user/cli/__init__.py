@@ -20,7 +20,8 @@ from ._errors import UserError
 # command -> its module, in the order of ``bento --help``. A command imports only its
 # own module: ``bento umount`` or ``bento stat`` need no NumPy, trio or file system,
 # and start in a tenth of the time.
-SUBCOMMANDS = {"mkfs": "mkfs", "fsck": "fsck", "mount": "mount", "umount": "umount",
+SUBCOMMANDS = {"mkfs": "mkfs", "fsck": "fsck", "inspect": "inspect", "mount": "mount",
+               "umount": "umount",
                "upgrade": "upgrade", "prov": "prov", "stat": "stats", "sync": "sync",
                "debug": "debug", "replay": "replay", "fuzz": "fuzz", "demo": "demo",
                "filesystems": "filesystems"}

@@ -8,7 +8,7 @@ Modules, bottom-up:
 - ``_buffer_cache``   the arena, LRU eviction, readahead, merged write-back
 - ``_writeback``      the background writer and its limits
 - ``_journal_format`` the journal's on-disk blocks (docs/journal-format.md)
-- ``_recovery``       scan, revoke, replay at mount
+- ``_recovery``       scan, revoke, replay at mount; the log read for tools
 - ``_transaction``    a transaction and the handles on it
 - ``_journal``        starting handles, commit, checkpoint, the commit timer
 - ``_undo``           one operation's journaled blocks as they were, to undo it
@@ -43,7 +43,9 @@ from ._process import ProcessInfo as ProcessInfo
 from ._process import status_field as status_field
 from ._process import supplementary_groups as supplementary_groups
 from ._recovery import JournalCorruptError as JournalCorruptError
+from ._recovery import LogContents as LogContents
 from ._recovery import RecoveryReport as RecoveryReport
+from ._recovery import read_log as read_log
 from ._services import KernelServices as KernelServices
 from ._time import Clock as Clock
 from ._time import ManualClock as ManualClock

@@ -144,6 +144,26 @@ def recover(cache: BufferCache, area_start: int, area_len: int, uuid: bytes) -> 
     return report
 
 
+@dataclass
+class LogContents:
+    """The log as it stands, read without replaying it (``bento inspect journal``):
+    each committed transaction's id, the blocks it logs and those it revokes, and
+    why the scan stopped (an empty log: nothing to scan)."""
+
+    superblock: fmt.JournalSuperblock
+    transactions: list[tuple[int, list[int], list[int]]]
+    stop_reason: str
+
+
+def read_log(cache: BufferCache, area_start: int, area_len: int, uuid: bytes) -> LogContents:
+    """What recovery would replay, and nothing written."""
+    sb = read_journal_superblock(cache, area_start, area_len, uuid)
+    if sb.start == 0:
+        return LogContents(sb, [], "the log is empty: nothing to replay")
+    committed, why, _ = _scan(_Log(cache, area_start, sb), sb, fmt.checksum_seed(uuid))
+    return LogContents(sb, [(t.tid, [b for b, _, _ in t.tags], t.revokes) for t in committed], why)
+
+
 def write_journal_superblock(cache: BufferCache, area_start: int, sb: fmt.JournalSuperblock,
                              seed: int) -> None:
     """Write the superblock and make it durable before anything relies on it."""

@@ -28,6 +28,7 @@ from bento_user.api import (
     Filesystem,
     FsckReport,
     FsError,
+    InodeNo,
     Progress,
     Request,
     UpgradeState,
@@ -127,6 +128,16 @@ class Xv6Core(Filesystem):
     def block_kinds(cls, device: BlockDevice, blocks: Sequence[int]) -> dict[int, str]:
         from .fsck import block_kinds
         return block_kinds(device, blocks)
+
+    @classmethod
+    def describe(cls, device: BlockDevice, view: str) -> str:
+        from .describe import describe
+        return describe(device, view)
+
+    def block_map(self, ino: InodeNo) -> list[tuple[int, int]]:
+        ip = self.icache.iget(ino)
+        with ip.lock.read():
+            return list(self.bmap.mapped(ip))
 
     # ---------------------------------------------------------------- life cycle
 
