@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if not exists and args.size is None:
         raise UserError(f"{path} does not exist; give --size to create it", 2)
     if args.size is not None and args.size < (1 << 20):
-        raise UserError(f"--size {args.size}: too small (at least 1M)", 2)
+        raise UserError(f"--size {args.size}: less than 1 MiB holds no file system", 2)
     if exists and not is_block and not os.path.isfile(path):
         raise UserError(f"{path}: not a regular file or block device", 2)
     if is_block and args.size is not None:

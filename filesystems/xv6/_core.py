@@ -109,8 +109,11 @@ class Xv6Core(Filesystem):
                        progress=progress and (lambda f: progress("writing inode table", f)))
         except ValueError as e:
             raise FsError(errno.EINVAL, str(e)) from None
+        asked = options.get("inodes")
+        rounded = (f" (--inodes {asked}, rounded up to fill whole inode-table blocks)"
+                   if asked is not None and asked != geo.ninodes - 1 else "")
         return (f"xv6 v2, {geo.nblocks} blocks of 4 KiB ({geo.nblocks * 4096 / 2**20:.0f} MiB), "
-                f"{geo.ninodes - 1} inodes, {geo.journal_blocks}-block journal, "
+                f"{geo.ninodes - 1} inodes{rounded}, {geo.journal_blocks}-block journal, "
                 f"{geo.nblocks - geo.data_start} data blocks")
 
     @classmethod

@@ -170,8 +170,10 @@ class Geometry:
         if journal_blocks < MIN_JOURNAL:
             raise ValueError(f"the journal needs at least {MIN_JOURNAL} blocks, not {journal_blocks}")
         if data_start + 16 > nblocks:
-            raise ValueError(f"{nblocks} blocks is too small for {ninodes} inodes and a "
-                             f"{journal_blocks}-block journal")
+            need = data_start + 16
+            raise ValueError(f"{nblocks} blocks ({nblocks * BLOCK_SIZE / 2**20:.2g} MiB) is too "
+                             f"small: {ninodes} inodes and a {journal_blocks}-block journal "
+                             f"need at least {need} blocks ({need * BLOCK_SIZE / 2**20:.2g} MiB)")
         return cls(nblocks, ninodes, journal_blocks, inode_start, inode_blocks,
                    ibitmap_start, ibitmap_blocks, bbitmap_start, bbitmap_blocks, data_start)
 

@@ -142,3 +142,17 @@ def test_cli_mkfs_refuses_a_file_of_data_and_leaves_no_file_when_it_fails(
     new = tmp_path / "new.img"                          # the file system's mkfs refuses
     assert main(["mkfs", str(new), "--size", "16M", "--fs", "tiny", "-O", "inodes=5"]) == 2
     assert not new.exists()
+
+
+def test_cli_mkfs_says_what_it_rounded_and_the_minimum_it_needs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mkfs", str(tmp_path / "i.img"), "--size", "16M", "--inodes", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "1007 inodes (--inodes 1000, rounded up to fill whole inode-table blocks)" in out
+    assert main(["mkfs", str(tmp_path / "exact.img"), "--size", "16M", "--inodes", "1007"]) == 0
+    assert "rounded" not in capsys.readouterr().out
+    assert main(["mkfs", str(tmp_path / "small.img"), "--size", "1M"]) == 2
+    err = capsys.readouterr().err                     # one minimum, said by the file system
+    assert "need at least 281 blocks" in err and "at least 1M" not in err
+    assert main(["mkfs", str(tmp_path / "tiny.img"), "--size", "512K"]) == 2
+    assert "less than 1 MiB" in capsys.readouterr().err
