@@ -65,7 +65,7 @@ DRAWS = {"ops": "sequences", "crash": "workloads", "image": "images"}  # what a 
 class Job:
     """What every shard of one campaign shares: the fuzzer, the file system, the seed
     and the fuzzer's own options (ops: ``examples``, ``steps``; crash: ``max_ops``;
-    image: ``time_bound``)."""
+    image: ``time_bound``, ``repair``)."""
 
     fuzzer: str
     spec: str
@@ -74,6 +74,7 @@ class Job:
     steps: int = 40
     max_ops: int = 6
     time_bound: float = image.TIME_BOUND
+    repair: bool = False  # image: repair what fsck rejects, and hold the repair to its word
 
     @property
     def shards(self) -> int | None:
@@ -90,7 +91,8 @@ class Job:
         """The one command that reproduces ``shard`` on one machine."""
         extra = {"ops": f" --examples {self.examples} --steps {self.steps}",
                  "crash": f" --max-ops {self.max_ops}",
-                 "image": f" --time-bound {self.time_bound:g}"}[self.fuzzer]
+                 "image": f" --time-bound {self.time_bound:g}"
+                          + (" --repair" if self.repair else "")}[self.fuzzer]
         return f"bento fuzz {self.fuzzer} --fs {self.spec} --seed {self.seed} --shard {shard}{extra}"
 
 
@@ -113,7 +115,7 @@ def run_shard(job: Job, shard: int, *, shrink: bool = True,
         return crash.run_shard(target, seed=seed, workloads=size, max_ops=job.max_ops,
                                shrink=shrink)
     return image.run(target, seed=seed, images=size, time_bound=job.time_bound, shrink=shrink,
-                     seeds=_seed_images(job.spec))
+                     seeds=_seed_images(job.spec), repair=job.repair)
 
 
 @functools.lru_cache(maxsize=4)
@@ -141,6 +143,7 @@ class ShardResult:
     seconds: float
     digest: str         # fingerprint of what was drawn: equal for equal shards
     problem: str | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)  # image: ok, refused, repaired ...
 
 
 def failure_of(fuzzer: str, result: Any) -> str | None:
@@ -176,7 +179,7 @@ def explore_shard(job: Job, shard: int) -> ShardResult:
     count = getattr(result, UNITS[job.fuzzer])  # for ops and image, also what was drawn
     drawn = result.workloads if job.fuzzer == "crash" else count
     return ShardResult(shard, worker, drawn, count, time.monotonic() - started, result.digest,
-                       failure_of(job.fuzzer, result))
+                       failure_of(job.fuzzer, result), dict(getattr(result, "kinds", {})))
 
 
 def image_deadline(job: Job) -> float:

@@ -14,6 +14,11 @@ Any ``OSError`` the file system raises is a clear error and fine. A failure is: 
 exception of any other kind, a request outside the device (the file system trusted
 a block number), a hang past the time bound, memory past the bound, or fsck calling
 an image clean that the mount then reports corrupt.
+
+With ``repair`` (``--repair``), an image fsck rejects is repaired (``fsck -y``) and
+the repair is held to e2fsck's word: exit 1 (all fixed) or 4 (some left); after 1 a
+second check is clean and the repaired image mounts, walks and changes. Outcomes
+``repaired`` and ``left`` count them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bento_user.api import Request
+from bento_user.api import FsError, Request
 from bento_user.blockdev import BlockRangeError, Buffer, RamDevice, RecordingDevice
 from bento_user.runtime.direct import PathClient
 
@@ -372,7 +377,7 @@ class Outcome:
 
 
 def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
-              memory_bound: int = MEMORY_BOUND) -> Outcome:
+              memory_bound: int = MEMORY_BOUND, repair: bool = False) -> Outcome:
     """fsck, then mount, walk, change, unmount — within the bounds (``_Bounds``; on the
     main thread ``run`` sets the memory bound for the whole process). A check that
     overran is a hang whatever it answered: the bound's exception may have come out
@@ -381,7 +386,7 @@ def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
     stage = ["fsck"]  # where the check is, for the report
     bound.start()
     try:
-        outcome: Outcome | None = _check(target, image, stage)
+        outcome: Outcome | None = _check(target, image, stage, repair)
     except _Hang:
         outcome = None
     except Exception as e:  # noqa: BLE001 - sorted out by _failure
@@ -393,11 +398,33 @@ def try_image(target: Target, image: np.ndarray, time_bound: float = TIME_BOUND,
     return outcome
 
 
-def _check(target: Target, image: np.ndarray, stage: list[str]) -> Outcome:
+def _check(target: Target, image: np.ndarray, stage: list[str], repair: bool = False) -> Outcome:
     check = WatchedDevice.from_bytes(image)
     problems = target.fsck(check)
     if check.outside:
         return Outcome("outside", f"fsck: {check.outside[0]}")
+    repaired = None
+    if repair and problems and target.can_repair:
+        stage[0] = "repair"
+        fixed = WatchedDevice.from_bytes(image)
+        try:
+            code = target.repair(fixed).exit_code
+        except FsError as e:   # no such file system: as fsck said, or a repair that gave up
+            if problems[0].startswith("fsck refused"):
+                return Outcome("left")
+            return Outcome("repair", f"repair refused an image fsck could read: {e.strerror}")
+        if fixed.outside:
+            return Outcome("outside", f"repair: {fixed.outside[0]}")
+        if code not in (1, 4):
+            return Outcome("repair", f"repair: exit {code} for an image fsck rejects "
+                           f"({problems[0]})")
+        if code == 4:
+            return Outcome("left")
+        stage[0] = "re-check"
+        image = fixed.blocks.reshape(-1).copy()
+        if again := target.fsck(image):
+            return Outcome("repair", f"repair said all fixed; fsck still finds: {again[0]}")
+        problems, repaired = [], True
     stage[0] = "mount"
     dev = WatchedDevice.from_bytes(image)
     try:
@@ -405,6 +432,8 @@ def _check(target: Target, image: np.ndarray, stage: list[str]) -> Outcome:
     except BlockRangeError:
         raise
     except OSError as e:
+        if repaired:
+            return Outcome("repair", f"the repaired image does not mount: {e.strerror}")
         if not problems and e.errno in (errno.EUCLEAN, errno.EIO, errno.EINVAL):
             return Outcome("fsck-missed", f"fsck found the image clean; mount said: "
                            f"{e.strerror}")
@@ -421,7 +450,7 @@ def _check(target: Target, image: np.ndarray, stage: list[str]) -> Outcome:
         _each(rt.close)
     if dev.outside:
         return Outcome("outside", f"{stage[0]}: {dev.outside[0]}")
-    return Outcome("ok")
+    return Outcome("repaired" if repaired else "ok")
 
 
 def _failure(stage: str, error: Exception) -> Outcome:
@@ -485,8 +514,8 @@ def _memory_bound() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def shrink_image(target: Target, base: np.ndarray, mutations: list[Mutation], kind: str
-                 ) -> tuple[list[Mutation], np.ndarray, Outcome]:
+def shrink_image(target: Target, base: np.ndarray, mutations: list[Mutation], kind: str,
+                 repair: bool = False) -> tuple[list[Mutation], np.ndarray, Outcome]:
     """Drop mutations one at a time while the image still fails the same way."""
     def build(ms: list[Mutation]) -> np.ndarray:
         img = base.copy()
@@ -496,10 +525,10 @@ def shrink_image(target: Target, base: np.ndarray, mutations: list[Mutation], ki
 
     for m in list(mutations):
         fewer = [x for x in mutations if x is not m]
-        if fewer and try_image(target, build(fewer)).kind == kind:
+        if fewer and try_image(target, build(fewer), repair=repair).kind == kind:
             mutations = fewer
     image = build(mutations)
-    return mutations, image, try_image(target, image)
+    return mutations, image, try_image(target, image, repair=repair)
 
 
 @dataclass(frozen=True)
@@ -522,7 +551,7 @@ class Seeds:
 
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: int = 5,
         time_bound: float = TIME_BOUND, images: int | None = None, shrink: bool = True,
-        seeds: Seeds | None = None,
+        seeds: Seeds | None = None, repair: bool = False,
         progress: Callable[[ImageResult], None] | None = None) -> ImageResult:
     """Mutate and try images for ``budget`` seconds, or exactly ``images`` of them
     (no clock involved: a campaign's shard, the same on any machine); stop after
@@ -553,11 +582,12 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_findings: in
                 m.apply(image)
                 kind = kinds[name].get(m.block, "unnamed")
                 result.mutated[kind] = result.mutated.get(kind, 0) + 1
-            outcome = try_image(target, image, time_bound)
+            outcome = try_image(target, image, time_bound, repair=repair)
             result.images += 1
             result.kinds[outcome.kind] = result.kinds.get(outcome.kind, 0) + 1
             if outcome.failure is not None and shrink:
-                mutations, image, outcome = shrink_image(target, base, mutations, outcome.kind)
+                mutations, image, outcome = shrink_image(target, base, mutations, outcome.kind,
+                                                         repair)
             if outcome.failure is not None:
                 result.findings.append(ImageFinding(name, mutations, outcome, image))
             result.seconds = time.monotonic() - started

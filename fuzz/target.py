@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bento_user.api import Filesystem, FsError
+from bento_user.api import Filesystem, FsckReport, FsError
 from bento_user.blockdev import BlockDevice, RamDevice
 from bento_user.runtime.direct import DirectRuntime
 from bento_user.runtime.loader import LoadError, absolute, load_filesystem_class
@@ -64,6 +64,14 @@ class Target:
         """Mount on the direct runtime, committing only when asked (deterministic)."""
         ks_options.setdefault("commit_interval", None)
         return DirectRuntime.open(self.cls(), device, **ks_options)  # type: ignore[arg-type]
+
+    @property
+    def can_repair(self) -> bool:
+        return self.cls.repair.__func__ is not Filesystem.repair.__func__  # type: ignore[attr-defined]
+
+    def repair(self, device: BlockDevice) -> FsckReport:
+        """``fsck -y`` on ``device``, in place."""
+        return self.cls.repair(device)
 
     def fsck(self, image: np.ndarray | BlockDevice) -> list[str]:
         """fsck's problems for an image (a copy is checked; [] without a checker)."""

@@ -141,6 +141,18 @@ class Filesystem:
         raise _nosys()
 
     @classmethod
+    def repair(cls, device: BlockDevice, progress: Progress | None = None,
+               preen: bool = False) -> FsckReport:
+        """Repair the file system on ``device`` in place (``bento fsck -y``), as far as
+        you can: the report's ``repaired`` lists each fix, its ``problems`` what a
+        check finds afterwards (e2fsck's exit codes follow: 1 all fixed, 4 some
+        left). ``preen`` (``-p``): only what needs no judgement (counts, bitmaps,
+        replaying the journal), never what loses data. The runtime holds the image
+        exclusively. FsError as ``fsck`` raises it when the device holds no such file
+        system at all. The default cannot repair (ENOSYS)."""
+        raise _nosys()
+
+    @classmethod
     def identify(cls, device: BlockDevice) -> str | None:
         """A short name ("xv6 v2") if ``device`` already holds this file system, from
         its signature alone (cheap, never raises for a foreign or corrupt image).

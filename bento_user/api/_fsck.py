@@ -23,11 +23,13 @@ class FsckReport:
     """A checker's findings: ``problems`` (each one line, naming what is wrong where),
     ``notes`` (worth knowing, not wrong: a journal that will be replayed, inodes
     waiting on the orphan list) and ``counts`` for the summary line, in the file
-    system's own words (e.g. {"inodes": 12, "directories": 3})."""
+    system's own words (e.g. {"inodes": 12, "directories": 3}). After a repair,
+    ``repaired`` says what it fixed and ``problems`` what is still wrong."""
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)  # a repair's fixes, each one line
 
     @property
     def clean(self) -> bool:
@@ -35,4 +37,7 @@ class FsckReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CLEAN if self.clean else EXIT_ERRORS
+        """e2fsck's: 4 when problems are left, else 1 when a repair fixed some."""
+        if not self.clean:
+            return EXIT_ERRORS
+        return EXIT_CORRECTED if self.repaired else EXIT_CLEAN

@@ -14,9 +14,13 @@ from ._device import BlockDevice, Buffer
 
 
 class OverlayDevice(BlockDevice):
-    def __init__(self, inner: BlockDevice) -> None:
+    """``close_inner``: closing the overlay closes the device below (a tool that
+    opened both); False when the device is the caller's, as fsck's is."""
+
+    def __init__(self, inner: BlockDevice, close_inner: bool = True) -> None:
         super().__init__(f"{inner.name}+overlay", inner.block_size, inner.nblocks, read_only=False)
         self.inner = inner
+        self.close_inner = close_inner
         self.changed: dict[int, bytes] = {}
 
     def _read(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
@@ -35,7 +39,8 @@ class OverlayDevice(BlockDevice):
         pass
 
     def _close(self) -> None:
-        self.inner.close()
+        if self.close_inner:
+            self.inner.close()
 
 
 

@@ -61,6 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     image.add_argument("--budget", type=_seconds, default=60.0, help="seconds (default 60)")
     image.add_argument("--time-bound", type=_seconds, default=10.0,
                        help="seconds one image may take (default 10)")
+    image.add_argument("--repair", action="store_true",
+                       help="repair each image fsck rejects (fsck -y) and hold the repair to "
+                       "its word: exit 1 or 4, clean after 1, and the image mounts and walks")
     image.add_argument("--save", metavar="DIR", default="bento-regressions",
                        help="where failing images are written (default ./bento-regressions)")
 
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     job = Job(args.fuzzer, target.spec, seed,
               examples=getattr(args, "examples", None) or (20 if mount else 100),
               steps=getattr(args, "steps", 40), max_ops=getattr(args, "max_ops", 6),
-              time_bound=getattr(args, "time_bound", 10.0))
+              time_bound=getattr(args, "time_bound", 10.0), repair=getattr(args, "repair", False))
     print(f"bento fuzz {args.fuzzer}: {target.spec} ({target.cls.__module__}."
           f"{target.cls.__qualname__}), seed {seed}"
           + ("" if target.has_fsck else "; no fsck: behaviour is checked, images are not"))
@@ -174,6 +177,7 @@ def _in_process(args: argparse.Namespace, target: Any, job: Any, database: Any,
                                                           f"{r.rate:.0f} states/s"))
     else:
         result = image.run(target, budget=args.budget, seed=job.seed, time_bound=job.time_bound,
+                           repair=job.repair,
                            progress=lambda r: status.show(f"image: {r.images} images, "
                                                           f"{len(r.findings)} failures, "
                                                           f"{r.rate:.0f}/s"))
@@ -203,6 +207,12 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
           + (f"; {len(c.lost)} shards lost: {c.lost}" if c.lost else "")
           + (f"; submitted again after the cluster lost them: {c.resubmitted}"
              if c.resubmitted else ""))
+    outcomes: dict[str, int] = {}
+    for r in c.done:
+        for kind, n in r.outcomes.items():
+            outcomes[kind] = outcomes.get(kind, 0) + n
+    if outcomes:
+        print(f"  {draws}: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
     print(f"  {'worker':<24} {'shards':>6} {draws:>10} {unit:>10} {unit + '/s':>12}")
     for worker, t in sorted(c.per_worker().items()):
         print(f"  {worker:<24} {t.shards:>6} {t.draws:>10} {t.count:>10} {t.rate:>12.1f}")

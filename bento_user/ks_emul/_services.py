@@ -138,8 +138,9 @@ class KernelServices:
         finally:
             self.device.close()
 
-    def close(self) -> None:
-        """Unmount: close the journal (commit + checkpoint), write back, flush, close."""
+    def close(self, keep_device: bool = False) -> None:
+        """Unmount: close the journal (commit + checkpoint), write back, flush, close
+        (the device too, unless a tool goes on with it: fsck -y after the replay)."""
         try:
             self.cache.stop_writeback()
             if self.journal is not None:
@@ -148,4 +149,5 @@ class KernelServices:
             if not self.device.read_only:
                 self.cache.sync()
         finally:
-            self.device.close()
+            if not keep_device:
+                self.device.close()

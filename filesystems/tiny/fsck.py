@@ -25,7 +25,8 @@ from . import BS, INODE, MAGIC, NDIRECT, PER, ROOT, SUPER, entries, is_dir, layo
 
 
 def fsck(device: BlockDevice) -> FsckReport:
-    ks = KernelServices(OverlayDevice(device), cache_blocks=256, commit_interval=None)
+    ks = KernelServices(OverlayDevice(device, close_inner=False), cache_blocks=256,
+                        commit_interval=None)
     try:
         sb = np.frombuffer(device.read_block(0)[:SUPER.itemsize], SUPER)[0]
         if bytes(sb["magic"]) != MAGIC or {k: int(sb[k]) for k in SUPER.names[1:7]} != layout(device.nblocks):

@@ -122,6 +122,12 @@ class Xv6Core(Filesystem):
         return fsck(device, progress)
 
     @classmethod
+    def repair(cls, device: BlockDevice, progress: Progress | None = None,
+               preen: bool = False) -> FsckReport:
+        from .repair import repair
+        return repair(device, progress, preen)
+
+    @classmethod
     def identify(cls, device: BlockDevice) -> str | None:
         if device.nblocks <= SUPERBLOCK:
             return None

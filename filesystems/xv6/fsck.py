@@ -52,7 +52,7 @@ class _Checker:
     MAX_PROBLEMS = 1000
 
     def __init__(self, device: BlockDevice, progress: Progress | None) -> None:
-        self.overlay = OverlayDevice(device)
+        self.overlay = OverlayDevice(device, close_inner=False)  # the caller's
         self.ks = KernelServices(self.overlay, cache_blocks=1024, commit_interval=None)
         self.report = FsckReport(counts=dict.fromkeys(COUNTS, 0))
         self.progress = progress or (lambda step, fraction: None)

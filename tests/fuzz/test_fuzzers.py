@@ -4,6 +4,7 @@ one line, and find deliberately injected bugs (tests/injected_bugs.py)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def test_each_fuzzer_passes_xv6_and_says_how_much_it_did(
     assert code == 0 and f"on {os.cpu_count()} workers" in out and "images/s" in out
     assert "no failure" in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_image_fuzzers_repair_mode_at_its_default_budget(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every image fsck rejects is repaired (fsck -y) and held to its word: exit 1 or
+    4, clean after 1, and the repaired image mounts, walks and takes changes."""
+    code, out = fuzz(capsys, "image", "--repair", "--seed", "1", "--save", str(tmp_path))
+    assert code == 0 and "no failure" in out, out
+    repaired = re.search(r"(\d+) repaired", out)
+    assert repaired and int(repaired.group(1)) > 50, out
 
 
 @pytest.mark.parametrize("argv, message", [
