@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ._errors import UserError
 
+
 class Ready(Protocol):
     """Told once: the mount serves (``error`` None, perhaps with a ``warning`` for the
     person mounting) or could not be made (``error``, exit ``code``)."""
