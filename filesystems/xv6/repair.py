@@ -180,10 +180,10 @@ class _Repair:
                 continue
             mapped = self.pointers(ino, rec)
             counted = len(mapped) + self.indirect_count + self.xattr(ino, rec)
-            self.sizes(ino, rec, kind, mapped)
-            if self.table[ino]["mode"] and counted != int(rec["blocks"]):
+            if counted != int(rec["blocks"]):
                 self.fix(f"inode {ino}: block count {int(rec['blocks'])} set to {counted}")
                 rec["blocks"] = counted
+            self.sizes(ino, rec, kind, mapped)  # may clear the inode, or give the root a block
 
     def pointers(self, ino: int, rec: np.void) -> list[tuple[int, int]]:
         """Claim what the inode maps, cutting (with -y) pointers that are out of the
@@ -272,7 +272,9 @@ class _Repair:
                 if self.preen and run != len(lblks):
                     return
                 if run == 0:
-                    if ino != ROOT_INODE and not self.preen:
+                    if ino == ROOT_INODE and not self.preen:
+                        self.new_root(rec)
+                    elif not self.preen:
                         self.clear(ino, "a directory with no first block")
                     return
                 for lblk, p in mapped[run:]:  # past a hole: cut off, freed by pass 5
@@ -287,6 +289,21 @@ class _Repair:
             for lblk, _ in mapped:
                 self.unmap(ino, rec, lblk)
             self.fix(f"inode {ino}: a special file's data blocks cut")
+
+    def new_root(self, rec: np.void) -> None:
+        """The root lost its first block: a new one with '.' and '..' (what the root
+        named is unreachable now, and goes to /lost+found)."""
+        free = np.flatnonzero(~self.claimed)
+        if not len(free):
+            return
+        b = int(free[0])
+        self.claimed[b] = True
+        self.block(b)[:] = np.frombuffer(Directories.init_block(ROOT_INODE, ROOT_INODE,
+                                                                kind_code(stat.S_IFDIR)), np.uint8)
+        rec["addrs"][:] = 0
+        rec["addrs"][0], rec["size"], rec["blocks"] = b, BLOCK_SIZE, 1
+        self.fix(f"the root directory had no first block; a new one is block {b} (what it "
+                 "named is reconnected in /lost+found)")
 
     def unmap(self, ino: int, rec: np.void, lblk: int) -> None:
         """Cut a directory's or special file's pointer to logical block ``lblk``
@@ -401,6 +418,8 @@ class _Repair:
         found = self.entries[d]
         for name, want in ((b".", d), (b"..", parent)):
             hit = next((e for e in found if e[2] == name), None)
+            if hit is None and not self.dir_blocks(d):
+                return   # no block to hold them (the check says so; nothing to build on)
             if hit is None:
                 first = self.dir_blocks(d)[0]
                 self.block(first)[:] = np.frombuffer(

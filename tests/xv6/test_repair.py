@@ -16,7 +16,7 @@ from filesystems.xv6 import Xv6
 from filesystems.xv6.fsck import fsck
 from filesystems.xv6.repair import repair
 
-from .test_fsck import CORRUPTIONS, populated
+from .test_fsck import CORRUPTIONS, inode, populated
 
 
 def walk(image: RamDevice) -> tuple[int, RamDevice]:
@@ -79,6 +79,21 @@ def test_an_unreachable_directory_is_reconnected_in_lost_and_found() -> None:
         names = rt.client().listdir("/lost+found")
         assert b"#3" in names and b"#4" in names     # /d/e (a directory) and /d/f
         assert len(rt.client().read_bytes("/lost+found/#4")) == 60 * 4096
+    finally:
+        rt.close()
+
+
+def test_a_root_that_lost_its_block_is_made_again_and_its_tree_reconnected() -> None:
+    """(Found by a 10-minute repair campaign: the root's block pointers overwritten.)"""
+    dev, geo = populated()
+    inode(dev, geo, 1)["addrs"][0] = 9_999_999
+    report = repair(dev)
+    assert report.exit_code == 1, report.problems
+    rt = DirectRuntime.open(Xv6(), dev, commit_interval=None)
+    try:
+        assert set(rt.client().listdir("/lost+found")) == {b"#2", b"#5"}   # /d and /g
+        assert rt.client().read_bytes("/lost+found/#5") == b"g"
+        assert b"e" in rt.client().listdir("/lost+found/#2")
     finally:
         rt.close()
 
