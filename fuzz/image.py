@@ -372,7 +372,8 @@ def _change(c: PathClient, files: list[str]) -> None:
 class Outcome:
     """What one image did: ``failure`` set if it is a bug (with its kind)."""
 
-    kind: str = "ok"          # ok | refused (mount said corrupt) | <failure kind>
+    # ok | refused (mount said corrupt) | repaired | left (repair: exit 4) | <failure kind>
+    kind: str = "ok"
     failure: str | None = None
 
 

@@ -147,9 +147,10 @@ class Filesystem:
         you can: the report's ``repaired`` lists each fix, its ``problems`` what a
         check finds afterwards (e2fsck's exit codes follow: 1 all fixed, 4 some
         left). ``preen`` (``-p``): only what needs no judgement (counts, bitmaps,
-        replaying the journal), never what loses data. The runtime holds the image
-        exclusively. FsError as ``fsck`` raises it when the device holds no such file
-        system at all. The default cannot repair (ENOSYS)."""
+        replaying the journal), never what loses data. The caller holds the image
+        exclusively (``bento fsck``: the device's lock). FsError as ``fsck`` raises it
+        when the device holds no such file system at all. The default cannot repair
+        (ENOSYS)."""
         raise _nosys()
 
     @classmethod
