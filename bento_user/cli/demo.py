@@ -14,6 +14,8 @@ Then a second file system by name (tiny): mkfs, mount, copy, diff, fsck; last, a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import sqlite3
@@ -97,11 +99,35 @@ def run(args: argparse.Namespace) -> int:
     step("the lineage again, from the unmounted image")
     check(bento(["prov", "--image", str(image), "/pipeline/report.txt", "--depth", "1"]),
           "prov")
+    inspect_and_repair(work, image)
     second_filesystem(work, mnt)
     step("fuzz it: a crash campaign on tiny, one worker process per core (Dask)")
     check(bento(["fuzz", "crash", "--fs", "tiny", "--budget", "20", "--seed", "1",
                  "--save", str(work / "regressions")]), "fuzz")
     return 0
+
+
+def inspect_and_repair(work: Path, image: Path) -> None:
+    """debugfs's and e2fsck's habits: read the unmounted image, then damage a copy
+    (its block bitmap's first byte: blocks in use marked free) and repair it."""
+    step("bento inspect: a file's block map, read from the unmounted image")
+    check(bento(["inspect", str(image), "blocks", "/pipeline/report.txt"]), "inspect")
+    copy = work / "damaged.img"
+    shutil.copy(image, copy)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        check(bento(["inspect", str(copy), "super"]), "inspect")
+    bitmap = next(int(line.split()[3].split("-")[0]) for line in out.getvalue().splitlines()
+                  if line.startswith("block bitmap:"))
+    with open(copy, "r+b") as f:
+        f.seek(bitmap * 4096)
+        f.write(b"\0")
+    step("a copy with a damaged block bitmap: fsck -n finds it, fsck -y repairs it")
+    if bento(["fsck", "-n", "-q", str(copy)]) != 4:
+        raise UserError("fsck -n did not find the damage")
+    check(bento(["fsck", "-y", str(copy)]) - 1, "fsck -y")   # 1: errors corrected
+    check(bento(["fsck", "-n", str(copy)]), "fsck -n after the repair")
+    copy.unlink()
 
 
 def second_filesystem(work: Path, mnt: Path) -> None:

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.image}: note: {n}")
         verdict = "clean" if report.clean else f"{len(report.problems)} problems"
         if report.repaired:
-            verdict = f"{len(report.repaired)} fixes; " + (
+            n = len(report.repaired)
+            verdict = f"{n} fix{'es' if n != 1 else ''}; " + (
                 "clean now" if report.clean else f"{len(report.problems)} problems left")
         counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
         print(f"{args.image}: {verdict}" + (f"; {counts}" if counts else ""))
