@@ -53,7 +53,8 @@ class MountMachine(FileSystemMachine):
         for c in self.clients.values():
             c.close_all()
         bento("umount", self.mnt)
-        problems = self.target.fsck(ImageDevice(self.image, read_only=True))
+        with ImageDevice(self.image, read_only=True) as dev:  # fsck leaves it open
+            problems = self.target.fsck(dev)
         assert problems == [], problems
 
     def _hold(self, path: bytes) -> Any:
