@@ -161,7 +161,7 @@ def _blocks(rt: DirectRuntime, client: PathClient, target: str) -> None:
             last[2] += 1
         else:
             extents.append([lblk, pblk, 1])
-    print(f"inode {a.ino}: {len(pairs)} blocks in {len(extents)} extents")
+    print(f"inode {a.ino}: {_count(len(pairs), 'block')} in {_count(len(extents), 'extent')}")
     for lblk, pblk, n in extents:
         print(f"  logical {lblk}-{lblk + n - 1} -> physical {pblk}-{pblk + n - 1} ({n})")
 
@@ -169,6 +169,10 @@ def _blocks(rt: DirectRuntime, client: PathClient, target: str) -> None:
 _KINDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink",
           stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "fifo",
           stat.S_IFSOCK: "socket"}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _when(ns: int) -> str:
