@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(client.read_bytes(args.target))
             else:
                 _blocks(rt, client, args.target)
+        except BrokenPipeError:
+            raise                    # the reader stopped early (| head): main's to end
         except OSError as e:
             raise _stopped(args.image, args.target, e) from None
     return 0

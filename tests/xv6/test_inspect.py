@@ -4,6 +4,8 @@ ls, stat, cat and blocks through the file system; super and journal from the dis
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,18 @@ def test_views_a_file_system_does_not_offer_say_so(tmp_path: Path,
     assert code == 0
     code, _, err = run(capsys, str(img), "--fs", "tiny", "super")
     assert code == 1 and "tiny offers no 'super' view" in err
+
+
+def test_a_reader_that_stops_early_gets_no_broken_pipe(tmp_path: Path) -> None:
+    """``bento inspect IMG ls / | head -1``: head closes the pipe; bento stops quietly."""
+    m = Mounted(fresh_device(4096, ninodes=1024, journal_blocks=256))
+    for i in range(400):
+        m.c.write_bytes(f"/file-with-a-long-name-{i:04d}", b"")
+    m.rt.close()
+    img = tmp_path / "x.img"
+    img.write_bytes(m.dev.image())
+    bento = Path(sys.executable).with_name("bento")
+    done = subprocess.run(f"{bento} inspect {img} ls / | head -1", shell=True,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])))
+    assert done.stdout.count("\n") == 1 and done.stderr == ""
