@@ -91,18 +91,22 @@ def _opened(cls: type[Filesystem], image: str) -> Iterator[tuple[DirectRuntime, 
             raise UserError(f"{image}: cannot open the file system: {e.strerror} "
                             f"(bento inspect {image} super may still read it)", code) from None
         rt.guard.record_errors = False                     # and the guard's lines are ours
-        logging.getLogger("bento.guard").setLevel(logging.CRITICAL)
-        yield rt, rt.client(ROOT_REQUEST)
+        guard_log = logging.getLogger("bento.guard")
+        level = guard_log.level
+        guard_log.setLevel(logging.CRITICAL)
+        try:
+            yield rt, rt.client(ROOT_REQUEST)
+        finally:
+            guard_log.setLevel(level)
     finally:
         ks.discard()
 
 
 def _stopped(image: str, target: str, e: OSError) -> UserError:
     """One line: where the command stopped and why (exit 4 for corruption)."""
-    cause = e.__context__ if isinstance(e.__context__, FsError) else e  # the file system's reason
     if e.errno == errno.EUCLEAN:
-        return UserError(f"{image}: {target}: stopped: {cause.strerror}", EXIT_ERRORS)
-    return UserError(f"{image}: {target}: {cause.strerror}", 1)
+        return UserError(f"{image}: {target}: stopped: {e.strerror}", EXIT_ERRORS)
+    return UserError(f"{image}: {target}: {e.strerror}", 1)
 
 
 def _ls(image: str, client: PathClient, path: str) -> None:
@@ -130,7 +134,7 @@ def _attr(rt: DirectRuntime, client: PathClient, target: str) -> Attr:
         try:
             return rt.call("lookup_inode", ROOT_REQUEST, InodeNo(ino))
         except FsError as e:
-            raise OSError(e.errno, os.strerror(e.errno)) from e
+            raise OSError(e.errno, e.strerror) from None
     return client.lstat(target)
 
 
@@ -155,7 +159,7 @@ def _blocks(rt: DirectRuntime, client: PathClient, target: str) -> None:
     except FsError as e:
         if e.errno == errno.ENOSYS:
             raise UserError(f"{rt.fs.name} offers no block map", 1) from None
-        raise OSError(e.errno, os.strerror(e.errno)) from e
+        raise OSError(e.errno, e.strerror) from None
     extents: list[list[int]] = []            # [logical, physical, length]
     for lblk, pblk in pairs:
         last = extents[-1] if extents else None

@@ -131,8 +131,8 @@ class PathClient:
         held: list[InodeNo] = []
         try:
             yield held
-        except FsError as e:
-            raise OSError(e.errno, os.strerror(e.errno), os.fsdecode(path) if path is not None
+        except FsError as e:  # the file system's reason: os.strerror's unless it gave one
+            raise OSError(e.errno, e.strerror, os.fsdecode(path) if path is not None
                           else None) from None
         finally:
             if held:

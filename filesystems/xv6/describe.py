@@ -13,7 +13,7 @@ import numpy as np
 
 from bento_user.api import FsError
 from bento_user.blockdev import BlockDevice
-from bento_user.ks_emul import BufferCache, JournalCorruptError, read_log
+from bento_user.ks_emul import BufferCache, JournalCorruptError, LogContents, read_log
 
 from ._format import (
     JOURNAL_START,
@@ -70,17 +70,21 @@ def superblock(device: BlockDevice) -> str:
         ("last mounted", _when(int(sb["mount_time_ns"]))),
         ("mount count", int(sb["mount_count"])),
         ("errors", errors.summary() if errors else "none recorded"),
-        ("journal", _journal_position(device, bytes(sb["uuid"]), int(sb["journal_blocks"]))),
+        ("journal", _journal_position(device)),
     ]
     return "\n".join(f"{name}: {value}" for name, value in rows)
 
 
+def _log(device: BlockDevice) -> LogContents:
+    """The journal's log, as the superblock places it (JournalCorruptError if not)."""
+    sb = superblock_view(np.frombuffer(device.read_block(SUPERBLOCK), np.uint8))
+    return read_log(BufferCache(device, capacity=16), JOURNAL_START, int(sb["journal_blocks"]),
+                    bytes(sb["uuid"]))
+
+
 def journal(device: BlockDevice) -> str:
-    block = np.frombuffer(device.read_block(SUPERBLOCK), np.uint8).copy()
-    sb = superblock_view(block)
     try:
-        log = read_log(BufferCache(device, capacity=16), JOURNAL_START,
-                       int(sb["journal_blocks"]), bytes(sb["uuid"]))
+        log = _log(device)
     except (JournalCorruptError, ValueError) as e:
         return f"journal: cannot be read: {e}"
     j = log.superblock
@@ -95,9 +99,9 @@ def journal(device: BlockDevice) -> str:
     return "\n".join(lines)
 
 
-def _journal_position(device: BlockDevice, uuid: bytes, blocks: int) -> str:
+def _journal_position(device: BlockDevice) -> str:
     try:
-        log = read_log(BufferCache(device, capacity=16), JOURNAL_START, blocks, uuid)
+        log = _log(device)
     except (JournalCorruptError, ValueError) as e:
         return f"cannot be read: {e}"
     j = log.superblock

@@ -69,17 +69,18 @@ def repair(device: BlockDevice, progress: Progress | None = None,
            preen: bool = False) -> FsckReport:
     """Repair in place; the report lists what was fixed and what is left."""
     fixed = _journal(device, preen)
+    report = fsck(device, progress)
     for _ in range(ROUNDS):
-        if fsck(device).clean:
+        if report.clean:
             break
         round_fixed = _Repair(device, preen).run()
-        fixed += round_fixed
         if not round_fixed:
             break
-    report = fsck(device, progress)
+        fixed += round_fixed
+        report = fsck(device, progress)
     if report.clean and _clear_errors(device):
         fixed.append("superblock: the record of errors met while mounted is cleared")
-        report = fsck(device)
+        report = fsck(device)  # its note about the record is gone now
     report.repaired = fixed
     return report
 
@@ -125,7 +126,10 @@ class _Repair:
         self.sb_block = sb_block
         self.table = np.concatenate([self._read(g.inode_start + i)
                                      for i in range(g.inode_blocks)]).view(INODE_DTYPE)
-        self.blocks: dict[int, np.ndarray] = {}   # changed blocks, written at the end
+        self.read_table = self.table.copy()       # as read: what changed is written
+        self.read_sb = sb_block.copy()
+        self.blocks: dict[int, np.ndarray] = {}   # blocks this round read, changed in place
+        self.read_blocks: dict[int, np.ndarray] = {}
         self.claimed = np.zeros(g.nblocks, dtype=bool)
         self.claimed[:g.data_start] = True
         self.fixed: list[str] = []
@@ -137,6 +141,7 @@ class _Repair:
         """Block ``n`` as this round has it (changes kept until the end)."""
         if n not in self.blocks:
             self.blocks[n] = self._read(n)
+            self.read_blocks[n] = self.blocks[n].copy()
         return self.blocks[n]
 
     def fix(self, text: str) -> None:
@@ -203,7 +208,9 @@ class _Repair:
                 self.walk(ino, p, i - NDIRECT + 1, bases[i - NDIRECT], mapped)
         return mapped
 
-    def take(self, ino: int, p: int, ptrs: np.ndarray, i: int, where: int | None = None) -> bool:
+    def take(self, ino: int, p: int, ptrs: np.ndarray, i: int) -> bool:
+        """Claim block ``p`` (pointer ``ptrs[i]``); with -y, cut a pointer that cannot
+        be claimed (``ptrs`` is a view of the inode or of a block of this round's)."""
         if 0 < p < self.geo.nblocks and not self.claimed[p]:
             self.claimed[p] = True
             return True
@@ -212,8 +219,6 @@ class _Repair:
         why = "outside the device" if p >= self.geo.nblocks else (
             "inside the metadata area" if p < self.geo.data_start else "claimed already")
         ptrs[i] = 0
-        if where is not None:
-            self.blocks[where] = self.block(where)  # ptrs is a view of it
         self.fix(f"inode {ino}: block pointer {p} ({why}) cut")
         return False
 
@@ -222,7 +227,7 @@ class _Repair:
         span = 1024 ** (level - 1)
         for i in np.flatnonzero(ptrs).tolist():
             q = int(ptrs[i])
-            if not self.take(ino, q, ptrs, i, where=p):
+            if not self.take(ino, q, ptrs, i):
                 continue
             if level == 1:
                 mapped.append((base + i, q))
@@ -528,17 +533,19 @@ class _Repair:
             self.fix(f"{len(seen)} inodes on the orphan list: the next mount reclaims them")
 
     def write(self) -> None:
+        """Every block that differs from what this round read, in block order."""
         g = self.geo
         seal_superblock(self.sb_block)
+        changed = {n: data for n, data in self.blocks.items()
+                   if not np.array_equal(data, self.read_blocks[n])}
         raw = self.table.view(np.uint8).reshape(g.inode_blocks, BLOCK_SIZE)
-        for i in range(g.inode_blocks):
-            if not np.array_equal(raw[i], self._read(g.inode_start + i)):
-                self.blocks[g.inode_start + i] = raw[i].copy()
-        if not np.array_equal(self.sb_block, self._read(SUPERBLOCK)):
-            self.blocks[SUPERBLOCK] = self.sb_block
-        for n, data in sorted(self.blocks.items()):
-            if not np.array_equal(data, self._read(n)):
-                self.device.write_blocks(n, [data])
+        was = self.read_table.view(np.uint8).reshape(g.inode_blocks, BLOCK_SIZE)
+        for i in np.flatnonzero((raw != was).any(axis=1)).tolist():
+            changed[g.inode_start + i] = raw[i].copy()
+        if not np.array_equal(self.sb_block, self.read_sb):
+            changed[SUPERBLOCK] = self.sb_block
+        for n, data in sorted(changed.items()):
+            self.device.write_blocks(n, [data])
         self.device.flush()
 
     def bitmaps(self) -> None:
