@@ -75,18 +75,20 @@ def superblock(device: BlockDevice) -> str:
     return "\n".join(f"{name}: {value}" for name, value in rows)
 
 
-def _log(device: BlockDevice) -> LogContents:
-    """The journal's log, as the superblock places it (JournalCorruptError if not)."""
+def _log(device: BlockDevice) -> LogContents | str:
+    """The journal's log, as the superblock places it, or why it cannot be read."""
     sb = superblock_view(np.frombuffer(device.read_block(SUPERBLOCK), np.uint8))
-    return read_log(BufferCache(device, capacity=16), JOURNAL_START, int(sb["journal_blocks"]),
-                    bytes(sb["uuid"]))
+    try:
+        return read_log(BufferCache(device, capacity=16), JOURNAL_START,
+                        int(sb["journal_blocks"]), bytes(sb["uuid"]))
+    except (JournalCorruptError, ValueError) as e:
+        return f"cannot be read: {e}"
 
 
 def journal(device: BlockDevice) -> str:
-    try:
-        log = _log(device)
-    except (JournalCorruptError, ValueError) as e:
-        return f"journal: cannot be read: {e}"
+    log = _log(device)
+    if isinstance(log, str):
+        return f"journal: {log}"
     j = log.superblock
     lines = [f"journal: blocks {JOURNAL_START}-{JOURNAL_START + j.maxlen - 1}, "
              f"next transaction {j.sequence}"
@@ -100,10 +102,9 @@ def journal(device: BlockDevice) -> str:
 
 
 def _journal_position(device: BlockDevice) -> str:
-    try:
-        log = _log(device)
-    except (JournalCorruptError, ValueError) as e:
-        return f"cannot be read: {e}"
+    log = _log(device)
+    if isinstance(log, str):
+        return log
     j = log.superblock
     if not log.transactions:
         return f"nothing to replay, next transaction {j.sequence}"
