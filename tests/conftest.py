@@ -50,3 +50,12 @@ def tmpfs_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def daemon_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mount daemons started by the tests log under the run's own temporary directory
+    (pytest keeps the last three runs), not in /var/log/bento."""
+    logs = tmp_path_factory.mktemp("daemon-logs")
+    os.environ["BENTO_LOG_DIR"] = str(logs)
+    return logs

@@ -5,16 +5,24 @@ a pipe for one line: ``ok`` when the mount serves (``ok WARNING``: it serves, an
 person mounting should know something), ``error CODE MESSAGE`` when it could not be
 made. A daemon that dies without a word is reported too. The fork
 happens before anything starts a thread (the journal's commit thread, trio).
+
+The daemon's last words go to its log whatever ends it: a line with its exit status
+when it returns or raises, and faulthandler's dump when a fatal signal (SIGSEGV,
+SIGABRT, ...) kills it. Only SIGKILL ends it silently; ``bento stat`` then says the
+daemon died.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Protocol
 
 from ._errors import UserError
+from ._log import open_daemon_log
 
 
 class Ready(Protocol):
@@ -46,7 +54,8 @@ def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
     os.setsid()
     if os.fork():
         os._exit(0)
-    _redirect_stdio(log_path)
+    _detach_stdio(log_path)
+    faulthandler.enable()
     told = False
 
     def ready(error: str | None, code: int = 1, warning: str | None = None) -> None:
@@ -67,17 +76,17 @@ def run_in_background(work: Callable[[Ready], int], log_path: str) -> int:
 
         traceback.print_exc()
     finally:
+        logging.getLogger("bento.daemon").info("daemon %d stops, exit status %d",
+                                               os.getpid(), status)
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
 
 
-def _redirect_stdio(log_path: str) -> None:
+def _detach_stdio(log_path: str) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
+    open_daemon_log(log_path)
     os.chdir("/")

@@ -24,6 +24,7 @@ from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_c
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background
 from ._errors import UserError
+from ._log import default_log_path
 from ._fs import add_fs_argument
 
 EXIT_BUSY, EXIT_CORRUPT = 3, 4
@@ -56,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pdb", action="store_true",
                    help="on a file-system bug, enter a post-mortem debugger (implies -f)")
     p.add_argument("--trace", metavar="FILE", help="record every call as JSON lines")
-    p.add_argument("--log", metavar="FILE", help="daemon log (default: next to its socket)")
+    p.add_argument("--log", metavar="FILE", help="daemon log (default: /var/log/bento/MOUNTPOINT.HASH.log for root, "
+                   "~/.local/state/bento/ for others; rotated at 8 MiB, 4 kept)")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS")
     p.set_defaults(run=run)
 
@@ -201,15 +203,12 @@ def run(args: argparse.Namespace) -> int:
     except LoadError as e:
         raise UserError(str(e), 2) from None
     os.makedirs(control.control_dir(), mode=0o700, exist_ok=True)
-    config.log_path = os.path.abspath(args.log) if args.log else os.path.join(
-        control.control_dir(), control.socket_name(mountpoint).replace(".sock", ".log"))
+    config.log_path = os.path.abspath(args.log) if args.log else default_log_path(mountpoint)
     if args.foreground or args.pdb:
         if args.watch:  # each upgrade's pause, on the terminal
             logging.getLogger("bento").setLevel(logging.INFO)
         return serve(config, _foreground_ready(mountpoint))
     logging.getLogger().setLevel(logging.DEBUG if getattr(args, "debug", False) else logging.INFO)
-    for handler in logging.getLogger().handlers:  # the daemon's log: when, too
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return run_in_background(lambda ready: serve(config, ready), config.log_path)
 
 

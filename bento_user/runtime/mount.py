@@ -286,7 +286,8 @@ class Mount:
             log.warning("could not raise read_ahead_kb on %s: %s", self.mountpoint, e)
 
     async def _on_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # SIGHUP too: its default would end the daemon without unmounting or a word
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
                 log.info("%s: unmounting", signal.Signals(signum).name)
                 pyfuse3.terminate()
