@@ -41,8 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cls = filesystem_class(args.fs, EXIT_OPERATIONAL)
     progress = Progress(args.progress)
+    finished = False
     try:
         report = _check(cls, args.image, args.mode, progress)
+        finished = True
     except FsError as e:
         if e.errno == errno.ENOSYS:
             raise UserError(f"{cls.name} cannot repair (bento fsck -n checks it)",
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(msg if msg.startswith(args.image) else f"{args.image}: {msg}",
                         EXIT_OPERATIONAL) from None
     finally:
-        progress.done()
+        progress.done(finished)
     for fix in report.repaired:
         print(f"{args.image}: fixed: {fix}")
     for p in report.problems:

@@ -138,12 +138,15 @@ def holds_data(path: str, is_block: bool) -> bool:
 
 def format_image(cls: type[Filesystem], path: str, options: dict[str, int]) -> str:
     progress = Progress()
+    finished = False
     try:
         with ImageDevice(path) as dev:
-            return cls.mkfs(dev, progress, **options)
+            label = cls.mkfs(dev, progress, **options)
+        finished = True
+        return label
     except FsError as e:
         if e.errno == errno.ENOSYS:
             raise UserError(f"{cls.name} has no mkfs", 2) from None
         raise UserError(f"{path}: {e.strerror}", 2) from None
     finally:
-        progress.done()
+        progress.done(finished)
