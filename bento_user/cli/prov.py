@@ -13,6 +13,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..api import FsError
 from ..blockdev import ImageDevice
@@ -21,6 +22,12 @@ from ..runtime.direct import DirectRuntime
 from ..runtime.loader import instantiate
 from ._errors import UserError
 from ._fs import add_fs_argument, filesystem_class
+from ._terminal import console
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from filesystems.provenance.query import Lineage
 
 WALK_MAX_DIRS = 20_000  # directories searched for files the records do not name
 
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if not log:
             print(f"{path}: this file system has no provenance records "
                   "(it never ran the provenance file system)")
-        print(query.render(lineage))
+        console().print(lineage_tree(lineage))
         if args.graph:
             print(f"graph: {args.graph}")
     return 0
@@ -143,3 +150,37 @@ def _walk_image(rt: DirectRuntime) -> dict[int, str]:
             if stat.S_ISDIR(kind):
                 todo.append(full)
     return found
+
+
+def lineage_tree(node: Lineage) -> Tree:
+    """The lineage as rich draws it: the file, who created and wrote it, and under
+    each writer the files it had read, each with its own lineage."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    tree = Tree(Text.assemble((node.path, "bold"), f" (inode {node.ino})"))
+    _add_writers(tree, node)
+    return tree
+
+
+def _add_writers(tree: Tree, node: Lineage) -> None:
+    from rich.text import Text
+
+    from filesystems.provenance.query import when
+
+    if not node.generations:
+        tree.add(Text("no recorded writer" + (" (made before provenance was recorded)"
+                                              if node.read_at is None else ""), "dim"))
+        return
+    for g in node.generations:
+        p = g.process
+        who = f"uid {p.uid}" if p.uid >= 0 else "uid ?"
+        writer = tree.add(Text.assemble(
+            "created " if g.op == "create" else "written ", when(g.t), " by ", (p.program, "bold"),
+            f" (pid {p.pid}, {who}): {' '.join(p.argv) or '?'}"))
+        if g.more:
+            writer.add(Text(f"... and {g.more} more files it read (not shown)", "dim"))
+        for child in g.inputs:
+            read = writer.add(Text.assemble("read ", (child.path, "bold"),
+                                            f" (inode {child.ino}) at {when(child.read_at or 0)}"))
+            _add_writers(read, child)

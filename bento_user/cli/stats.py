@@ -14,6 +14,7 @@ from typing import Any
 from ..api import ErrorRecord
 from ..runtime import control
 from ._errors import UserError
+from ._terminal import console, is_terminal
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,19 +33,60 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": status, "stats": stats}, indent=2))
         return 0
-    print(render(status, stats))
+    if is_terminal():
+        print_table(status, stats)
+    else:
+        print(render(status, stats))
     return 0
 
 
+COLUMNS = ("operation", "calls", "errors", "p50 µs", "p90 µs", "p99 µs", "max µs", "total s")
+
+
+def _rows(stats: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The operations, the busiest (in total time) first."""
+    return [(name, f"{o['calls']:,}", f"{o['errors']:,}", f"{o['p50_us']:.0f}",
+             f"{o['p90_us']:.0f}", f"{o['p99_us']:.0f}", f"{o['max_us']:.0f}",
+             f"{o['total_s']:.2f}")
+            for name, o in sorted(stats["operations"].items(), key=lambda kv: -kv[1]["total_s"])]
+
+
+def _title(status: dict[str, Any], stats: dict[str, Any]) -> str:
+    return (f"{status['mountpoint']}: {status['fs']} on {status['image']}, pid {status['pid']}, "
+            f"up {stats['uptime_s']:.0f} s")
+
+
+def print_table(status: dict[str, Any], stats: dict[str, Any]) -> None:
+    """On a terminal: the operations as a rich table, the rest as lines under it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*COLUMNS, title=_title(status, stats), title_justify="left")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for row in _rows(stats):
+        table.add_row(*row, style="red" if row[2] != "0" else None)
+    out = console()
+    out.print(table)
+    for line in _summary(status, stats):
+        out.print(Text(line, "bold red" if line.startswith(("ERRORS", "READ-ONLY")) else ""))
+
+
 def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
-    lines = [f"{status['mountpoint']}: {status['fs']} on {status['image']}, pid {status['pid']}, "
-             f"up {stats['uptime_s']:.0f} s"]
-    lines.append(f"{'operation':<12}{'calls':>10}{'errors':>8}{'p50 µs':>10}{'p90 µs':>10}"
-                 f"{'p99 µs':>10}{'max µs':>11}{'total s':>9}")
-    for name, o in sorted(stats["operations"].items(), key=lambda kv: -kv[1]["total_s"]):
-        lines.append(f"{name:<12}{o['calls']:>10,}{o['errors']:>8,}{o['p50_us']:>10.0f}"
-                     f"{o['p90_us']:>10.0f}{o['p99_us']:>10.0f}{o['max_us']:>11.0f}"
-                     f"{o['total_s']:>9.2f}")
+    """Plain text, for a pipe or a file: fixed columns, one line per operation."""
+    widths = (12, 10, 8, 10, 10, 10, 11, 9)
+    lines = [_title(status, stats),
+             "".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+                     for i, (c, w) in enumerate(zip(COLUMNS, widths)))]
+    for row in _rows(stats):
+        lines.append("".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+                             for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines + _summary(status, stats))
+
+
+def _summary(status: dict[str, Any], stats: dict[str, Any]) -> list[str]:
+    """The cache, memory, space, journal, upgrades and errors, a line each."""
+    lines: list[str] = []
     c = stats["cache"]
     lines.append(f"buffer cache: {c['capacity'] / 256:,.0f} MiB, {c['hit_rate']:.1%} hits "
                  f"({c['hits']:,} hits, {c['misses']:,} misses), {c['cached']:,}/"
@@ -87,7 +129,7 @@ def render(status: dict[str, Any], stats: dict[str, Any]) -> str:
     if guard.get("read_only"):
         lines.append(f"READ-ONLY: {guard['read_only']}")
     lines.extend(_errors(stats.get("errors")))
-    return "\n".join(lines)
+    return lines
 
 
 def _errors(e: dict[str, Any] | None) -> list[str]:

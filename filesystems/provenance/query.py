@@ -189,35 +189,6 @@ def when(t: int) -> str:
     return datetime.fromtimestamp(t / 1e9).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def render(node: Lineage) -> str:
-    lines = [f"{node.path} (inode {node.ino})"]
-    _render_children(node, "", lines)
-    return "\n".join(lines)
-
-
-def _render_children(node: Lineage, indent: str, lines: list[str]) -> None:
-    if not node.generations:
-        lines.append(f"{indent}└─ no recorded writer"
-                     + (" (made before provenance was recorded)" if node.read_at is None else ""))
-        return
-    for i, g in enumerate(node.generations):
-        last = i == len(node.generations) - 1
-        branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
-        verb = "created" if g.op == "create" else "written"
-        p = g.process
-        who = f"uid {p.uid}" if p.uid >= 0 else "uid ?"
-        lines.append(f"{indent}{branch}{verb} {when(g.t)} by {p.program} "
-                     f"(pid {p.pid}, {who}): {' '.join(p.argv) or '?'}")
-        if g.more:
-            lines.append(f"{indent}{cont}├─ ... and {g.more} more files it read (not shown)")
-        for j, child in enumerate(g.inputs):
-            clast = j == len(g.inputs) - 1
-            cb, cc = ("└─ ", "   ") if clast else ("├─ ", "│  ")
-            lines.append(f"{indent}{cont}{cb}read {child.path} (inode {child.ino}) "
-                         f"at {when(child.read_at or 0)}")
-            _render_children(child, indent + cont + cc, lines)
-
-
 # -- W3C PROV-JSON ----------------------------------------------------------------------
 
 def prov_json(node: Lineage) -> dict[str, Any]:

@@ -136,6 +136,21 @@ def test_stat_sync_and_mount_table(mnt: Mount) -> None:
     assert Path(f"/sys/class/bdi/{bdi[0]}:{bdi[1]}/read_ahead_kb").read_text().strip() == "1024"
 
 
+def test_stat_on_a_terminal_is_a_table_and_plain_in_a_pipe(mnt: Mount) -> None:
+    (mnt.path / "f").write_bytes(b"x" * 10_000)
+    tty = subprocess.run(["script", "-qec", f"{BENTO} stat {mnt.path}", "/dev/null"],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="150"))
+    assert tty.returncode == 0, tty.stdout
+    header = next(line for line in tty.stdout.splitlines() if "operation" in line)
+    assert "┃" in header and "p99 µs" in header, tty.stdout       # rich's table
+    assert any("│" in line and "create" in line for line in tty.stdout.splitlines())
+    piped = bento("stat", str(mnt.path)).stdout
+    assert "\x1b" not in piped and "┃" not in piped and "│" not in piped
+    assert piped.splitlines()[1].split() == ["operation", "calls", "errors", "p50", "µs", "p90",
+                                             "µs", "p99", "µs", "max", "µs", "total", "s"]
+
+
 @pytest.fixture
 def public_mnt() -> Iterator[Mount]:
     """A mount other users can reach (pytest's tmp_path is private to root)."""
