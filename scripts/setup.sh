@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs acl git sqlite3 fio util-linux graphviz
-              redis-server)
+              redis-server bash-completion man-db)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -63,4 +63,23 @@ fi
 # mount(8) runs /sbin/mount.fuse.bento for "mount -t fuse.bento" and fstab lines
 if [ "$(id -u)" = 0 ] && [ "$(readlink /sbin/mount.fuse.bento 2>/dev/null)" != "$PWD/.venv/bin/mount.fuse.bento" ]; then
     ln -sf "$PWD/.venv/bin/mount.fuse.bento" /sbin/mount.fuse.bento
+fi
+
+# bento(1) and bash's completion, both made from the CLI's own parser; rewritten only
+# when they changed, so a second run is quiet
+if [ "$(id -u)" = 0 ]; then
+    install_generated() {  # target, command...
+        local target=$1 tmp
+        shift
+        tmp=$(mktemp)
+        "$@" > "$tmp"
+        mkdir -p "$(dirname "$target")"
+        if ! cmp -s "$tmp" "$target"; then
+            install -m 0644 "$tmp" "$target"
+            echo "setup: installed $target"
+        fi
+        rm -f "$tmp"
+    }
+    install_generated /usr/local/share/man/man1/bento.1 .venv/bin/bento manpage
+    install_generated /usr/local/share/bash-completion/completions/bento .venv/bin/bento completion bash
 fi

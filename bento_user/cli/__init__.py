@@ -26,7 +26,7 @@ SUBCOMMANDS = {"mkfs": "mkfs", "fsck": "fsck", "inspect": "inspect", "mount": "m
                "umount": "umount",
                "upgrade": "upgrade", "prov": "prov", "stat": "stats", "sync": "sync",
                "debug": "debug", "replay": "replay", "fuzz": "fuzz", "demo": "demo",
-               "filesystems": "filesystems"}
+               "filesystems": "filesystems", "completion": "completion", "manpage": "manpage"}
 
 
 def _modules(argv: list[str]) -> list[ModuleType]:
@@ -38,17 +38,25 @@ def _modules(argv: list[str]) -> list[ModuleType]:
     return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``'s subcommand, or the whole CLI when argv is None (the
+    shell completion and the man page are made from it)."""
     parser = argparse.ArgumentParser(
         prog="bento", description="Write, run, debug and fuzz file systems in Python.")
     parser.add_argument("--version", action="version", version=f"bento-user {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _modules(argv):
+    sub = parser.add_subparsers(title="commands", dest="command", required=True,
+                                metavar="COMMAND")
+    for module in _modules(argv or []):
         module.add_parser(sub)
     for subparser in sub.choices.values():
         subparser.set_defaults(parser=subparser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the subcommand's own usage, not the top level's
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
