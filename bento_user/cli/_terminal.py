@@ -5,6 +5,7 @@ ever wrapped, so ``grep`` and scripts read what a person would."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -23,3 +24,26 @@ def console(stream: TextIO | None = None) -> Console:
 
 def is_terminal(stream: TextIO | None = None) -> bool:
     return (stream or sys.stdout).isatty()
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], indent: int = 2,
+                stream: TextIO | None = None) -> None:
+    """Rows under their columns, the first left-aligned and the rest right-aligned:
+    rich's table on a terminal, plain aligned text elsewhere."""
+    cells = [[str(c) for c in row] for row in rows]
+    if is_terminal(stream):
+        from rich.padding import Padding
+        from rich.table import Table
+
+        table = Table(*columns)
+        for column in table.columns[1:]:
+            column.justify = "right"
+        for row in cells:
+            table.add_row(*row)
+        console(stream).print(Padding(table, (0, 0, 0, indent)))
+        return
+    widths = [max(len(x) for x in col) for col in zip(columns, *cells)]
+    for row in [list(columns), *cells]:
+        print(" " * indent + "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                                        for i, (x, w) in enumerate(zip(row, widths))),
+              file=stream or sys.stdout)

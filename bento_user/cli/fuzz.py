@@ -17,6 +17,7 @@ from typing import Any
 from ._errors import UserError
 from ._fs import add_fs_argument
 from ._progress import Progress
+from ._terminal import print_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -202,8 +203,9 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
         raise UserError(str(e), 2) from None
     status.done()
     unit, draws = UNITS[job.fuzzer], DRAWS[job.fuzzer]
+    drawn = "" if draws == unit else f"{sum(r.draws for r in c.done)} {draws}, "
     print(f"campaign: {len(c.done)} shards on {c.workers} workers in {c.seconds:.1f} s: "
-          f"{sum(r.draws for r in c.done)} {draws}, {c.count} {unit} ({c.rate:.1f} {unit}/s)"
+          f"{drawn}{c.count} {unit} ({c.rate:.1f} {unit}/s)"
           + (f"; {len(c.lost)} shards lost: {c.lost}" if c.lost else "")
           + (f"; submitted again after the cluster lost them: {c.resubmitted}"
              if c.resubmitted else ""))
@@ -213,9 +215,10 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
             outcomes[kind] = outcomes.get(kind, 0) + n
     if outcomes:
         print(f"  {draws}: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
-    print(f"  {'worker':<24} {'shards':>6} {draws:>10} {unit:>10} {unit + '/s':>12}")
-    for worker, t in sorted(c.per_worker().items()):
-        print(f"  {worker:<24} {t.shards:>6} {t.draws:>10} {t.count:>10} {t.rate:>12.1f}")
+    columns = ["worker", "shards"] + ([draws] if draws != unit else []) + [unit, f"{unit}/s"]
+    print_table(columns, [[worker, t.shards] + ([t.draws] if draws != unit else [])
+                          + [t.count, f"{t.rate:.1f}"]
+                          for worker, t in sorted(c.per_worker().items())])
     if not c.findings:
         print("no failure")
         return False

@@ -35,6 +35,10 @@ def test_each_fuzzer_passes_xv6_and_says_how_much_it_did(
     code, out = fuzz(capsys, "image", "--budget", "4", "--seed", "1", "--save", str(tmp_path))
     assert code == 0 and f"on {os.cpu_count()} workers" in out and "images/s" in out
     assert "no failure" in out
+    summary = next(line for line in out.splitlines() if line.startswith("campaign:"))
+    assert summary.count(" images") == 2, summary   # the count and the rate, once each
+    header = next(line for line in out.splitlines() if line.split()[:1] == ["worker"])
+    assert header.split() == ["worker", "shards", "images", "images/s"], header
     assert list(tmp_path.iterdir()) == []
 
 
