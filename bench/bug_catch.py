@@ -1,8 +1,9 @@
 """Which fuzzer catches which injected bug (tests/injected_bugs.py) within its default
 budget, and how fast each fuzzer runs on the healthy file system.
 
-Every (bug, fuzzer) pair runs ``bento fuzz FUZZER --seed S --workers 1`` in a fresh process with
-the bug patched in; exit 1 means caught. Writes bench/bug_catch.json and prints the
+Every (bug, fuzzer) pair runs ``bento fuzz FUZZER --seed S --workers 1 --no-shrink`` in a
+fresh process with the bug patched in; exit 1 means caught, and the time is the time
+to find it (shrinking the example is not counted: it can take minutes). Writes bench/bug_catch.json and prints the
 Markdown table that goes into RESULTS.md.
 
     .venv/bin/python bench/bug_catch.py [--jobs 2] [--seed 1] [--only NAME ...]
@@ -42,7 +43,8 @@ with inject(name):
 def fuzz(bug: str, fuzzer: str, seed: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         # one process: the bug is a monkeypatch, which a campaign's workers would not see
-        argv = ["fuzz", fuzzer, "--seed", str(seed), "--workers", "1"]
+        # time to find, as a developer waits for it: the first failure, unshrunk
+        argv = ["fuzz", fuzzer, "--seed", str(seed), "--workers", "1", "--no-shrink"]
         if fuzzer != "ops":
             argv += ["--save", tmp]
         started = time.monotonic()

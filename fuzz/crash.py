@@ -6,13 +6,21 @@ directory fsync and sync as persistence points, and cache pressure (``evict``: w
 the background writer and reclaim do, write-back without a flush and eviction) as
 an operation of its own, run on the recording device. For
 every flush epoch, crash states are built from subsets of the writes still in flight
-(all of them when there are few, a sample otherwise) and from torn 512-byte sectors.
+(all of them when there are few, a sample otherwise), from torn 512-byte sectors,
+and from log blocks of the journal's uncommitted tail that land with a bit flipped
+(recovery must stop there and apply nothing of that transaction). The write log
+itself is checked once per workload: no commit block before its transaction's log
+blocks are durable (``write_order.py``).
 Each state is recovered by a fresh instance, walked, unmounted and fsck'd, and
 checked by the oracle (``crash_oracle.py``) against the durability contract, object
 by object: what a returned sync, fsync or fdatasync made durable is there (and, for
 a file system that declares ``ordered_metadata``, every metadata operation before
 any persistence call), and every operation is all or nothing. File data is checked
 sector by sector (an overwrite in ordered mode may land partly, as on ext4).
+
+Workloads (crash_workloads.py) are drawn swarm-style: each from its own random
+subset of the operation kinds, so that rare pairs (a rename over a file, then an
+fsync of its directory) come up within a minute instead of drowning in the mix.
 
 Hypothesis generates the workloads and shrinks a failing one; the crash state is
 then shrunk too (fewer writes kept, no tear), and the pair is written out as a
@@ -32,74 +40,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 from bento_user.blockdev import SECTOR_SIZE, RecordingDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 
 from .crash_oracle import PERSIST, bounds, check, persisted
+from .crash_workloads import BLOCK, SYMLINK_TARGET, Op, pattern, workloads
 from .model import ROOT, Model, join
 from .target import Target
+from .write_order import LogArea, order_problems
 
 NBLOCKS = 1024            # 4 MiB images: cheap to copy for every crash state
 EXHAUSTIVE = 8            # in-flight writes up to which every subset is tried
 SAMPLES = 24              # random subsets per epoch beyond that
 TEARS = 4                 # torn-sector states per epoch
+FLIPS = 2                 # states per epoch with a bit flipped in a landed log block
+HEADER_BITS = 64 * 8      # half the flips hit a log block's header and counts
 MAX_STATES = 400          # per workload
-
-FILES = ["foo", "bar", "A/foo", "A/bar", "B/foo", "B/bar"]
-DIRS = ["A", "B", "A/C"]
-NAMES = FILES + DIRS
-BLOCK = 4096
-OFFSETS = [0, 4000, 2 * BLOCK, 12 * BLOCK - 100]   # the last crosses into the indirect block
-LENGTHS = [1, 100, 5000, 9000]
-SIZES = [0, 100, 5000, 50_000]
-
-SYMLINK_TARGET = b"nowhere/x"   # dangling: calls through it fail the same on any file system
-
-Op = tuple[Any, ...]
-
-
-# -- workloads ------------------------------------------------------------------------
-
-
-def workloads(max_ops: int = 6, unsupported: frozenset[str] = frozenset()
-              ) -> st.SearchStrategy[list[Op]]:
-    """Ace-style bounded workloads: a few core operations and persistence points
-    (without the ``unsupported`` ones: links, symlinks for a file system without)."""
-    # top-level names twice as often: fewer operations fail for a missing directory
-    files = st.sampled_from(["foo", "bar"] + FILES)
-    names = st.sampled_from(["foo", "bar", "A"] + NAMES)
-    dirs = st.sampled_from(DIRS)
-    ops = {
-        "creat": st.tuples(st.just("creat"), files),
-        "mkdir": st.tuples(st.just("mkdir"), dirs),
-        "write": st.tuples(st.just("write"), files, st.sampled_from(OFFSETS),
-                           st.sampled_from(LENGTHS)),
-        "truncate": st.tuples(st.just("truncate"), files, st.sampled_from(SIZES)),
-        "link": st.tuples(st.just("link"), files, files),
-        "unlink": st.tuples(st.just("unlink"), files),
-        "rename": st.tuples(st.just("rename"), names, names),
-        "rmdir": st.tuples(st.just("rmdir"), dirs),
-        "symlink": st.tuples(st.just("symlink"), files),
-        "hold": st.tuples(st.just("hold"), files),
-        "fsync": st.tuples(st.just("fsync"), names),
-        "fdatasync": st.tuples(st.just("fdatasync"), files),
-        "fsyncdir": st.tuples(st.just("fsyncdir"), st.sampled_from(["", "A", "B"])),
-        "sync": st.tuples(st.just("sync")),
-        "evict": st.tuples(st.just("evict")),
-    }
-    op = st.one_of([o for name, o in ops.items() if name not in unsupported])
-    return st.lists(op, min_size=1, max_size=max_ops)
-
-
-def pattern(tag: int, length: int) -> bytes:
-    """The data op number ``tag`` writes: distinct per op, never zero."""
-    return ((np.arange(length, dtype=np.int64) * 7 + tag * 37) % 251 + 1).astype(np.uint8).tobytes()
-
 
 # -- the model ------------------------------------------------------------------------
 
@@ -189,6 +148,12 @@ class Run:
     states: list[State]                       # states[i]: after the first i calls
     spans: list[tuple[tuple[int, int], tuple[int, int]]]  # (writes, flushes) at start/end
     succeeded: list[bool] = field(default_factory=list)
+    log: LogArea | None = None                # the journal's area, if there is one
+
+    def is_log_block(self, blockno: int) -> bool:
+        """A block of the journal's circular log (not its superblock)."""
+        return self.log is not None and (
+            self.log.first <= blockno - self.log.start < self.log.length)
 
 
 class OperationFailed(AssertionError):
@@ -203,6 +168,8 @@ def execute(target: Target, workload: list[Op]) -> Run:
     c = rt.client()
     model = CrashModel()
     run = Run([], rec, [model.state()], [])
+    if (j := rt.ks.journal) is not None:
+        run.log = LogArea(j.area_start, j.area_len, j.first)
     held: list[int] = []
     for tag, op in enumerate(workload):
         steps = [op]
@@ -285,6 +252,7 @@ class CrashState:
     keep: tuple[int, ...] = ()
     torn: tuple[tuple[int, tuple[int, ...]], ...] = ()
     after: int | None = None     # the cut came right after call ``after`` returned (B3)
+    flipped: tuple[tuple[int, int], ...] = ()  # (kept index, bit): landed with that bit wrong
 
     def describe(self, run: Run) -> str:
         flying = run.rec.in_flight(self.epoch)
@@ -297,6 +265,8 @@ class CrashState:
             parts.append("kept " + ", ".join(f"#{i} (block {flying[i].blockno})" for i in self.keep))
         for i, sectors in self.torn:
             parts.append(f"torn #{i} (block {flying[i].blockno}, sectors {list(sectors)})")
+        for i, bit in self.flipped:
+            parts.append(f"#{i} (log block {flying[i].blockno}) landed with bit {bit} flipped")
         return "; ".join(parts)
 
 
@@ -321,7 +291,7 @@ def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
             keeps += [everything[:i] + everything[i + 1:] for i in range(n)]
             keeps += [tuple(sorted(rng.sample(everything, rng.randrange(n + 1))))
                       for _ in range(SAMPLES)]
-        tears = []
+        tears = _flips(run, epoch, after, rng)
         for _ in range(TEARS if n else 0):
             keep = rng.choice(keeps)
             rest = [i for i in range(n) if i not in keep]
@@ -335,6 +305,18 @@ def crash_states(run: Run, rng: random.Random) -> Iterator[CrashState]:
             if key not in seen:
                 seen.add(key)
                 yield state
+
+
+def _flips(run: Run, epoch: int, after: int | None, rng: random.Random) -> list[CrashState]:
+    """Every landable write lands, but one log block (the last write to it) lands with
+    a bit flipped: what a torn or decaying sector of the uncommitted tail looks like."""
+    landable = _landable(run, epoch, after)
+    last = {w.blockno: i for i, w in enumerate(landable)}
+    victims = [i for b, i in last.items() if run.is_log_block(b)]
+    everything = tuple(range(len(landable)))
+    return [CrashState(epoch, everything, (), after, ((i, rng.randrange(bits)),))
+            for i in rng.sample(victims, min(FLIPS, len(victims)))
+            for bits in [rng.choice([HEADER_BITS, BLOCK * 8])]]
 
 
 def _landable(run: Run, epoch: int, after: int | None) -> list[Any]:
@@ -356,7 +338,7 @@ def _image_key(run: Run, s: CrashState) -> tuple[Any, ...]:
     for i in sorted(set(s.keep) | set(torn)):
         w = flying[i]
         last[w.blockno] = (w.seq, torn.get(i))
-    return (run.rec.durable_count(s.epoch), tuple(sorted(last.items())),
+    return (run.rec.durable_count(s.epoch), tuple(sorted(last.items())), s.flipped,
             persisted(run, s), bounds(run, s))
 
 
@@ -394,6 +376,8 @@ class CrashResult:
 def explore(target: Target, workload: list[Op], result: CrashResult | None = None) -> CrashFinding | None:
     """Run ``workload`` and check its crash states; the first failing one."""
     run = execute(target, workload)
+    if run.log is not None and (order := order_problems(run.rec, run.log)):
+        return CrashFinding(workload, CrashState(0), order[0], "the write log, before any crash")
     rng = random.Random(hashlib.sha256(repr(workload).encode()).digest())
     for n, s in enumerate(crash_states(run, rng)):
         if n >= MAX_STATES:
@@ -410,21 +394,25 @@ def shrink_state(target: Target, finding: CrashFinding) -> CrashFinding:
     """Fewer landed writes, no tear, while the state still fails."""
     run = execute(target, finding.workload)
     s = finding.state
-    if s.torn:
+    if s.flipped or s.torn:
         plain = CrashState(s.epoch, s.keep, (), s.after)
         if (p := check(target, run, plain)) is not None:
             s, finding = plain, CrashFinding(finding.workload, plain, p, plain.describe(run))
     for i in list(s.keep):
-        smaller = CrashState(s.epoch, tuple(k for k in s.keep if k != i), s.torn, s.after)
+        if any(i == f for f, _ in s.flipped):
+            continue            # the flipped write stays landed
+        smaller = CrashState(s.epoch, tuple(k for k in s.keep if k != i), s.torn, s.after,
+                             s.flipped)
         if (p := check(target, run, smaller)) is not None:
             s, finding = smaller, CrashFinding(finding.workload, smaller, p, smaller.describe(run))
     return finding
 
 
 def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6,
-        progress: Callable[[CrashResult], None] | None = None) -> CrashResult:
+        shrink: bool = True, progress: Callable[[CrashResult], None] | None = None
+        ) -> CrashResult:
     """Explore workloads for ``budget`` seconds (the last batch may run over a little;
-    shrinking a failure is not counted)."""
+    shrinking a failure is not counted; ``shrink=False`` reports it as found)."""
     result = CrashResult()
     started = time.monotonic()
     failing = False                     # once a failure is found, shrinking has no budget
@@ -444,10 +432,11 @@ def run(target: Target, *, budget: float = 60.0, seed: int = 0, max_ops: int = 6
         per_workload = result.seconds / result.workloads if result.workloads else 1.0
         left = budget - (time.monotonic() - started)
         examples = max(1, min(50, int(left / max(per_workload, 0.05))))
-        test = _hypothesis_test(target, search, max_ops, examples, [Phase.generate, Phase.shrink])
+        test = _hypothesis_test(target, search, max_ops, examples,
+                                [Phase.generate] + [Phase.shrink] * shrink)
         hypothesis_seed(seed * 1_000_003 + batch)(test)
         batch += 1
-        _run_test(target, test, result, shrink=True)
+        _run_test(target, test, result, shrink=shrink)
     result.seconds = time.monotonic() - started
     return result
 
@@ -514,8 +503,8 @@ def _run_test(target: Target, test: Callable[[], None], result: CrashResult, shr
 
 
 def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = (),
-           torn: tuple[tuple[int, tuple[int, ...]], ...] = (), after: int | None = None
-           ) -> str | None:
+           torn: tuple[tuple[int, tuple[int, ...]], ...] = (), after: int | None = None,
+           flipped: tuple[tuple[int, int], ...] = ()) -> str | None:
     """Re-run a saved (workload, crash state) pair: None if it now recovers well.
 
     A fix usually changes the writes, so the state is re-anchored: a cut "right after
@@ -523,6 +512,8 @@ def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = ()
     no longer exist are dropped."""
     target = Target.load(spec)
     run = execute(target, list(workload))
+    if run.log is not None and (order := order_problems(run.rec, run.log)):
+        return order[0]
     if after is not None and after >= len(run.spans):
         after = None
     if after is not None:
@@ -530,7 +521,8 @@ def replay(spec: str, workload: list[Op], epoch: int, keep: tuple[int, ...] = ()
     epoch = min(epoch, run.rec.epochs)
     n = len(_landable(run, epoch, after))
     state = CrashState(epoch, tuple(i for i in keep if i < n),
-                       tuple((i, t) for i, t in torn if i < n and i not in keep), after)
+                       tuple((i, t) for i, t in torn if i < n and i not in keep), after,
+                       tuple((i, bit) for i, bit in flipped if i < n and i in keep))
     return check(target, run, state)
 
 
@@ -552,7 +544,7 @@ WORKLOAD = [
 
 def test_crash_state_recovers() -> None:
     assert replay({target.spec!r}, WORKLOAD, epoch={s.epoch}, keep={s.keep!r}, torn={s.torn!r},
-                  after={s.after!r}) is None
+                  after={s.after!r}, flipped={s.flipped!r}) is None
 '''
 
 

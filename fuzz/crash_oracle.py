@@ -118,6 +118,9 @@ def read_tree(rt: DirectRuntime) -> tuple[dict[str, tuple[int, int, int, bytes]]
 def check(target: Target, run: Run, s: CrashState) -> str | None:
     """None if the crash state recovers to an allowed tree; else what is wrong."""
     image = run.rec.crash_image(s.epoch, s.keep, {i: sectors for i, sectors in s.torn})
+    flying = run.rec.in_flight(s.epoch) if s.flipped else []
+    for i, bit in s.flipped:
+        image[flying[i].blockno, bit // 8] ^= 1 << (bit % 8)
     dev = RamDevice.from_bytes(image)
     try:
         rt = target.open(dev)

@@ -302,6 +302,24 @@ class Model:
         n.mode = mode
         return None
 
+    def chown(self, req: Request, dpath: bytes, n: Node, uid: int, gid: int) -> Err:
+        """chown(2) with -1 for "unchanged" (at least one given): root changes both;
+        the owner may give the file to a group of theirs, nothing else (chown_ok,
+        chgrp_ok). A non-directory then loses setuid, and setgid when group-executable
+        or the caller is neither in its group nor root (even root's chown clears
+        setuid: notify_change's ATTR_KILL_SUID)."""
+        if not self.searchable(req, dpath):
+            return errno.EACCES
+        if req.uid != 0 and (req.uid != n.uid or uid not in (-1, n.uid)
+                             or gid not in (-1, n.gid, req.gid)):
+            return errno.EPERM
+        if not n.is_dir:
+            keep_sgid = not n.mode & 0o010 and (req.uid == 0 or req.gid == n.gid)
+            n.mode &= ~0o4000 if keep_sgid else ~0o6000
+        n.uid = n.uid if uid == -1 else uid
+        n.gid = n.gid if gid == -1 else gid
+        return None
+
     @staticmethod
     def setxattr(req: Request, n: Node, key: bytes, value: bytes) -> Err:
         if len(value) > XATTR_SIZE_MAX:  # the system call's own check, before any name's

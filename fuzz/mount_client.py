@@ -179,6 +179,10 @@ class MountClient:
         with self._call():
             os.chmod(self._p(path), mode)
 
+    def chown(self, path: bytes | str, uid: int, gid: int) -> None:
+        with self._call():
+            os.chown(self._p(path), uid, gid)
+
     def utime(self, path: bytes | str, ns: tuple[int, int]) -> None:
         with self._call():
             os.utime(self._p(path), ns=ns)

@@ -13,15 +13,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bento_user.api import DirEntry, SetAttr
 from bento_user.ks_emul import Journal
 from bento_user.ks_emul import _journal_format as fmt
 from bento_user.ks_emul import _recovery
 from filesystems.xv6 import _bmap, _dir
 from filesystems.xv6._alloc import Allocator
 from filesystems.xv6._bmap import BlockMap
-from filesystems.xv6._format import NDIRECT
+from filesystems.xv6._format import BLOCK_SIZE, NDIRECT, PTRS_PER_BLOCK, kind_code
 from filesystems.xv6._file import FileIO
 from filesystems.xv6._fs import Xv6
+from filesystems.xv6._inode import touch
+from filesystems.xv6._names import Names
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,66 @@ def _commit_block_unflushed() -> list[tuple[Any, str, Any]]:
     return [(Journal, "_write_commit", write_commit)]
 
 
+def _chown_keeps_setuid() -> list[tuple[Any, str, Any]]:
+    plain = Xv6.setattr
+
+    def setattr(self: Xv6, req: Any, ino: int, changes: SetAttr, fh: Any = None) -> Any:
+        if changes.uid is None and changes.gid is None:
+            return plain(self, req, ino, changes, fh)
+        ip = self.icache.iget(ino)
+        mode = ip.mode
+        plain(self, req, ino, changes, fh)
+        with ip.lock.write(), self.transaction() as h:
+            ip.mode = mode                  # setuid and setgid survive the chown
+            self.icache.iupdate(h, ip)
+        return ip.attr(BLOCK_SIZE)
+    return [(Xv6, "setattr", setattr)]
+
+
+def _double_indirect_first_block() -> list[tuple[Any, str, Any]]:
+    plain = _bmap._path
+    first = NDIRECT + PTRS_PER_BLOCK                     # the double-indirect level's first
+
+    def path(lblk: int) -> tuple[int, list[int]]:
+        return (NDIRECT, [PTRS_PER_BLOCK - 1]) if lblk == first else plain(lblk)
+    return [(_bmap, "_path", path)]
+
+
+def _readdir_cookie_is_an_index() -> list[tuple[Any, str, Any]]:
+    plain = Xv6.readdir
+
+    def readdir(self: Xv6, fh: Any, offset: int) -> Any:
+        entries, pos = [], 0
+        while batch := list(plain(self, fh, pos)):
+            entries += batch
+            pos = batch[-1].next_offset
+        # the n-th live entry's cookie is n: right until an earlier entry goes
+        return [DirEntry(e.name, e.ino, e.kind, i + 1) for i, e in enumerate(entries)][offset:]
+    return [(Xv6, "readdir", readdir)]
+
+
+def _run_bitmap_short() -> list[tuple[Any, str, Any]]:
+    plain = Allocator.alloc_runs
+
+    def alloc_runs(self: Allocator, h: Any, goal: int, count: int, max_runs: int) -> Any:
+        set_bits = self._set_bits
+        self._set_bits = lambda h, area, b, n: set_bits(h, area, b, max(1, n - 1))
+        try:                                # memory has the whole run, the disk one less
+            return plain(self, h, goal, count, max_runs)
+        finally:
+            del self._set_bits
+    return [(Allocator, "alloc_runs", alloc_runs)]
+
+
+def _link_count_not_stored() -> list[tuple[Any, str, Any]]:
+    def link(self: Names, h: Any, dp: Any, name: bytes, ip: Any) -> None:
+        self.dirs.add(h, dp, name, ip.ino, kind_code(ip.mode))
+        ip.nlink += 1                       # counted in memory, never written
+        touch(self.ks.now_ns(), dp)
+        self.icache.iupdate(h, dp)
+    return [(Names, "link", link)]
+
+
 BUGS = [
     Bug("journal-drops-block", "a commit leaves one metadata block out of the log", "crash",
         _journal_drops_a_block),
@@ -182,6 +245,16 @@ BUGS = [
         "image", _dirent_inode_unchecked),
     Bug("commit-unflushed", "the commit block is written before the log blocks are durable",
         "crash", _commit_block_unflushed),
+    Bug("chown-keeps-setuid", "chown leaves setuid and setgid in place", "ops",
+        _chown_keeps_setuid),
+    Bug("double-indirect-first-block", "the first double-indirect block maps onto the last "
+        "single-indirect one", "ops", _double_indirect_first_block),
+    Bug("readdir-cookie-index", "a readdir cookie counts live entries, so a removal skips one",
+        "ops", _readdir_cookie_is_an_index),
+    Bug("run-bitmap-short", "a run of blocks is one bit short in the on-disk bitmap", "ops",
+        _run_bitmap_short),
+    Bug("link-count-not-stored", "link counts the new name in memory, never on disk", "ops",
+        _link_count_not_stored),
 ]
 BY_NAME = {b.name: b for b in BUGS}
 

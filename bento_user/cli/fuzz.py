@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "fails (a campaign prints this for each finding)")
         q.add_argument("--keep-going", action="store_true",
                        help="a campaign goes on after its first finding")
+        q.add_argument("--no-shrink", dest="shrink", action="store_false",
+                       help="report a failure as found, without shrinking it to the "
+                            "smallest example (sooner; a longer reproducer)")
         q.add_argument("--db", metavar="DIR|redis://HOST:PORT",
                        help="Hypothesis example database (ops): replayed first; "
                             "a shrunk finding is saved in it")
@@ -133,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"shard {args.shard} of seed {seed}: {job.size(args.shard)} "
                   f"{DRAWS[job.fuzzer]}, shrunk if one fails")
-            found = _report(args, target, job, run_shard(job, args.shard, database=database),
+            found = _report(args, target, job, run_shard(job, args.shard, database=database,
+                                                         shrink=args.shrink),
                             job.command(args.shard), args.shard)
         elif args.scheduler is None and (mount or args.workers == 1):
             found = _in_process(args, target, job, database, status)
@@ -168,17 +172,18 @@ def _in_process(args: argparse.Namespace, target: Any, job: Any, database: Any,
     if job.fuzzer == "ops":
         result: Any = ops.run(
             target, examples=job.examples, seed=job.seed, mount=args.mount, steps=job.steps,
-            database=database,
+            database=database, shrink=args.shrink,
             progress=lambda r: status.show(f"ops: {r.examples}/{job.examples} sequences, "
                                            f"{r.steps} steps, {r.rate:.1f}/s"))
     elif job.fuzzer == "crash":
         result = crash.run(target, budget=args.budget, seed=job.seed, max_ops=job.max_ops,
+                           shrink=args.shrink,
                            progress=lambda r: status.show(f"crash: {r.workloads} workloads, "
                                                           f"{r.states} crash states, "
                                                           f"{r.rate:.0f} states/s"))
     else:
         result = image.run(target, budget=args.budget, seed=job.seed, time_bound=job.time_bound,
-                           repair=job.repair,
+                           repair=job.repair, shrink=args.shrink,
                            progress=lambda r: status.show(f"image: {r.images} images, "
                                                           f"{len(r.findings)} failures, "
                                                           f"{r.rate:.0f}/s"))
@@ -228,10 +233,10 @@ def _campaign(args: argparse.Namespace, target: Any, job: Any, database: Any,
             continue
         seen.add(r.problem or "")
         print(f"shard {r.shard} failed on {r.worker}: {r.problem}")
-        print(f"shrinking shard {r.shard} here ...")
+        print(f"{'shrinking' if args.shrink else 'running'} shard {r.shard} here ...")
         command = job.command(r.shard)
-        if not _report(args, target, job, run_shard(job, r.shard, database=database), command,
-                       r.shard):
+        if not _report(args, target, job, run_shard(job, r.shard, database=database,
+                                                    shrink=args.shrink), command, r.shard):
             print(f"shard {r.shard} did not fail again here: the file system (or a fuzzer) "
                   "is not deterministic")
         print(f"reproduce: {command}")

@@ -424,6 +424,8 @@ class Tiny(Filesystem):
             owner = req.checked or req.uid in (0, int(r["uid"]))
             check(owner or c.mode is None and c.uid is None and c.gid is None, errno.EPERM)
             check(c.uid in (None, int(r["uid"])) or req.uid == 0 or req.checked, errno.EPERM)
+            check(c.gid in (None, int(r["gid"])) or req.uid == 0 or req.checked
+                  or req.in_group(c.gid), errno.EPERM)  # the owner: to a group of theirs
             check(c.size is None or not is_dir(r), errno.EISDIR)
             if c.size is not None and fh is None:
                 self._may(req, ino, os.W_OK)
@@ -439,8 +441,8 @@ class Tiny(Filesystem):
                 if c.mode is not None:
                     r["mode"] = stat.S_IFMT(int(r["mode"])) | c.mode & 0o7777
                 if c.uid is not None or c.gid is not None:
+                    self._kill_suid(req, r, chown=True)
                     r["uid"], r["gid"] = (r["uid"] if c.uid is None else c.uid), (r["gid"] if c.gid is None else c.gid)
-                    r["mode"] = int(r["mode"]) & ~stat.S_ISUID
                 for field, t in (("atime", c.atime_ns), ("mtime", c.mtime_ns)):
                     r[field] = r[field] if t is None else now if t == SetAttr.NOW else t
                 r["ctime"] = now if c.ctime_ns is None else c.ctime_ns
@@ -455,11 +457,12 @@ class Tiny(Filesystem):
 
     # -- files --------------------------------------------------------------------------
 
-    def _kill_suid(self, req: Request, r: np.void) -> None:
-        """A write by anyone but root: setuid goes; setgid too when group-executable
-        or the writer is outside the file's group (as Linux does)."""
-        if req.uid:
-            sgid = stat.S_ISGID if r["mode"] & 0o010 or not req.in_group(int(r["gid"])) else 0
+    def _kill_suid(self, req: Request, r: np.void, chown: bool = False) -> None:
+        """A write by anyone but root, or any chown of a file: setuid goes; setgid too
+        when group-executable or the caller is neither root nor in the file's group."""
+        if (req.uid or chown) and not is_dir(r):
+            outside = req.uid and not req.in_group(int(r["gid"]))
+            sgid = stat.S_ISGID if r["mode"] & 0o010 or outside else 0
             r["mode"] = int(r["mode"]) & ~(stat.S_ISUID | sgid)
 
     def _handle(self, ino: int, flags: int, req: Request) -> FileHandle:

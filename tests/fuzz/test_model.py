@@ -40,6 +40,8 @@ def model_call(m: Model, req: Request, op: str, *args: Any) -> Err:
         return err
     if op == "chmod":
         return m.chmod(req, dpath, n, args[1])  # type: ignore[arg-type]
+    if op == "chown":
+        return m.chown(req, dpath, n, args[1], args[2])  # type: ignore[arg-type]
     if op == "setxattr":
         return m.setxattr(req, n, args[1], b"v")  # type: ignore[arg-type]
     if op == "trunc_open":
@@ -125,6 +127,23 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (ROOT, "chmod", b"/f", 0o666, None),
         (ALICE, "trunc_open", b"/f", None),
     ],
+    "chown and chgrp: who may, and what setuid and setgid become": [
+        (ROOT, "create", b"/f", b"", None),
+        (ROOT, "chmod", b"/f", 0o6755, None),
+        (ROOT, "chown", b"/f", 1000, -1, None),      # root's chown clears setuid too;
+        (ROOT, "chmod", b"/f", 0o6745, None),        # setgid with group x goes as well
+        (ALICE, "chown", b"/f", -1, 1000, None),     # the owner, to her own group
+        (ALICE, "chown", b"/f", 0, -1, E.EPERM),     # but not to another owner
+        (ALICE, "chown", b"/f", -1, 0, E.EPERM),     # nor to a group she is not in
+        (ALICE, "chown", b"/f", 1000, -1, None),     # her own uid: allowed, a no-op
+        (ROOT, "chmod", b"/f", 0o2740, None),        # setgid without group x: Alice is in
+        (ALICE, "chown", b"/f", -1, 1000, None),     # the group, so it stays
+        (ROOT, "chown", b"/f", -1, 0, None),         # root: stays (not group-executable)
+        (ROOT, "mkdir", b"/d", 0o755, None),
+        (ROOT, "chmod", b"/d", 0o6755, None),
+        (ROOT, "chown", b"/d", 1000, 1000, None),    # a directory keeps both
+        (ALICE, "chown", b"/d", -1, 0, E.EPERM),
+    ],
     "extended attribute names": [
         (ROOT, "create", b"/f", b"", None),
         (ROOT, "setxattr", b"/f", b"user.", E.EINVAL),
@@ -150,8 +169,8 @@ def tmpfs() -> Iterator[Path]:
         mnt.rmdir()
 
 
-def tree(root: Path) -> dict[bytes, tuple[int, int, bytes]]:
-    """path -> (mode, link count, contents) of everything under ``root``."""
+def tree(root: Path) -> dict[bytes, tuple[int, int, bytes, int, int]]:
+    """path -> (mode, link count, contents, owner, group) of everything under ``root``."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
         for name in dirnames + filenames:
@@ -159,14 +178,14 @@ def tree(root: Path) -> dict[bytes, tuple[int, int, bytes]]:
             st = os.lstat(p)
             data = Path(os.fsdecode(p)).read_bytes() if name in filenames else b""
             out[p[len(os.fsencode(root)):]] = (st.st_mode, st.st_nlink if name in filenames else 0,
-                                               data)
+                                               data, st.st_uid, st.st_gid)
     return out
 
 
-def model_tree(m: Model) -> dict[bytes, tuple[int, int, bytes]]:
+def model_tree(m: Model) -> dict[bytes, tuple[int, int, bytes, int, int]]:
     links = m.link_counts()
     return {(dpath.rstrip(b"/") + b"/" + name): (
-        n.kind | n.mode, 0 if n.is_dir else links[n.ident], bytes(n.data))
+        n.kind | n.mode, 0 if n.is_dir else links[n.ident], bytes(n.data), n.uid, n.gid)
         for dpath, _, name, n in m.entries()}
 
 

@@ -1,0 +1,45 @@
+"""tiny's chown, as the ops fuzzer's chown rule found it (issue 17): a chown clears
+setgid when the file is group-executable, even root's; an owner may give a file
+only to a group of theirs."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from bento_user.api import Request
+from fuzz.target import Target
+
+ALICE = Request(uid=1000, gid=1000, umask=0o022)
+
+
+@pytest.fixture
+def rt():  # type: ignore[no-untyped-def]
+    target = Target.load("tiny")
+    rt = target.open(target.fresh_device(4096))
+    yield rt
+    rt.close()
+
+
+def test_a_chown_clears_setuid_and_group_executable_setgid(rt) -> None:  # type: ignore[no-untyped-def]
+    c = rt.client()
+    c.write_bytes(b"/f", b"#!/bin/sh\n")
+    c.chmod(b"/f", 0o6755)
+    c.chown(b"/f", 0, 0)
+    assert c.stat(b"/f").mode & 0o7777 == 0o755
+    c.chmod(b"/f", 0o2745)                  # setgid without group x stays for root
+    c.chown(b"/f", 0, 0)
+    assert c.stat(b"/f").mode & 0o7777 == 0o2745
+
+
+def test_an_owner_gives_a_file_only_to_a_group_of_theirs(rt) -> None:  # type: ignore[no-untyped-def]
+    c = rt.client()
+    c.write_bytes(b"/f", b"x")
+    c.chown(b"/f", 1000, 1000)
+    alice = rt.client(ALICE)
+    with pytest.raises(OSError) as e:
+        alice.chown(b"/f", -1, 0)
+    assert e.value.errno == errno.EPERM
+    alice.chown(b"/f", -1, 1000)
+    assert (c.stat(b"/f").uid, c.stat(b"/f").gid) == (1000, 1000)
