@@ -67,11 +67,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", nargs="*", help="bug names (default: all, and the healthy baseline)")
+    p.add_argument("--fuzzers", nargs="*", choices=FUZZERS, default=FUZZERS)
+    p.add_argument("--out", default="bench/bug_catch.json", help="where the results go")
     args = p.parse_args()
     names = args.only or ["none"] + [b.name for b in BUGS]
     meant = {b.name: b.fuzzer for b in BUGS}
     # each bug's own fuzzer first, so a cut-short run still answers the main question
-    pairs = sorted(((n, f) for n in names for f in FUZZERS),
+    pairs = sorted(((n, f) for n in names for f in args.fuzzers),
                    key=lambda nf: (meant.get(nf[0], nf[1]) != nf[1], names.index(nf[0])))
     partial = REPO / "bench" / "bug_catch.partial.jsonl"
     partial.write_text("")
@@ -86,7 +88,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, pairs))
     partial.unlink()
-    out = REPO / "bench" / "bug_catch.json"
+    out = REPO / args.out
     out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "seed": args.seed,
                                "command": "bench/bug_catch.py " + " ".join(sys.argv[1:]),
                                "results": results}, indent=1))
@@ -97,13 +99,16 @@ def main() -> None:
             continue
         cells = []
         for f in FUZZERS:
-            r = by[(b.name, f)]
+            r = by.get((b.name, f))
+            if r is None:
+                cells.append("not run")
+                continue
             cells.append(f"**caught** ({r['seconds']:.0f} s)" if r["caught"]
                          else "—" if r["exit"] == 0 else f"error {r['exit']}")
         print(f"| {b.name}: {b.what} | {b.fuzzer} | " + " | ".join(cells) + " |")
     if "none" in names:
         print("\nhealthy xv6:")
-        for f in FUZZERS:
+        for f in args.fuzzers:
             print(f"  {by[('none', f)]['summary']}  (exit {by[('none', f)]['exit']})")
 
 
