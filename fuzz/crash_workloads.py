@@ -1,6 +1,7 @@
 """The crash explorer's workloads: short sequences of core operations over a tiny
-namespace, drawn swarm-style (each workload from its own random subset of operation
-kinds: rare pairs come up within a minute instead of drowning in the mix).
+namespace. Half are drawn from every operation kind, half swarm-style (each from its
+own random subset of kinds: rare pairs come up within a minute instead of drowning
+in the mix).
 """
 
 from __future__ import annotations
@@ -50,9 +51,12 @@ def workloads(max_ops: int = 6, unsupported: frozenset[str] = frozenset()
         "evict": st.tuples(st.just("evict")),
     }
     kinds = sorted(name for name in ops if name not in unsupported)
+    everything = st.one_of([ops[k] for k in kinds])
     swarm = st.sets(st.sampled_from(kinds), min_size=1).map(sorted)
-    return swarm.flatmap(lambda chosen: st.lists(st.one_of([ops[k] for k in chosen]),
-                                                 min_size=1, max_size=max_ops))
+    return st.one_of(   # half the workloads from every kind, half from a few
+        st.lists(everything, min_size=1, max_size=max_ops),
+        swarm.flatmap(lambda chosen: st.lists(st.one_of([ops[k] for k in chosen]),
+                                              min_size=1, max_size=max_ops)))
 
 
 def pattern(tag: int, length: int) -> bytes:

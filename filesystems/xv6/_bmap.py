@@ -287,6 +287,8 @@ class BlockMap:
     def free(self, h: Handle, ip: Inode, b: int, metadata: bool) -> None:
         if metadata:
             h.revoke(b)
+        if ip.blocks == 0:
+            raise corrupt(f"inode {ip.ino}: block count 0 while it maps block {b}")
         self.alloc.free_block(h, b)
         ip.blocks -= 1
 

@@ -123,11 +123,16 @@ class Names:
         self.icache.iupdate(h, dp)
 
     def _drop_link(self, h: Handle, dp: Inode, ip: Inode) -> None:
-        """``ip`` lost its name in ``dp``: count it, orphan it when no names remain."""
+        """``ip`` lost its name in ``dp``: count it, orphan it when no names remain.
+        A count read from disk that is already too low is corruption, not a number
+        to take below zero."""
         if ip.is_dir:
+            _check_subdir_count(dp)
             ip.nlink = 0
             dp.nlink -= 1  # its '..'
         else:
+            if ip.nlink == 0:
+                raise corrupt(f"inode {ip.ino}: link count 0 while {dp.ino} names it")
             ip.nlink -= 1
         touch(self.ks.now_ns(), ip, mtime=False)
         if ip.nlink == 0:
@@ -172,6 +177,14 @@ class Names:
     def _reparent(self, h: Handle, child: Inode, old: Inode, new: Inode) -> None:
         """A directory moved from ``old`` to ``new``: its '..' and both link counts."""
         if child.is_dir and old is not new:
+            _check_subdir_count(old)
             self.dirs.retarget(h, child, b"..", new.ino, kind_code(new.mode))
             old.nlink -= 1
             new.nlink += 1
+
+
+def _check_subdir_count(dp: Inode) -> None:
+    """``dp`` is losing a subdirectory, so it counts at least 3 links ('.', its name,
+    the subdirectory's '..')."""
+    if dp.nlink < 3:
+        raise corrupt(f"directory {dp.ino}: link count {dp.nlink} with a subdirectory")
