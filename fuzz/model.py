@@ -299,6 +299,8 @@ class Model:
             return errno.EACCES
         if req.uid not in (0, n.uid):
             return errno.EPERM
+        if req.uid and req.gid != n.gid:   # an owner outside the file's group: no setgid
+            mode &= ~0o2000
         n.mode = mode
         return None
 

@@ -160,14 +160,17 @@ class FileSystemMachine(KernelReferences, RuleBasedStateMachine):
             c.close(fd)
             self.model.write(ROOT, d.children[name], 0, content)
 
-    @rule(data=st.data(), size=st.sampled_from([0, 1, 4097, 50_000]))
-    def truncate(self, data: st.DataObject, size: int) -> None:
+    @rule(data=st.data(), size=st.sampled_from([0, 1, 4097, 50_000]), grow=st.booleans())
+    def truncate(self, data: st.DataObject, size: int, grow: bool) -> None:
+        """``grow``: then back up to 50,000 bytes, so what a shrink left past the end
+        of its last block is read as the zeros it must be."""
         files = self.model.regular_files()
         if not files:
             return
         dpath, _, name, n = data.draw(st.sampled_from(files))
-        self.client(ROOT).truncate(join(dpath, name), size)
-        self.model.truncate(n, size)
+        for length in (size, 50_000) if grow else (size,):
+            self.client(ROOT).truncate(join(dpath, name), length)
+            self.model.truncate(n, length)
 
     @rule(data=st.data(), req=USERS)
     def unlink(self, data: st.DataObject, req: Request) -> None:

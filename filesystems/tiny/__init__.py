@@ -395,7 +395,7 @@ class Tiny(Filesystem):
                 self._may(req, ino, os.W_OK)  # its '..' changes
             if over:
                 check(is_dir(self._inode(over)) == moving_dir, errno.ENOTDIR if moving_dir else errno.EISDIR)
-                check(next(self._entries(over), None) is None, errno.ENOTEMPTY)
+                check(not moving_dir or next(self._entries(over), None) is None, errno.ENOTEMPTY)
             with self._tx(12) as h:
                 if over:
                     self._unname(h, new_parent, dslot, over)
@@ -438,8 +438,9 @@ class Tiny(Filesystem):
                     self._truncate(h, ino, min(c.size, int(r["size"])))
                     r["size"], r["mtime"] = c.size, now
                     self._kill_suid(req, r)
-                if c.mode is not None:
-                    r["mode"] = stat.S_IFMT(int(r["mode"])) | c.mode & 0o7777
+                if c.mode is not None:  # an owner outside the file's group cannot set setgid
+                    sgid = stat.S_ISGID if req.uid and not req.checked and not req.in_group(int(r["gid"])) else 0
+                    r["mode"] = stat.S_IFMT(int(r["mode"])) | c.mode & 0o7777 & ~sgid
                 if c.uid is not None or c.gid is not None:
                     self._kill_suid(req, r, chown=True)
                     r["uid"], r["gid"] = (r["uid"] if c.uid is None else c.uid), (r["gid"] if c.gid is None else c.gid)

@@ -143,6 +143,8 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (ROOT, "chmod", b"/d", 0o6755, None),
         (ROOT, "chown", b"/d", 1000, 1000, None),    # a directory keeps both
         (ALICE, "chown", b"/d", -1, 0, E.EPERM),
+        (ROOT, "chown", b"/f", 1000, 0, None),       # Alice's file in root's group:
+        (ALICE, "chmod", b"/f", 0o6766, None),       # her chmod cannot set setgid
     ],
     "extended attribute names": [
         (ROOT, "create", b"/f", b"", None),

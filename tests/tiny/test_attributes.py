@@ -1,6 +1,7 @@
-"""tiny's chown, as the ops fuzzer's chown rule found it (issue 17): a chown clears
-setgid when the file is group-executable, even root's; an owner may give a file
-only to a group of theirs."""
+"""What the ops fuzzer's new rules found in tiny (issue 17): a chown clears setgid when
+the file is group-executable, even root's; an owner may give a file only to a group
+of theirs, and cannot set setgid on a file outside her groups; a rename over a file
+whose bytes look like directory entries is not "directory not empty"."""
 
 from __future__ import annotations
 
@@ -43,3 +44,19 @@ def test_an_owner_gives_a_file_only_to_a_group_of_theirs(rt) -> None:  # type: i
     assert e.value.errno == errno.EPERM
     alice.chown(b"/f", -1, 1000)
     assert (c.stat(b"/f").uid, c.stat(b"/f").gid) == (1000, 1000)
+
+
+def test_an_owner_outside_the_files_group_cannot_set_setgid(rt) -> None:  # type: ignore[no-untyped-def]
+    c = rt.client()
+    c.write_bytes(b"/f", b"x")
+    c.chown(b"/f", 1000, 0)
+    rt.client(ALICE).chmod(b"/f", 0o6766)
+    assert c.stat(b"/f").mode & 0o7777 == 0o4766
+
+
+def test_a_rename_over_a_file_that_looks_like_a_directory(rt) -> None:  # type: ignore[no-untyped-def]
+    c = rt.client()
+    c.write_bytes(b"/over", bytes([128]) * 4096 * 2)   # every "entry" names inode 128...
+    c.write_bytes(b"/f", b"new")
+    c.rename(b"/f", b"/over")
+    assert c.read_bytes(b"/over") == b"new"
