@@ -18,9 +18,10 @@ a file system that declares ``ordered_metadata``, every metadata operation befor
 any persistence call), and every operation is all or nothing. File data is checked
 sector by sector (an overwrite in ordered mode may land partly, as on ext4).
 
-Workloads (crash_workloads.py) are drawn swarm-style: each from its own random
-subset of the operation kinds, so that rare pairs (a rename over a file, then an
-fsync of its directory) come up within a minute instead of drowning in the mix.
+Workloads (crash_workloads.py) are half drawn from every operation kind, half
+swarm-style: each from its own random subset of kinds, so that rare pairs (a rename
+over a file, then an fsync of its directory) come up within a minute instead of
+drowning in the mix.
 
 Hypothesis generates the workloads and shrinks a failing one; the crash state is
 then shrunk too (fewer writes kept, no tear), and the pair is written out as a
@@ -151,9 +152,7 @@ class Run:
     log: LogArea | None = None                # the journal's area, if there is one
 
     def is_log_block(self, blockno: int) -> bool:
-        """A block of the journal's circular log (not its superblock)."""
-        return self.log is not None and (
-            self.log.first <= blockno - self.log.start < self.log.length)
+        return self.log is not None and self.log.holds(blockno)
 
 
 class OperationFailed(AssertionError):

@@ -74,9 +74,10 @@ def join(d: bytes, name: bytes) -> bytes:
 
 
 def killed_suid(req: Request, n: Node) -> int:
-    """An unprivileged write or truncate: setuid goes; setgid too if group-executable
-    or the writer is not in the file's group (setattr_should_drop_sgid)."""
-    keep_sgid = not n.mode & 0o010 and req.gid == n.gid
+    """An unprivileged write or truncate, or anyone's chown: setuid goes; setgid too
+    if group-executable or the caller is neither root nor in the file's group
+    (setattr_should_drop_sgid)."""
+    keep_sgid = not n.mode & 0o010 and (req.uid == 0 or req.gid == n.gid)
     return n.mode & (~0o4000 if keep_sgid else ~0o6000)
 
 
@@ -316,8 +317,7 @@ class Model:
                              or gid not in (-1, n.gid, req.gid)):
             return errno.EPERM
         if not n.is_dir:
-            keep_sgid = not n.mode & 0o010 and (req.uid == 0 or req.gid == n.gid)
-            n.mode &= ~0o4000 if keep_sgid else ~0o6000
+            n.mode = killed_suid(req, n)
         n.uid = n.uid if uid == -1 else uid
         n.gid = n.gid if gid == -1 else gid
         return None

@@ -32,6 +32,10 @@ class LogArea:
     length: int
     first: int
 
+    def holds(self, blockno: int) -> bool:
+        """A block of the circular log (not the journal's superblock)."""
+        return self.first <= blockno - self.start < self.length
+
     def wrap(self, pos: int) -> int:
         usable = self.length - self.first
         return self.first + (pos - self.first) % usable
@@ -51,11 +55,10 @@ def order_problems(rec: RecordingDevice, area: LogArea) -> list[str]:
     problems: list[str] = []
     last: dict[int, WriteRecord] = {}          # block -> its latest write so far
     for w in rec.writes:
-        pos = w.blockno - area.start
-        if area.first <= pos < area.length and (commit := _commit(w)) is not None:
+        if area.holds(w.blockno) and (commit := _commit(w)) is not None:
             tid, nblocks = commit
             for k in range(1, nblocks + 1):
-                block = area.start + area.wrap(pos - k)
+                block = area.start + area.wrap(w.blockno - area.start - k)
                 before = last.get(block)
                 if before is not None and before.epoch == w.epoch:
                     problems.append(

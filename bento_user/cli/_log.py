@@ -56,27 +56,19 @@ class DaemonLog(logging.handlers.RotatingFileHandler):
 
     def _open(self):  # type: ignore[no-untyped-def]
         stream = super()._open()
-        os.chmod(self.baseFilename, 0o600)  # requests' names and errors are private
+        if os.path.isfile(self.baseFilename):  # not --log /dev/null's
+            os.chmod(self.baseFilename, 0o600)  # requests' names and errors are private
         for fd in self.follow_fds:
             os.dup2(stream.fileno(), fd)
         return stream
 
 
 def open_daemon_log(path: str) -> None:
-    """Send the daemon's logging and its stdout/stderr to the log at ``path``; a path
-    that is not a regular file (``--log /dev/null``) is written without rotation."""
+    """Send the daemon's logging and its stdout/stderr to the log at ``path``. A path
+    that is not a regular file (``--log /dev/null``) is never rotated: the standard
+    handler rolls over regular files only."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    handler: logging.Handler
-    if os.path.exists(path) and not os.path.isfile(path):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        for target in (1, 2):
-            os.dup2(fd, target)
-        os.close(fd)
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(FORMAT))
-    else:
-        handler = DaemonLog(path)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(DaemonLog(path))

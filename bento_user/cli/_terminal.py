@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -26,6 +27,16 @@ def is_terminal(stream: TextIO | None = None) -> bool:
     return (stream or sys.stdout).isatty()
 
 
+def rich_table(columns: Sequence[str], title: str | None = None) -> Table:
+    """A rich table of a name column and right-aligned figures."""
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    return table
+
+
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], indent: int = 2,
                 stream: TextIO | None = None) -> None:
     """Rows under their columns, the first left-aligned and the rest right-aligned:
@@ -33,11 +44,8 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], indent
     cells = [[str(c) for c in row] for row in rows]
     if is_terminal(stream):
         from rich.padding import Padding
-        from rich.table import Table
 
-        table = Table(*columns)
-        for column in table.columns[1:]:
-            column.justify = "right"
+        table = rich_table(columns)
         for row in cells:
             table.add_row(*row)
         console(stream).print(Padding(table, (0, 0, 0, indent)))

@@ -24,8 +24,8 @@ from ..runtime.loader import LoadError, absolute, instantiate, load_filesystem_c
 from ..runtime.mount import Mount, MountConfig
 from ._daemon import Ready, run_in_background
 from ._errors import UserError
-from ._log import default_log_path
 from ._fs import add_fs_argument
+from ._log import default_log_path
 
 EXIT_BUSY, EXIT_CORRUPT = 3, 4
 
@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pdb", action="store_true",
                    help="on a file-system bug, enter a post-mortem debugger (implies -f)")
     p.add_argument("--trace", metavar="FILE", help="record every call as JSON lines")
-    p.add_argument("--log", metavar="FILE", help="daemon log (default: /var/log/bento/MOUNTPOINT.HASH.log for root, "
+    p.add_argument("--log", metavar="FILE",
+                   help="daemon log (default: /var/log/bento/MOUNTPOINT.HASH.log for root, "
                    "~/.local/state/bento/ for others; rotated at 8 MiB, 4 kept)")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS")
     p.set_defaults(run=run)

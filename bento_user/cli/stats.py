@@ -14,7 +14,7 @@ from typing import Any
 from ..api import ErrorRecord
 from ..runtime import control
 from ._errors import UserError
-from ._terminal import console, is_terminal
+from ._terminal import console, is_terminal, rich_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,12 +58,9 @@ def _title(status: dict[str, Any], stats: dict[str, Any]) -> str:
 
 def print_table(status: dict[str, Any], stats: dict[str, Any]) -> None:
     """On a terminal: the operations as a rich table, the rest as lines under it."""
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(*COLUMNS, title=_title(status, stats), title_justify="left")
-    for column in table.columns[1:]:
-        column.justify = "right"
+    table = rich_table(COLUMNS, _title(status, stats))
     for row in _rows(stats):
         table.add_row(*row, style="red" if row[2] != "0" else None)
     out = console()
