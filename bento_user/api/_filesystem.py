@@ -2,7 +2,7 @@
 
 Methods mirror FUSE's low-level operations. A runtime calls them; they are
 synchronous, and may be called from several threads at once, so a file system guards
-its shared state with kernel-services locks. Every method that is not overridden
+its shared state with kernel-services locks — or sets ``serial``. Every method that is not overridden
 answers ENOSYS.
 
 The lookup count (FUSE's contract): every ``Attr`` returned by ``lookup``, ``create``,
@@ -16,7 +16,8 @@ Permissions: under a FUSE mount with ``default_permissions`` (the default) the k
 has checked every permission with the caller's full credentials before a call
 arrives, and marks the request ``checked``; a file system then must not refuse again
 (EACCES, EPERM) with less information than the kernel had. Without it (the direct
-runtime, ``no_default_permissions``) the file system is the only check.
+runtime, ``no_default_permissions``) the file system is the only check, unless it
+sets ``vfs_checks``: then the direct runtime checks as the kernel would.
 
 Offsets, sizes and file handles are ints; names and link targets are ``bytes`` (no
 NUL, no ``/``); data to write arrives as any bytes-like object.
@@ -64,6 +65,21 @@ class Filesystem:
     #: The renameat2 flags implemented (RENAME_NOREPLACE, RENAME_EXCHANGE); any other
     #: must be refused with EINVAL, as Linux file systems do. The fuzzers draw these.
     rename_flags: int = 0
+
+    #: True: the runtime makes one call at a time (libfuse's ``-s``), so the file
+    #: system needs no locks of its own; simple, and slower only where calls could
+    #: have overlapped (reads of different files, a slow fsync).
+    serial: bool = False
+
+    #: True: the file system leaves to the kernel the checks Linux's VFS makes before
+    #: it calls a file system (runtime/vfs.py): permissions and the sticky bit, the
+    #: kinds in unlink, rmdir and rename, a rename's own rules (onto itself, into its
+    #: own subtree, RENAME_NOREPLACE), who may chmod, chown or set times, and
+    #: chmod's setgid rule. Every request but an xattr's then arrives ``checked``; what
+    #: is left is what Linux leaves a file system (ENOTEMPTY, ENOSPC, the effects of
+    #: permissions). A mount needs ``default_permissions``; the direct runtime makes
+    #: the checks itself.
+    vfs_checks: bool = False
 
     #: POSIX ACLs: the file system stores ``system.posix_acl_access`` and
     #: ``system.posix_acl_default`` like any extended attribute and does what the

@@ -203,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
         config.fs_class = load_filesystem_class(config.fs_spec)
     except LoadError as e:
         raise UserError(str(e), 2) from None
+    if config.fs_class.vfs_checks and not config.fuse.default_permissions:
+        raise UserError(f"{config.fs_class.name} leaves permission checks to the kernel: "
+                        "it cannot be mounted with no_default_permissions", 2)
     os.makedirs(control.control_dir(), mode=0o700, exist_ok=True)
     config.log_path = os.path.abspath(args.log) if args.log else default_log_path(mountpoint)
     if args.foreground or args.pdb:

@@ -87,12 +87,16 @@ class Dispatcher:
         self.trace: TraceHook | None = None
         self.gate = Gate()
         self._lock = threading.Lock()
+        self._serial = threading.RLock()  # for a file system that asks one call at a time
 
     def call(self, op: str, *args: Any) -> Any:
         if FAULTS.countdown:  # a fuzzer's fault may be meant for this operation
             FAULTS.op = op
         self.gate.enter()
         try:
+            if self.fs.serial:
+                with self._serial:
+                    return self._call(op, args)
             return self._call(op, args)
         finally:
             self.gate.leave()

@@ -2,9 +2,10 @@
 
 ``DirectRuntime`` opens a file system on a device and passes low-level calls through
 the same ``Dispatcher`` a mount uses. ``PathClient`` adds what the kernel would
-otherwise do — path walks, symlinks, file descriptors and offsets — so tests, fuzzers
-and trace replay can say ``client.rename("a/x", "b/y")`` and get the ``OSError`` the
-``os`` module would raise on a real mount.
+otherwise do — path walks, symlinks, file descriptors and offsets, and for a file
+system with ``vfs_checks`` the VFS's checks (vfs.py) — so tests, fuzzers and trace
+replay can say ``client.rename("a/x", "b/y")`` and get the ``OSError`` the ``os``
+module would raise on a real mount.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from stat import S_IFREG, S_ISDIR, S_ISLNK
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..api import (
@@ -34,7 +35,7 @@ from ..api import (
 )
 from ..blockdev import BlockDevice
 from ..ks_emul import KernelServices
-from . import upgrade
+from . import upgrade, vfs
 from ._dispatch import Dispatcher
 from .guard import Guard
 
@@ -124,6 +125,17 @@ class PathClient:
     def _call(self, op: str, *args: Any) -> Any:
         return self.rt.call(op, *args)
 
+    @property
+    def _vfs(self) -> bool:
+        """Whether this client checks as the VFS does (asked at each call: a live
+        upgrade may change the class)."""
+        return self.rt.fs.vfs_checks
+
+    @property
+    def _r(self) -> Request:
+        """The request the file system gets: ``checked`` once the client checked."""
+        return replace(self.req, checked=True) if self._vfs else self.req
+
     @contextmanager
     def _errors(self, path: Path | None = None) -> Iterator[list[InodeNo]]:
         """Turn FsError into OSError(errno, strerror, path); forget lookups made
@@ -139,13 +151,16 @@ class PathClient:
                 self._call("forget", [(ino, 1) for ino in held])
 
     def _lookup(self, held: list[InodeNo], parent: InodeNo, name: bytes) -> Attr:
-        attr: Attr = self._call("lookup", self.req, parent, name)
+        attr: Attr = self._call("lookup", self._r, parent, name)
         held.append(attr.ino)
         return attr
 
-    def _walk(self, held: list[InodeNo], path: Path, follow: bool = True
-              ) -> tuple[InodeNo, bytes, Attr | None]:
-        """(directory, last name, its attributes or None if absent) for ``path``."""
+    def _walk(self, held: list[InodeNo], path: Path, follow: bool = True,
+              dirs: list[Attr] | None = None) -> tuple[InodeNo, bytes, Attr | None]:
+        """(directory, last name, its attributes or None if absent) for ``path``.
+        With ``vfs_checks``, as the kernel walks: search permission on each directory
+        before a name in it, '..' from the directories walked (``dirs``, filled from
+        the root down to the one returned)."""
         raw = os.fsencode(path)
         if not raw:
             raise FsError(errno.ENOENT)
@@ -154,6 +169,9 @@ class PathClient:
         cur, links = ROOT_INODE, 0
         cur_attr: Attr | None = None
         name = b"."
+        checks = self._vfs
+        walked = dirs if dirs is not None else []
+        walked[:] = [self._call("getattr", self._r, ROOT_INODE)] if checks else []
         while todo:
             part = todo.popleft()
             if part in (b"", b"."):
@@ -161,6 +179,15 @@ class PathClient:
                     name = b"."
                 continue
             last = not any(p not in (b"", b".") for p in todo)
+            if checks:
+                vfs.require(self.req, walked[-1], os.X_OK)
+                if part == b"..":
+                    if last:
+                        return cur, part, walked[-2] if len(walked) > 1 else walked[-1]
+                    if len(walked) > 1:
+                        walked.pop()
+                    cur, cur_attr = walked[-1].ino, walked[-1]
+                    continue
             try:
                 attr = self._lookup(held, cur, part)
             except FsError as e:
@@ -171,9 +198,10 @@ class PathClient:
                 links += 1
                 if links > MAXSYMLINKS:
                     raise FsError(errno.ELOOP)
-                target: bytes = self._call("readlink", self.req, attr.ino)
+                target: bytes = self._call("readlink", self._r, attr.ino)
                 if target.startswith(b"/"):
                     cur = ROOT_INODE
+                    del walked[1:]
                 todo.extendleft(reversed(target.split(b"/")))
                 continue
             if last:
@@ -183,8 +211,10 @@ class PathClient:
             if not S_ISDIR(attr.mode):
                 raise FsError(errno.ENOTDIR)
             cur, cur_attr = attr.ino, attr
+            if checks:
+                walked.append(attr)
         # the path named a directory itself ("/", "a/.")
-        attr = cur_attr or self._call("getattr", self.req, cur)
+        attr = cur_attr or self._call("getattr", self._r, cur)
         return cur, name, attr
 
     def _existing(self, held: list[InodeNo], path: Path, follow: bool = True) -> Attr:
@@ -193,24 +223,32 @@ class PathClient:
             raise FsError(errno.ENOENT)
         return attr
 
-    def _parent(self, held: list[InodeNo], path: Path) -> tuple[InodeNo, bytes, Attr | None]:
-        parent, name, attr = self._walk(held, path, follow=False)
+    def _parent(self, held: list[InodeNo], path: Path, dirs: list[Attr] | None = None
+                ) -> tuple[InodeNo, bytes, Attr | None]:
+        parent, name, attr = self._walk(held, path, follow=False, dirs=dirs)
         if name in (b".", b".."):
             raise FsError(errno.EBUSY if attr is not None else errno.ENOENT)
         return parent, name, attr
+
+    def _may_create(self, dirs: list[Attr]) -> None:
+        """may_create: write and search on the directory (``dirs[-1]``)."""
+        if self._vfs:
+            vfs.require(self.req, dirs[-1], os.W_OK | os.X_OK)
 
     # -- files and descriptors ---------------------------------------------------
 
     def open(self, path: Path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
         with self._errors(path) as held:
             follow = not flags & os.O_NOFOLLOW and not (flags & os.O_CREAT and flags & os.O_EXCL)
-            parent, name, attr = self._walk(held, path, follow)
+            dirs: list[Attr] = []
+            parent, name, attr = self._walk(held, path, follow, dirs)
             if attr is None:
                 if not flags & os.O_CREAT:
                     raise FsError(errno.ENOENT)
                 if flags & os.O_DIRECTORY:
                     raise FsError(errno.EINVAL)
-                attr, fh = self._call("create", self.req, parent, name, mode, flags)
+                self._may_create(dirs)
+                attr, fh = self._call("create", self._r, parent, name, mode, flags)
                 held.append(attr.ino)
                 return self._add_fd(attr, fh, flags)
             if flags & os.O_CREAT and flags & os.O_EXCL:
@@ -219,11 +257,13 @@ class PathClient:
                 raise FsError(errno.ELOOP)
             if flags & os.O_DIRECTORY and not S_ISDIR(attr.mode):
                 raise FsError(errno.ENOTDIR)
+            if S_ISDIR(attr.mode) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                raise FsError(errno.EISDIR)
+            if self._vfs:
+                vfs.may_open(self.req, attr, flags)
             if S_ISDIR(attr.mode):
-                if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-                    raise FsError(errno.EISDIR)
-                return self._add_fd(attr, self._call("opendir", self.req, attr.ino), flags)
-            return self._add_fd(attr, self._call("open", self.req, attr.ino, flags), flags)
+                return self._add_fd(attr, self._call("opendir", self._r, attr.ino), flags)
+            return self._add_fd(attr, self._call("open", self._r, attr.ino, flags), flags)
 
     def _add_fd(self, attr: Attr, fh: FileHandle, flags: int) -> int:
         fd = self._next_fd
@@ -257,6 +297,8 @@ class PathClient:
         f = self._fd(fd)
         if f.directory:
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if f.flags & os.O_ACCMODE == os.O_WRONLY:  # the kernel's own check (FMODE_READ)
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         with self._errors():
             return self._call("read", f.fh, offset, size)
 
@@ -270,6 +312,8 @@ class PathClient:
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         f = self._fd(fd)
+        if f.flags & os.O_ACCMODE == os.O_RDONLY:  # the kernel's own check (FMODE_WRITE)
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         with self._errors():
             return self._call("write", f.fh, offset, data)
 
@@ -302,7 +346,7 @@ class PathClient:
 
     def fstat(self, fd: int) -> Attr:
         with self._errors():
-            return self._call("getattr", self.req, self._fd(fd).ino)
+            return self._call("getattr", self._r, self._fd(fd).ino)
 
     def fsync(self, fd: int, datasync: bool = False) -> None:
         f = self._fd(fd)
@@ -312,7 +356,11 @@ class PathClient:
     def ftruncate(self, fd: int, size: int) -> None:
         f = self._fd(fd)
         with self._errors():
-            self._call("setattr", self.req, f.ino, SetAttr(size=size), f.fh)
+            changes = SetAttr(size=size)
+            if self._vfs:
+                attr = self._call("getattr", self._r, f.ino)
+                changes = vfs.setattr_prepare(self.req, attr, changes, f.flags)
+            self._call("setattr", self._r, f.ino, changes, f.fh)
 
     def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
         f = self._fd(fd)
@@ -358,64 +406,85 @@ class PathClient:
 
     def mkdir(self, path: Path, mode: int = 0o777) -> None:
         with self._errors(path) as held:
-            parent, name, attr = self._parent(held, path)
+            dirs: list[Attr] = []
+            parent, name, attr = self._parent(held, path, dirs)
             if attr is not None:
                 raise FsError(errno.EEXIST)
-            held.append(self._call("mkdir", self.req, parent, name, mode).ino)
+            self._may_create(dirs)
+            held.append(self._call("mkdir", self._r, parent, name, mode).ino)
 
     def mknod(self, path: Path, mode: int = 0o600 | S_IFREG, device: int = 0) -> None:
         with self._errors(path) as held:
-            parent, name, attr = self._parent(held, path)
+            dirs: list[Attr] = []
+            parent, name, attr = self._parent(held, path, dirs)
             if attr is not None:
                 raise FsError(errno.EEXIST)
-            held.append(self._call("mknod", self.req, parent, name, mode, device).ino)
+            self._may_create(dirs)
+            held.append(self._call("mknod", self._r, parent, name, mode, device).ino)
 
     def symlink(self, target: Path, path: Path) -> None:
         with self._errors(path) as held:
-            parent, name, attr = self._parent(held, path)
+            dirs: list[Attr] = []
+            parent, name, attr = self._parent(held, path, dirs)
             if attr is not None:
                 raise FsError(errno.EEXIST)
-            held.append(self._call("symlink", self.req, parent, name, os.fsencode(target)).ino)
+            self._may_create(dirs)
+            held.append(self._call("symlink", self._r, parent, name, os.fsencode(target)).ino)
 
     def readlink(self, path: Path) -> bytes:
         with self._errors(path) as held:
             attr = self._existing(held, path, follow=False)
-            return self._call("readlink", self.req, attr.ino)
+            return self._call("readlink", self._r, attr.ino)
 
     def link(self, src: Path, dst: Path) -> None:
         with self._errors(dst) as held:
             attr = self._existing(held, src, follow=False)
-            parent, name, existing = self._parent(held, dst)
+            dirs: list[Attr] = []
+            parent, name, existing = self._parent(held, dst, dirs)
             if existing is not None:
                 raise FsError(errno.EEXIST)
-            held.append(self._call("link", self.req, attr.ino, parent, name).ino)
+            self._may_create(dirs)
+            held.append(self._call("link", self._r, attr.ino, parent, name).ino)
 
     def unlink(self, path: Path) -> None:
         with self._errors(path) as held:
-            parent, name, attr = self._parent(held, path)
+            dirs: list[Attr] = []
+            parent, name, attr = self._parent(held, path, dirs)
             if attr is None:
                 raise FsError(errno.ENOENT)
-            self._call("unlink", self.req, parent, name)
+            if self._vfs:
+                vfs.may_delete(self.req, dirs[-1], attr, want_dir=False)
+            self._call("unlink", self._r, parent, name)
 
     def rmdir(self, path: Path) -> None:
         with self._errors(path) as held:
-            parent, name, attr = self._walk(held, path, follow=False)
+            dirs: list[Attr] = []
+            parent, name, attr = self._walk(held, path, follow=False, dirs=dirs)
             if attr is None:
                 raise FsError(errno.ENOENT)
             if name == b".":
                 raise FsError(errno.EINVAL if os.fsencode(path).rstrip(b"/") else errno.EBUSY)
             if name == b"..":
                 raise FsError(errno.ENOTEMPTY)
-            self._call("rmdir", self.req, parent, name)
+            if self._vfs:
+                vfs.may_delete(self.req, dirs[-1], attr, want_dir=True)
+            self._call("rmdir", self._r, parent, name)
 
     def rename(self, src: Path, dst: Path, flags: int = 0) -> None:
         """rename(2), or renameat2(2) with RENAME_NOREPLACE / RENAME_EXCHANGE."""
         with self._errors(src) as held:
-            sp, sn, sattr = self._parent(held, src)
+            sdirs: list[Attr] = []
+            ddirs: list[Attr] = []
+            sp, sn, sattr = self._parent(held, src, sdirs)
             if sattr is None:
                 raise FsError(errno.ENOENT)
-            dp, dn, _ = self._parent(held, dst)
-            self._call("rename", self.req, sp, sn, dp, dn, flags)
+            dp, dn, dattr = self._parent(held, dst, ddirs)
+            if self._vfs and not vfs.may_rename(
+                    self.req, sdirs[-1], sattr, ddirs[-1], dattr, flags,
+                    src_above_ddir=any(a.ino == sattr.ino for a in ddirs),
+                    dst_above_sdir=dattr is not None and any(a.ino == dattr.ino for a in sdirs)):
+                return  # onto itself: nothing to do
+            self._call("rename", self._r, sp, sn, dp, dn, flags)
 
     replace = rename
 
@@ -445,7 +514,9 @@ class PathClient:
     def _setattr(self, path: Path, changes: SetAttr, follow: bool = True) -> Attr:
         with self._errors(path) as held:
             attr = self._existing(held, path, follow)
-            return self._call("setattr", self.req, attr.ino, changes, None)
+            if self._vfs:
+                changes = vfs.setattr_prepare(self.req, attr, changes, None)
+            return self._call("setattr", self._r, attr.ino, changes, None)
 
     def chmod(self, path: Path, mode: int) -> None:
         self._setattr(path, SetAttr(mode=mode))
@@ -465,14 +536,17 @@ class PathClient:
         try:
             with self._errors(path) as held:
                 attr = self._existing(held, path)
-                self._call("access", self.req, attr.ino, mode)
+                if self._vfs:
+                    vfs.require(self.req, attr, mode)
+                else:
+                    self._call("access", self.req, attr.ino, mode)
             return True
         except OSError:
             return False
 
     def statvfs(self) -> StatFs:
         with self._errors():
-            return self._call("statfs", self.req)
+            return self._call("statfs", self._r)
 
     # -- extended attributes -----------------------------------------------------
 

@@ -96,7 +96,7 @@ class _Check:
             self.problem(f"inode {ino}: unknown kind {int(r['mode']):o}")
             return out
         todo = [(int(p), lblk, 0) for lblk, p in enumerate(r["addrs"][:NDIRECT])]
-        todo += [(int(r["addrs"][NDIRECT]), NDIRECT, 1), (int(r["addrs"][NDIRECT + 1]), NDIRECT + PER, 2)]
+        todo += [(int(r["addrs"][NDIRECT + k]), NDIRECT + k * PER, 1) for k in (0, 1)]
         while todo:
             p, first, depth = todo.pop(0)
             if not p:
