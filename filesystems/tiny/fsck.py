@@ -72,8 +72,9 @@ class _Check:
                         subdirs += 1
                         if ino in seen or self.table[ino]["parent"] != d:
                             self.problem(f"directory {ino}: reached twice or its parent is not {d}")
-                        seen.add(ino)
-                        todo.append(ino)
+                        if ino not in seen:  # a cycle is walked once
+                            seen.add(ino)
+                            todo.append(ino)
                     names[ino] = names.get(ino, 0) + 1
             if self.table[d]["nlink"] != 2 + subdirs:
                 self.problem(f"directory {d}: link count {self.table[d]['nlink']}, should be {2 + subdirs}")
