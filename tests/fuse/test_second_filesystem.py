@@ -47,3 +47,8 @@ def test_tools_name_the_file_system_and_refuse_to_overwrite_one(tmp_path: Path) 
     assert option.returncode == 2 and option.stderr.count("\n") == 1
     listed = bento("filesystems").stdout
     assert {line.split()[0] for line in listed.splitlines()} >= {"xv6", "provenance", "tiny"}
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    unchecked = bento("mount", str(image), str(mountpoint), "--fs", "tiny", "-o",
+                      "no_default_permissions", check=False)
+    assert unchecked.returncode == 2 and "cannot be mounted with no_default_permissions" in unchecked.stderr
