@@ -47,6 +47,7 @@ from hypothesis import seed as hypothesis_seed
 from bento_user.blockdev import SECTOR_SIZE, RecordingDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 
+from .constants import fixed_constants
 from .crash_oracle import PERSIST, bounds, check, persisted
 from .crash_workloads import BLOCK, SYMLINK_TARGET, Op, pattern, workloads
 from .model import ROOT, Model, join
@@ -489,7 +490,8 @@ def _hypothesis_test(target: Target, search: Callable[[list[Op]], None], max_ops
 def _run_test(target: Target, test: Callable[[], None], result: CrashResult, shrink: bool) -> None:
     """Run a Hypothesis test of workloads; its finding or error lands in ``result``."""
     try:
-        test()
+        with fixed_constants(target.cls):  # the same seed, the same draws (constants.py)
+            test()
     except CrashBug as e:
         result.finding = shrink_state(target, e.finding) if shrink else e.finding
     except OperationFailed as e:

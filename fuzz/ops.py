@@ -39,6 +39,7 @@ from bento_user.api import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL
 from bento_user.blockdev import RamDevice
 from bento_user.ks_emul import FAULTS, InjectedFault
 
+from .constants import fixed_constants
 from .model import ROOT, Err, Model, Node, join
 from .target import Target
 
@@ -546,7 +547,8 @@ def run(target: Target, *, examples: int = 100, seed: int = 0, mount: bool = Fal
     level = guard_log.level
     guard_log.setLevel(logging.ERROR)  # each fault on purpose is undone, with a warning
     try:
-        run_state_machine_as_test(cls, settings=config)
+        with fixed_constants(target.cls):  # the same seed, the same draws (constants.py)
+            run_state_machine_as_test(cls, settings=config)
     except unittest.SkipTest:
         pass  # replay_only with nothing saved: nothing to run
     except Exception as e:  # noqa: BLE001 - the finding itself
