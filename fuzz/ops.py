@@ -41,30 +41,21 @@ from bento_user.ks_emul import FAULTS, InjectedFault
 
 from .constants import fixed_constants
 from .model import ROOT, Err, Model, Node, join
+from .ops_draws import (ALICE, BAD_NAMES, DATA, NAMES, OFFSETS, TIMES, USERS,
+                        XATTR_VALUES)
+from .ops_references import KernelReferences
 from .target import Target
-
-ALICE = Request(uid=1000, gid=1000, umask=0o022)
-USERS = st.sampled_from([ROOT, ALICE])
-NAMES = st.sampled_from([b"a", b"b", b"c", b"dir", b"\xff\xfe", b"caf\xc3\xa9", b"n" * 255])
-BAD_NAMES = st.sampled_from([b"n" * 256])
-DATA = st.binary(max_size=9000)
-# ns; before 1970 too (-1 is not "now"); beyond i64 ns (2**40 s), which is clamped
-TIMES = [-1, 0, 1, -10**9 - 1, 2**40 + 7, 2**40 * 10**9, -(2**40) * 10**9]
-# values around a block, several blocks, and Linux's limit (64 KiB; one more: E2BIG)
-XATTR_VALUES = st.builds(lambda motif, n: (motif * n)[:n], st.binary(min_size=1, max_size=4),
-                         st.sampled_from([4000, 4096, 4097, 20000, 65536, 65537]))
-OFFSETS = st.sampled_from([0, 1, 4095, 4096, 12 * 4096 - 3, 5 * 2**20])
-
 
 NBLOCKS = 4096   # 16 MiB: room for the 5 MiB sparse offsets, small enough to copy
 
 
-class FileSystemMachine(RuleBasedStateMachine):
+class FileSystemMachine(KernelReferences, RuleBasedStateMachine):
     """The machine on the direct runtime (``target`` is set per run by ``machine``)."""
 
     target: Target
     result: OpsResult | None = None            # counts, when run by ``run``
     injects_faults = True                      # in-process: FAULTS reaches the file system
+    scans_directories = True                   # in-process: readdir by cookie, between calls
     progress: Callable[[OpsResult], None] | None = None
 
     def __init__(self) -> None:
@@ -159,14 +150,28 @@ class FileSystemMachine(RuleBasedStateMachine):
         c.close(fd)
         self.model.write(req, d.children[name], offset, content)
 
-    @rule(data=st.data(), size=st.sampled_from([0, 1, 4097, 50_000]))
-    def truncate(self, data: st.DataObject, size: int) -> None:
+    def _root_writes(self, path: bytes, content: bytes) -> None:
+        """Root creates (or overwrites) ``path`` with ``content``, as the model says."""
+        dpath, d, name, _ = self.model.lookup(path)
+        c = self.client(ROOT)
+        fd = self.expect(self.model.open_write(ROOT, dpath, d, name, create=True), c.open, path,
+                         os.O_WRONLY | os.O_CREAT, 0o644)
+        if fd is not None:
+            assert c.pwrite(fd, content, 0) == len(content)
+            c.close(fd)
+            self.model.write(ROOT, d.children[name], 0, content)
+
+    @rule(data=st.data(), size=st.sampled_from([0, 1, 4097, 50_000]), grow=st.booleans())
+    def truncate(self, data: st.DataObject, size: int, grow: bool) -> None:
+        """``grow``: then back up to 50,000 bytes, so what a shrink left past the end
+        of its last block is read as the zeros it must be."""
         files = self.model.regular_files()
         if not files:
             return
         dpath, _, name, n = data.draw(st.sampled_from(files))
-        self.client(ROOT).truncate(join(dpath, name), size)
-        self.model.truncate(n, size)
+        for length in (size, 50_000) if grow else (size,):
+            self.client(ROOT).truncate(join(dpath, name), length)
+            self.model.truncate(n, length)
 
     @rule(data=st.data(), req=USERS)
     def unlink(self, data: st.DataObject, req: Request) -> None:
@@ -244,6 +249,29 @@ class FileSystemMachine(RuleBasedStateMachine):
         err = self.model.chmod(req, dpath, n, mode)
         self.expect(err, self.client(req).chmod, join(dpath, name), mode)
 
+    @rule(data=st.data(), req=USERS, owner=st.sampled_from(
+        [(-1, 1000), (1000, -1), (0, -1), (-1, 0), (1000, 1000), (0, 0)]),
+        setid=st.sampled_from([None, 0o4755, 0o2755, 0o2745, 0o6777]))
+    def chown(self, data: st.DataObject, req: Request, owner: tuple[int, int],
+              setid: int | None) -> None:
+        """Who may give what to whom, and what setuid and setgid become (the
+        invariant compares every owner, group and mode with the model's). With
+        ``setid``, root first gives a regular file that mode: a chown's effect on
+        setuid and setgid is what goes wrong, and random chmods rarely leave them."""
+        if setid is not None and not self.model.regular_files():
+            self._root_writes(b"/setid", b"#!/bin/sh\n")
+        nodes = [e for e in self.model.entries() if e[3].kind != stat.S_IFLNK]
+        if setid is not None:
+            nodes = [e for e in nodes if e[3].kind == stat.S_IFREG] or nodes
+        if not nodes:
+            return
+        dpath, _, name, n = data.draw(st.sampled_from(nodes))
+        if setid is not None and n.kind == stat.S_IFREG:
+            self.expect(self.model.chmod(ROOT, dpath, n, setid), self.client(ROOT).chmod,
+                        join(dpath, name), setid)
+        err = self.model.chown(req, dpath, n, *owner)
+        self.expect(err, self.client(req).chown, join(dpath, name), *owner)
+
     @precondition(lambda self: self.target.supports("setxattr"))
     @rule(data=st.data(), key=st.sampled_from([b"user.a", b"user.b", b"trusted.t", b"user."]),
           value=st.binary(max_size=300) | XATTR_VALUES)
@@ -287,22 +315,6 @@ class FileSystemMachine(RuleBasedStateMachine):
         """Unmount cleanly and mount again: everything must be as before."""
         self.close_fs()
         self.open_fs()
-
-    # -- references: files open or looked up while their names come and go -----------
-
-    @precondition(lambda self: len(self.held) < 4)
-    @rule(data=st.data())
-    def hold(self, data: st.DataObject) -> None:
-        files = self.model.regular_files()
-        if files:
-            dpath, _, name, n = data.draw(st.sampled_from(files))
-            self.held.append((self._hold(join(dpath, name)), n))
-
-    @precondition(lambda self: self.held)
-    @rule(data=st.data())
-    def release(self, data: st.DataObject) -> None:
-        h, _ = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
-        self._release(h)
 
     def _open_a_file(self, data: st.DataObject, flags: int) -> tuple[Any, int, bytes, Node] | None:
         """Root opens one of the model's regular files: (client, fd, name, node)."""
@@ -406,30 +418,6 @@ class FileSystemMachine(RuleBasedStateMachine):
         allowed = expected if isinstance(expected, tuple) else (expected,)
         assert got in allowed, f"{kind} (no fault): got {got}, expected {expected}"
 
-    @precondition(lambda self: len(self.kept) < 4)
-    @rule(data=st.data())
-    def open_keep(self, data: st.DataObject) -> None:
-        files = self.model.regular_files()
-        if files:
-            dpath, _, name, n = data.draw(st.sampled_from(files))
-            self.kept.append((self.client(ROOT).open(join(dpath, name), os.O_RDWR), n))
-
-    @precondition(lambda self: self.kept)
-    @rule(data=st.data(), content=DATA, offset=OFFSETS, sync=st.booleans())
-    def write_kept(self, data: st.DataObject, content: bytes, offset: int, sync: bool) -> None:
-        fd, n = self.kept[data.draw(st.integers(0, len(self.kept) - 1))]
-        c = self.client(ROOT)
-        assert c.pwrite(fd, content, offset) == len(content)
-        if sync:
-            c.fsync(fd)
-        self.model.write(ROOT, n, offset, content)
-
-    @precondition(lambda self: self.kept)
-    @rule(data=st.data())
-    def close_kept(self, data: st.DataObject) -> None:
-        fd, _ = self.kept.pop(data.draw(st.integers(0, len(self.kept) - 1)))
-        self.client(ROOT).close(fd)
-
     # -- invariants ----------------------------------------------------------------
 
     @invariant()
@@ -444,33 +432,25 @@ class FileSystemMachine(RuleBasedStateMachine):
             st_ = c.stat(dpath)
             assert st_.nlink == 2 + sum(1 for x in d.children.values() if x.is_dir)
             assert st_.mode & 0o7777 == d.mode, dpath
+            assert (st_.uid, st_.gid) == (d.uid, d.gid), f"{dpath!r}: owner and group"
             for name, n in d.children.items():
                 path = join(dpath, name)
                 a = c.lstat(path)
                 assert stat.S_IFMT(a.mode) == n.kind
+                assert (a.uid, a.gid) == (n.uid, n.gid), f"{path!r}: owner and group"
                 if not n.is_dir:
                     assert a.nlink == links[n.ident], path
                 if n.kind == stat.S_IFREG:
                     assert a.size == len(n.data)
-                    assert c.read_bytes(path) == n.data
-                    assert a.mode & 0o7777 == n.mode
+                    got = c.read_bytes(path)
+                    assert got == n.data, f"{path!r}: its bytes differ from the model's" + next(
+                        (f" from byte {i}" for i, (x, y) in enumerate(zip(got, n.data)) if x != y), "")
+                    assert a.mode & 0o7777 == n.mode, (
+                        f"{path!r}: mode {a.mode & 0o7777:o}, the model says {n.mode:o}")
                 if n.kind == stat.S_IFLNK:
                     assert c.readlink(path) == n.target
                 for k, v in n.xattrs.items():
                     assert c.getxattr(path, k, False) == v
-
-    @invariant()
-    def references_see_their_files(self) -> None:
-        """An unlinked file lives on while referenced: same size, data, link count."""
-        links = self.model.link_counts()
-        for h, n in self.held:
-            a = self._held_stat(h)
-            assert (a.size, a.nlink) == (len(n.data), links.get(n.ident, 0)), "held inode"
-        c = self.client(ROOT)
-        for fd, n in self.kept:
-            a = c.fstat(fd)
-            assert (a.size, a.nlink) == (len(n.data), links.get(n.ident, 0)), "open file"
-            assert c.pread(fd, len(n.data) + 1, 0) == n.data, "open file's data"
 
     def teardown(self) -> None:
         try:

@@ -29,6 +29,7 @@ class MountMachine(FileSystemMachine):
 
     OPTIONS = "timeout=0,no_writeback_cache,no_keep_cache"
     injects_faults = False  # the file system runs in the mount's daemon
+    scans_directories = False  # the kernel reads directories in its own batches
 
     def open_fs(self) -> None:
         if not hasattr(self, "image"):

@@ -203,7 +203,7 @@ def test_the_same_seed_explores_the_same_things_whatever_ran_where(client: Any) 
 
 
 def test_a_killed_worker_costs_its_shard_not_the_campaign(client: Any) -> None:
-    job = Job("ops", SIZE, seed=3, examples=100, steps=8)  # 4 shards
+    job = Job("ops", SIZE, seed=1, examples=100, steps=8)  # 4 shards; 0 and 1 find it
     undisturbed = campaign.run(job, client, keep_going=True)
     pids: dict[str, int] = client.run(os.getpid)
     killed: list[int] = []
