@@ -52,6 +52,16 @@ def tmpfs_dir() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture
+def tiny_rt() -> Iterator[object]:
+    """tiny on the direct runtime, on a fresh 16 MiB image."""
+    from fuzz.target import Target
+    target = Target.load("tiny")
+    rt = target.open(target.fresh_device(4096))
+    yield rt
+    rt.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def daemon_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Mount daemons started by the tests log under the run's own temporary directory

@@ -14,18 +14,9 @@ import pytest
 
 from bento_user.api import ROOT_REQUEST, Filesystem, Request, StatFs
 from bento_user.runtime._dispatch import Dispatcher
-from fuzz.target import Target
 
 ALICE = Request(uid=1000, gid=1000, umask=0o022)
 BOB = Request(uid=1001, gid=1001, umask=0o022)
-
-
-@pytest.fixture
-def rt():  # type: ignore[no-untyped-def]
-    target = Target.load("tiny")
-    rt = target.open(target.fresh_device(4096))
-    yield rt
-    rt.close()
 
 
 def fails(code: int, fn, *args) -> None:  # type: ignore[no-untyped-def]
@@ -34,8 +25,8 @@ def fails(code: int, fn, *args) -> None:  # type: ignore[no-untyped-def]
     assert e.value.errno == code, e.value
 
 
-def test_the_sticky_bit_keeps_others_from_removing_a_name(rt) -> None:  # type: ignore[no-untyped-def]
-    root, alice, bob = rt.client(), rt.client(ALICE), rt.client(BOB)
+def test_the_sticky_bit_keeps_others_from_removing_a_name(tiny_rt) -> None:  # type: ignore[no-untyped-def]
+    root, alice, bob = tiny_rt.client(), tiny_rt.client(ALICE), tiny_rt.client(BOB)
     root.mkdir(b"/tmp")
     root.chmod(b"/tmp", 0o1777)
     alice.write_bytes(b"/tmp/mine", b"x")
@@ -45,8 +36,8 @@ def test_the_sticky_bit_keeps_others_from_removing_a_name(rt) -> None:  # type: 
     root.unlink(b"/tmp/still-mine")
 
 
-def test_permissions_are_the_kernels(rt) -> None:  # type: ignore[no-untyped-def]
-    root, alice = rt.client(), rt.client(ALICE)
+def test_permissions_are_the_kernels(tiny_rt) -> None:  # type: ignore[no-untyped-def]
+    root, alice = tiny_rt.client(), tiny_rt.client(ALICE)
     root.mkdir(b"/d", 0o755)
     root.write_bytes(b"/d/f", b"root's")
     fails(errno.EACCES, alice.unlink, b"/d/f")                 # no write on /d
@@ -58,8 +49,8 @@ def test_permissions_are_the_kernels(rt) -> None:  # type: ignore[no-untyped-def
     assert not alice.access(b"/", 2) and alice.access(b"/", 5)
 
 
-def test_rename_rules_and_dotdot(rt) -> None:  # type: ignore[no-untyped-def]
-    c = rt.client()
+def test_rename_rules_and_dotdot(tiny_rt) -> None:  # type: ignore[no-untyped-def]
+    c = tiny_rt.client()
     c.mkdir(b"/a")
     c.mkdir(b"/a/b")
     fails(errno.EINVAL, c.rename, b"/a", b"/a/b/c")           # under itself
