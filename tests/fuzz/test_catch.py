@@ -27,8 +27,8 @@ XV6 = Target.load("xv6")
 @pytest.mark.parametrize("bug, seed", [
     ("chown-keeps-setuid", 1),
     ("double-indirect-first-block", 1),
-    ("lookup-count-dropped", 1),
-    ("readdir-cookie-index", 2),
+    ("lookup-count-dropped", 4),
+    ("readdir-cookie-index", 5),
 ])
 def test_the_ops_fuzzer_catches(bug: str, seed: int) -> None:
     with inject(bug):
