@@ -10,7 +10,8 @@ in one and ``ae59e35c…`` in the other. A fuzzer whose seed does not replay is 
 than one that finds less.
 
 ``fixed_constants`` pins the pool for the length of a run to the constants of the
-file system under test — every module of its package, imported first — which keeps
+file system under test — the modules its classes come from, whole packages imported
+first — which keeps
 what the pool is for (the developer's own block sizes and limits) and makes it a
 function of the code under test only. Hypothesis has no public switch for this, so
 this reaches into its internals; a Hypothesis without them runs unchanged (and the
@@ -29,16 +30,25 @@ from types import ModuleType
 from bento_user.api import Filesystem
 
 
-def _package_modules(cls: type[Filesystem]) -> list[ModuleType]:
-    """Every module of the package ``cls`` comes from (or its module alone), sorted."""
-    module = sys.modules[cls.__module__]
-    package = sys.modules.get(module.__package__ or "", module) if module.__package__ else module
-    found = {package.__name__: package}
-    for info in pkgutil.walk_packages(getattr(package, "__path__", []), package.__name__ + "."):
-        try:
-            found[info.name] = importlib.import_module(info.name)
-        except Exception:  # noqa: BLE001 - a module that does not import adds no constants
+def _source_modules(cls: type[Filesystem]) -> list[ModuleType]:
+    """The modules ``cls`` is made of, sorted: for each file-system class in its MRO,
+    its module, and the whole package when the package exports the class (xv6, tiny:
+    their tools and helpers too; a test's buggy subclass adds its one module only)."""
+    found: dict[str, ModuleType] = {}
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, Filesystem)) or klass is Filesystem:
             continue
+        module = sys.modules[klass.__module__]
+        found[module.__name__] = module
+        package = sys.modules.get(module.__package__ or "")
+        if package is None or getattr(package, klass.__name__, None) is not klass:
+            continue
+        found[package.__name__] = package
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), package.__name__ + "."):
+            try:
+                found[info.name] = importlib.import_module(info.name)
+            except Exception:  # noqa: BLE001 - a module that does not import adds no constants
+                continue
     return [found[name] for name in sorted(found)]
 
 
@@ -53,7 +63,7 @@ def fixed_constants(cls: type[Filesystem]) -> Iterator[None]:
         yield
         return
     pool = Constants()
-    for module in _package_modules(cls):
+    for module in _source_modules(cls):
         pool |= constants_from_module(module)
     providers._get_local_constants = lambda: pool
     providers.CONSTANTS_CACHE.cache.clear()
