@@ -2,8 +2,8 @@
 
 Methods mirror FUSE's low-level operations. A runtime calls them; they are
 synchronous, and may be called from several threads at once, so a file system guards
-its shared state with kernel-services locks — or sets ``serial``. Every method that is not overridden
-answers ENOSYS.
+its shared state with kernel-services locks, or sets ``serial``. Every method that is
+not overridden answers ENOSYS.
 
 The lookup count (FUSE's contract): every ``Attr`` returned by ``lookup``, ``create``,
 ``mknod``, ``mkdir``, ``symlink`` and ``link`` adds one to the inode's count; ``forget``

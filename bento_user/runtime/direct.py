@@ -117,6 +117,7 @@ class PathClient:
     def __init__(self, rt: DirectRuntime, req: Request = ROOT_REQUEST) -> None:
         self.rt = rt
         self.req = req
+        self._checked = replace(req, checked=True)
         self._fds: dict[int, _Fd] = {}
         self._next_fd = 3
 
@@ -134,7 +135,7 @@ class PathClient:
     @property
     def _r(self) -> Request:
         """The request the file system gets: ``checked`` once the client checked."""
-        return replace(self.req, checked=True) if self._vfs else self.req
+        return self._checked if self._vfs else self.req
 
     @contextmanager
     def _errors(self, path: Path | None = None) -> Iterator[list[InodeNo]]:

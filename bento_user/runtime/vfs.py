@@ -32,10 +32,6 @@ def require(req: Request, attr: Attr, mask: int) -> None:
         raise FsError(errno.EACCES)
 
 
-def _owner(req: Request, attr: Attr) -> bool:
-    return req.uid in (0, attr.uid)
-
-
 def may_delete(req: Request, directory: Attr, victim: Attr, want_dir: bool) -> None:
     """unlink and rmdir (and the target of a rename): write and search on the
     directory, the sticky bit's owners, then the kinds."""
@@ -108,7 +104,7 @@ def setattr_prepare(req: Request, attr: Attr, c: SetAttr, fd_flags: int | None) 
         if (c.uid is not None or c.gid is not None or c.mode is not None) and req.uid != attr.uid:
             raise FsError(errno.EPERM)
     times = {t for t in (c.atime_ns, c.mtime_ns) if t is not None}
-    if times and not _owner(req, attr):
+    if times and req.uid not in (0, attr.uid):
         if times != {SetAttr.NOW}:
             raise FsError(errno.EPERM)
         require(req, attr, os.W_OK)

@@ -219,8 +219,9 @@ class Tiny(Filesystem):
             first = i if i < NDIRECT else NDIRECT + (i - NDIRECT) * PER
             if i >= NDIRECT and self._valid(r["addrs"][i]) and keep < first + PER:
                 with self._change(h, int(r["addrs"][i])) as d:
-                    for j in np.flatnonzero(d.view("<u4")[max(keep - first, 0):]) + max(keep - first, 0):
-                        self._free(h, d.view("<u4"), int(j))
+                    kids, start = d.view("<u4"), max(keep - first, 0)
+                    for j in np.flatnonzero(kids[start:]) + start:
+                        self._free(h, kids, int(j))
             if keep <= first:
                 self._free(h, r["addrs"], i)
         r["size"], r["mode"] = size, 0 if free else r["mode"]
@@ -391,7 +392,7 @@ class Tiny(Filesystem):
         return FileHandle(fh)
 
     def open(self, req: Request, ino: InodeNo, flags: int) -> FileHandle:
-        if flags & os.O_TRUNC and stat.S_ISREG(self.getattr(req, ino).mode):  # read-only too
+        if flags & os.O_TRUNC and stat.S_ISREG(int(self._inode(ino)["mode"])):  # read-only too
             self.setattr(req, ino, SetAttr(size=0))
         return self._handle(ino, req)
 
