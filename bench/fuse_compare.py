@@ -1,6 +1,20 @@
 """The same workloads, in one run, on: our xv6 mount, the kernel's ext4 on a loop
-device, fuse2fs on an ext4 image, and tmpfs. Prints times and ratios, writes a JSON
-file and a chart. Run as root: ``.venv/bin/python bench/fuse_compare.py``.
+device, fuse2fs on an ext4 image, the two FUSE floors, and tmpfs. Prints times and
+ratios, writes a JSON file and a chart. Run as root:
+``.venv/bin/python bench/fuse_compare.py``.
+
+The floors are FUSE file systems that do no work of their own, passing every request
+through to a directory (here: an ext4 on a loop device): what the kernel's FUSE and
+the library cost, below which no FUSE file system can go.
+
+- ``c-floor``: libfuse 3.14.0's ``example/passthrough_ll.c`` (Debian's libfuse3-dev is
+  3.14.0), built with its default options (multi-threaded, 1 s timeouts, no
+  writeback cache) from Debian's source package: ``apt-get source fuse3`` with a
+  deb-src list of the bench's own, so the machine's apt lists are not touched.
+- ``py-floor``: pyfuse3 3.5.0's ``examples/passthroughfs.py`` from its sdist on PyPI,
+  run by this venv's Python (and pyfuse3).
+
+Both are built in bench/.cache (never committed).
 
 Assets (downloaded once into bench/.cache): the Django 5.1.4 sdist from PyPI. The
 untar tree is Django plus this machine's /usr/include; the git repository is Django
@@ -17,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +43,8 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 BENTO = str(Path(sys.executable).with_name("bento"))
 DJANGO = "django==5.1.4"
-TARGETS = ["bento", "ext4", "fuse2fs", "tmpfs"]
+TARGETS = ["bento", "ext4", "fuse2fs", "c-floor", "py-floor", "tmpfs"]
+FLOORS = ("c-floor", "py-floor")
 IMAGE_SIZE = 6 << 30
 
 
@@ -75,6 +91,39 @@ def assets() -> tuple[Path, Path, int]:
     return tarball, repo, entries
 
 
+DEB_SRC = """Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+
+def floors() -> tuple[Path, Path]:
+    """Build (once) the C floor's binary and fetch the Python floor's script."""
+    c_floor = CACHE / "passthrough_ll"
+    if not c_floor.exists():
+        work = CACHE / "libfuse"
+        (work / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (work / "src.sources").write_text(DEB_SRC)
+        apt = ("apt-get", "-q", "-o", f"Dir::Etc::SourceList={work / 'src.sources'}",
+               "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", f"Dir::State::Lists={work / 'lists'}")
+        sh(*apt, "update")
+        sh(*apt, "source", "--download-only", "fuse3=3.14.0-4", cwd=work)
+        sh("tar", "-xJf", "fuse3_3.14.0.orig.tar.xz", cwd=work)
+        flags = sh("pkg-config", "fuse3", "--cflags", "--libs").split()
+        sh("gcc", "-O2", "-Wall", str(work / "fuse-3.14.0/example/passthrough_ll.c"), *flags,
+           "-o", str(c_floor))
+    py_floor = CACHE / "passthroughfs.py"
+    if not py_floor.exists():
+        work = CACHE / "pyfuse3"
+        sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+           "pyfuse3==3.5.0", "-d", str(work))
+        sh("tar", "-xzf", "pyfuse3-3.5.0.tar.gz", cwd=work)
+        shutil.copy(work / "pyfuse3-3.5.0/examples/passthroughfs.py", py_floor)
+    return c_floor, py_floor
+
+
 # -- targets --------------------------------------------------------------------------
 
 
@@ -88,6 +137,8 @@ class Target:
         self.mnt.mkdir()
         self.image = self.work / "disk.img"
         self.loop: str | None = None
+        self.lower = self.work / "lower"  # a floor's directory
+        self.daemon: subprocess.Popen[bytes] | None = None  # the Python floor
         self.cache_mib = cache_mib
 
     def mount(self) -> None:
@@ -104,11 +155,42 @@ class Target:
         elif self.name == "fuse2fs":
             sh("mkfs.ext4", "-q", "-F", str(self.image))
             sh("fuse2fs", str(self.image), str(self.mnt), "-o", "allow_other")
+        elif self.name in FLOORS:  # over an ext4 on a loop device, mounted below
+            sh("mkfs.ext4", "-q", "-F", str(self.image))
+            self.loop = sh("losetup", "-f", "--show", str(self.image)).strip()
+            self.lower.mkdir()
+            sh("mount", self.loop, str(self.lower))
+            c_floor, py_floor = floors()
+            if self.name == "c-floor":
+                # an O_PATH descriptor per inode the kernel holds: up to the hard limit
+                sh("prlimit", "--nofile=20000", str(c_floor), "-o",
+                   f"source={self.lower},allow_other", str(self.mnt))
+            else:
+                self.daemon = subprocess.Popen(["prlimit", "--nofile=20000", sys.executable,
+                                                str(py_floor), str(self.lower), str(self.mnt)],
+                                               stderr=subprocess.DEVNULL)
+                while not os.path.ismount(self.mnt):
+                    if self.daemon.poll() is not None:
+                        raise SystemExit(f"{py_floor} exited with {self.daemon.returncode}")
+                    time.sleep(0.05)
         else:
             sh("mount", "-t", "tmpfs", "-o", "size=7g", "tmpfs", str(self.mnt))
 
     def unmount(self) -> None:
-        unmount(self.name, self.mnt, self.image, self.loop)
+        if self.name in FLOORS:  # also after a failed mount: what was made goes
+            if os.path.ismount(self.mnt):
+                sh("fusermount3", "-u", str(self.mnt))
+            if self.daemon is not None:
+                self.daemon.wait()
+            while subprocess.run(["pgrep", "-f", f"source={self.lower}"],  # the C floor
+                                 capture_output=True).returncode == 0:
+                time.sleep(0.05)
+            if os.path.ismount(self.lower):
+                sh("umount", str(self.lower))
+            if self.loop:
+                sh("losetup", "-d", self.loop)
+        else:
+            unmount(self.name, self.mnt, self.image, self.loop)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -147,18 +229,32 @@ t1 = time.perf_counter()
 for i in range(10000):
     os.stat(f"{d}/f{i}")
 t2 = time.perf_counter()
+os.sync()
+with open("/proc/sys/vm/drop_caches", "w") as f:
+    f.write("3")
+t3 = time.perf_counter()
+for i in range(10000):
+    os.stat(f"{d}/f{i}")
+t4 = time.perf_counter()
 for i in range(10000):
     os.unlink(f"{d}/f{i}")
-t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t4 - t3, t5 - t4)
 """
 
 
 def fio(mnt: Path, rw: str, seconds: int) -> float:
-    out = sh("fio", "--name=bench", f"--filename={mnt}/fio.dat", f"--rw={rw}", "--bs=4k",
-             "--size=512m", "--ioengine=psync", "--time_based", f"--runtime={seconds}",
-             "--end_fsync=1", "--output-format=json")
-    job = json.loads(out)["jobs"][0]
+    """4 KiB requests one at a time with O_DIRECT: each is a round trip to the file
+    system (tmpfs has no O_DIRECT: 0)."""
+    done = subprocess.run(
+        ["fio", "--name=bench", f"--filename={mnt}/fio.dat", f"--rw={rw}", "--bs=4k",
+         "--size=256m", "--ioengine=psync", "--direct=1", "--time_based",
+         f"--runtime={seconds}", "--end_fsync=1", "--output-format=json"],
+        capture_output=True, text=True)
+    if done.returncode:
+        print(f"fio {rw}: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        return 0.0
+    job = json.loads(done.stdout)["jobs"][0]
     return float(job["read" if rw == "randread" else "write"]["iops"])
 
 
@@ -167,13 +263,17 @@ def run_workloads(t: Target, tarball: Path, repo: Path, fio_seconds: int) -> dic
     r: dict[str, float] = {}
     (m / "untar").mkdir()
     r["untar_s"] = timed(lambda: sh("tar", "-xf", str(tarball), "-C", str(m / "untar")))
+    drop_caches()  # the floors keep a descriptor per inode the kernel holds; 20,000 at most
     r["git_clone_s"] = timed(lambda: sh("git", "-c", "safe.directory=*", "clone", "-q",
                                         "--no-local", str(repo), str(m / "clone")))
-    create, stat, delete = map(float, sh(sys.executable, "-c", SMALL_FILES,
-                                         str(m / "small")).split())
-    r["create_10k_s"], r["stat_10k_s"], r["delete_10k_s"] = create, stat, delete
-    r["find_du_s"] = timed(lambda: (sh("find", str(m / "untar")), sh("du", "-s", str(m / "untar"))))
-    r["rm_rf_s"] = timed(lambda: sh("rm", "-rf", str(m / "untar"), str(m / "clone")))
+    drop_caches()
+    (r["create_10k_s"], r["stat_10k_warm_s"], r["stat_10k_cold_s"],
+     r["unlink_10k_s"]) = map(float, sh(sys.executable, "-c", SMALL_FILES, str(m / "small")).split())
+    for step, cmd in (("find_cold_s", ("find", str(m / "untar"))),
+                      ("du_cold_s", ("du", "-s", str(m / "untar"))),
+                      ("rm_rf_cold_s", ("rm", "-rf", str(m / "untar"), str(m / "clone")))):
+        drop_caches()
+        r[step] = timed(lambda c=cmd: sh(*c))
     seconds = timed(lambda: sh("dd", "if=/dev/zero", f"of={m}/big", "bs=1M", "count=1024",
                                "conv=fdatasync"))
     r["seq_write_mib_s"] = 1024 / seconds
@@ -181,24 +281,32 @@ def run_workloads(t: Target, tarball: Path, repo: Path, fio_seconds: int) -> dic
     seconds = timed(lambda: sh("dd", f"if={m}/big", "of=/dev/null", "bs=1M"))
     r["seq_read_mib_s"] = 1024 / seconds
     os.unlink(m / "big")
+    if t.name in FLOORS:  # O_DIRECT from FUSE's unaligned buffers: EINVAL from ext4
+        r["fio_randwrite_iops"] = r["fio_randread_iops"] = 0.0
+        return r
     r["fio_randwrite_iops"] = fio(m, "randwrite", fio_seconds)
     drop_caches()
     r["fio_randread_iops"] = fio(m, "randread", fio_seconds)
     return r
 
 
-LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_s", "delete_10k_s",
-                   "find_du_s", "rm_rf_s"}
+def median_runs(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_warm_s",
+                   "stat_10k_cold_s", "unlink_10k_s", "find_cold_s", "du_cold_s", "rm_rf_cold_s"}
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     names = list(results)
-    lines = [f"| workload | {' | '.join(names)} | bento/ext4 | bento/fuse2fs |",
-             "|---|" + "---:|" * (len(names) + 2)]
+    versus = [o for o in ("ext4", "fuse2fs", "c-floor", "py-floor") if o in results]
+    lines = [f"| workload | {' | '.join(names)} | " + " | ".join(f"bento/{o}" for o in versus)
+             + " |", "|---|" + "---:|" * (len(names) + len(versus))]
     for k in metrics:
-        cells = [f"{results[n][k]:,.2f}" if k.endswith("_s") else f"{results[n][k]:,.0f}"
-                 for n in names]
+        cells = ["–" if not results[n][k] else f"{results[n][k]:,.2f}" if k.endswith("_s")
+                 else f"{results[n][k]:,.0f}" for n in names]
         b = results.get("bento", {}).get(k)
 
         def speed(other: str) -> str:
@@ -208,7 +316,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
             # as a speed: >1 means bento is faster
             return f"{(o / b if k in LOWER_IS_BETTER else b / o):.2f}x"
 
-        lines.append(f"| {k} | {' | '.join(cells)} | {speed('ext4')} | {speed('fuse2fs')} |")
+        lines.append(f"| {k} | {' | '.join(cells)} | "
+                     + " | ".join(speed(o) for o in versus) + " |")
     return "\n".join(lines)
 
 
@@ -240,7 +349,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--targets", default=",".join(TARGETS))
     p.add_argument("--work", type=Path, default=Path("/var/tmp/bento-bench"))
-    p.add_argument("--fio-seconds", type=int, default=10)
+    p.add_argument("--fio-seconds", type=int, default=20)
+    p.add_argument("--runs", type=int, default=1, help="runs per target; medians reported")
     p.add_argument("--cache-mib", type=int, default=256, help="bento's buffer cache")
     p.add_argument("--out", type=Path, default=HERE / "fuse_compare")
     args = p.parse_args()
@@ -249,18 +359,22 @@ def main() -> int:
     tarball, repo, entries = assets()
     print(f"untar tree: {entries:,} entries; repository: "
           f"{sh('git', '-c', 'safe.directory=*', '-C', str(repo), 'ls-files').count(chr(10)):,} files", flush=True)
-    results: dict[str, dict[str, float]] = {}
-    for name in args.targets.split(","):
-        t = Target(name, args.work, args.cache_mib)
-        t.mount()
-        try:
-            print(f"-- {name}", flush=True)
-            results[name] = run_workloads(t, tarball, repo, args.fio_seconds)
-            print(json.dumps(results[name]), flush=True)
-        finally:
-            t.unmount()
+    runs: dict[str, list[dict[str, float]]] = {}
+    for i in range(args.runs):  # rounds over every target: drift hits all alike
+        for name in args.targets.split(","):
+            t = Target(name, args.work, args.cache_mib)
+            try:
+                t.mount()
+                print(f"-- {name}, run {i + 1}", flush=True)
+                runs.setdefault(name, []).append(run_workloads(t, tarball, repo, args.fio_seconds))
+                print(json.dumps(runs[name][-1]), flush=True)
+            finally:
+                t.unmount()
+    results = {name: median_runs(r) for name, r in runs.items()}
     print(table(results))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"date": str(date.today()), "command": " ".join(sys.argv), "median": results,
+         "runs": runs}, indent=2))
     if {"ext4", "bento"} <= results.keys():
         chart(results, args.out.with_suffix(".png"))
     return 0

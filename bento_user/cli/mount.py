@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "ro, rw, noatime, relatime, strictatime, nodiratime, entry_timeout=S, "
                        "attr_timeout=S, no_writeback_cache, no_keep_cache, "
                        "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
+                       "poll_us=N (poll for the next request after each answer; 0: sleep), "
                        "errors=continue|remount-ro (on a corrupt block met), "
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
     p.add_argument("image", help="image file or block device")
@@ -90,6 +91,8 @@ def parse_options(values: list[str], config: MountConfig) -> None:
             elif name.startswith("no_") and name[3:] in ("writeback_cache", "keep_cache",
                                                          "allow_other", "default_permissions"):
                 setattr(fuse, name[3:], False)
+            elif name == "poll_us":
+                fuse.poll_us = float(value)
             elif name == "cache_mib":
                 config.cache_blocks = int(value) * 256
             elif name == "commit":
@@ -112,6 +115,8 @@ def parse_options(values: list[str], config: MountConfig) -> None:
             raise UserError(f"mount option {opt!r}: bad value", 2) from None
     if fuse.entry_timeout < 0 or fuse.attr_timeout < 0 or config.cache_blocks < 64:
         raise UserError("timeouts must be >= 0 and cache_mib >= 1", 2)
+    if not 0 <= fuse.poll_us <= 10_000:
+        raise UserError("poll_us must be from 0 to 10000 (microseconds)", 2)
 
 
 def check_mountpoint(path: str) -> None:

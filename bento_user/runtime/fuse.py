@@ -60,7 +60,11 @@ class FuseOptions:
 
     ``writeback_cache`` lets the kernel gather small writes into 1 MiB ones (4-10x
     faster 4 KiB writes, measured) at the price of the kernel opening write-only
-    files read-write; ``keep_cache`` keeps a file's pages across opens.
+    files read-write; ``keep_cache`` keeps a file's pages across opens. ``poll_us``:
+    after each answer the daemon polls for the next request that long before it
+    sleeps, which spares the kernel waking it for a client that asks again at once
+    (a request's round trip 110 -> about 50 µs here; third_party/pyfuse3/README.md),
+    for a CPU busy that long after the last request.
     """
 
     entry_timeout: float = 60.0
@@ -69,6 +73,7 @@ class FuseOptions:
     keep_cache: bool = True
     default_permissions: bool = True
     allow_other: bool = True
+    poll_us: float = 50.0
     pdb: bool = False  # post-mortem debugger on a file-system bug (foreground only)
     extra: set[str] = field(default_factory=set)  # mount options passed to libfuse
 
@@ -103,10 +108,11 @@ class FuseOperations(pyfuse3.Operations):
 
     def init(self) -> None:
         self.initialized = True
-        if not hasattr(pyfuse3.Operations, "lseek") or not hasattr(pyfuse3, "invalidate_range"):
+        if not hasattr(pyfuse3.Operations, "lseek") or not hasattr(pyfuse3, "set_spin"):
             log.warning("pyfuse3 lacks third_party/pyfuse3's patches (run scripts/setup.sh): "
                         "holes read as data, fallocate answers EOPNOTSUPP, O_DIRECT "
-                        "writes drop whole files from the page cache")
+                        "writes drop whole files from the page cache, requests cost a "
+                        "wake-up each")
 
     # -- the sandbox ---------------------------------------------------------------
 

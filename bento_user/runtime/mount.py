@@ -152,6 +152,8 @@ class Mount:
 
     def serve(self, ready: Callable[[str | None], None]) -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        if hasattr(pyfuse3, "set_spin"):  # third_party/pyfuse3/poll.patch
+            pyfuse3.set_spin(self.config.fuse.poll_us)
         try:
             pyfuse3.init(self.ops, self.mountpoint, self.mount_options())
         except RuntimeError as e:

@@ -1,7 +1,9 @@
 """A few-line pyfuse3 file system with no bento code, for the pyfuse3 patch's test:
 one file, ``f``, of 1 MiB whose only data is 4 KiB at 64 KiB. With ``--handlers`` it
 answers lseek from that map and records fallocate calls in the log file; without, it
-has only pyfuse3's defaults (ENOSYS). Usage: pyfuse3_probe.py MOUNTPOINT LOG [--handlers]
+has only pyfuse3's defaults (ENOSYS); with ``--poll`` it polls 50 µs for the next
+request after each answer (poll.patch). Usage:
+pyfuse3_probe.py MOUNTPOINT LOG [--handlers] [--poll]
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class Probe(pyfuse3.Operations):
             f.write(f"fallocate {fh} {mode} {offset} {length}\n")
 
 
-async def main(mountpoint: str, log: str, handlers: bool) -> None:
+async def main(mountpoint: str, log: str, handlers: bool, poll: bool) -> None:
+    if poll:
+        pyfuse3.set_spin(50)
     pyfuse3.init(Probe(log, handlers), mountpoint, {"fsname=probe"})
     try:
         await pyfuse3.main()
@@ -66,4 +70,4 @@ async def main(mountpoint: str, log: str, handlers: bool) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], sys.argv[2], "--handlers" in sys.argv[3:])
+    trio.run(main, sys.argv[1], sys.argv[2], "--handlers" in sys.argv[3:], "--poll" in sys.argv[3:])

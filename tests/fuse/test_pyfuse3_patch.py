@@ -5,6 +5,7 @@ answers. Fails on an unpatched pyfuse3, where the kernel never asks."""
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import subprocess
 import sys
@@ -22,10 +23,11 @@ SIZE, DATA_AT, DATA_LEN = 1 << 20, 64 << 10, 4 << 10
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
 
 
-def probe_mount(tmp_path: Path, handlers: bool) -> Iterator[tuple[Path, Path]]:
+def probe_mount(tmp_path: Path, handlers: bool, poll: bool = False) -> Iterator[tuple[Path, Path]]:
     mnt, log = tmp_path / "mnt", tmp_path / "calls.log"
     mnt.mkdir()
-    args = [sys.executable, str(PROBE), str(mnt), str(log)] + (["--handlers"] if handlers else [])
+    args = ([sys.executable, str(PROBE), str(mnt), str(log)] + (["--handlers"] if handlers else [])
+            + (["--poll"] if poll else []))
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
@@ -34,6 +36,7 @@ def probe_mount(tmp_path: Path, handlers: bool) -> Iterator[tuple[Path, Path]]:
             assert time.monotonic() < deadline, "probe did not mount in 10 s"
             time.sleep(0.05)
         yield mnt / "f", log
+        assert proc.poll() is None, "the probe died while serving"
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
         proc.communicate(timeout=10)
@@ -49,12 +52,52 @@ def defaults_only(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield from probe_mount(tmp_path, handlers=False)
 
 
+@pytest.fixture
+def polling(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    yield from probe_mount(tmp_path, handlers=True, poll=True)
+
+
 def test_patched_pyfuse3_is_installed() -> None:
     """All three patches: the handlers, and range invalidation. (DONT_MASK has no
     Python face: tests/fuse/test_acl_handles.py sees modes come out as on ext4.)"""
     assert hasattr(pyfuse3.Operations, "lseek") and hasattr(pyfuse3.Operations, "fallocate"), \
         "pyfuse3 lacks the patch: run scripts/setup.sh"
     assert hasattr(pyfuse3, "invalidate_range"), "pyfuse3 lacks invalidate-range.patch"
+    assert hasattr(pyfuse3, "set_spin"), "pyfuse3 lacks poll.patch"
+    with pytest.raises(ValueError):
+        pyfuse3.set_spin(-1)
+
+
+def fuse_device_flags(pid: int) -> int:
+    """The open flags of the process's /dev/fuse descriptor."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if os.readlink(fd) == "/dev/fuse":
+            fields = dict(line.split(":\t", 1) for line in
+                          Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().splitlines()
+                          if ":\t" in line)
+            return int(fields["flags"], 8)
+    raise AssertionError(f"process {pid} has no /dev/fuse open")
+
+
+def test_a_polling_session_answers_every_request(polling: tuple[Path, Path]) -> None:
+    """poll.patch: with set_spin the device is read non-blocking, and every request
+    is still answered, each once: 2,000 O_DIRECT reads (a READ each) and seeks."""
+    f, _ = polling
+    probe = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                 and PROBE.name.encode() in Path(p, "cmdline").read_bytes()
+                 and str(f.parent).encode() in Path(p, "cmdline").read_bytes())
+    assert fuse_device_flags(probe) & os.O_NONBLOCK
+    fd = os.open(f, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    try:
+        for i in range(2000):
+            offset = (i * 4096) % SIZE
+            assert os.preadv(fd, [buf], offset) == 4096
+            assert buf[:] == bytes(4096)
+            in_data = DATA_AT <= offset < DATA_AT + DATA_LEN
+            assert os.lseek(fd, offset, os.SEEK_HOLE) == (DATA_AT + DATA_LEN if in_data else offset)
+    finally:
+        os.close(fd)
 
 
 def test_lseek_and_fallocate_reach_the_file_system(with_handlers: tuple[Path, Path]) -> None:
