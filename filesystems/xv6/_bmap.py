@@ -70,6 +70,10 @@ class BlockMap:
         return p
 
     def check_array(self, ip: Inode, ptrs: np.ndarray) -> np.ndarray:
+        if len(ptrs) <= 16:  # a few: a loop is cheaper than NumPy's calls
+            for p in ptrs.tolist():
+                self.check(ip, p)
+            return ptrs
         used = ptrs[ptrs != 0]
         if len(used) and (used.min() < self.geo.data_start or used.max() >= self.geo.nblocks):
             bad = int(used[(used < self.geo.data_start) | (used >= self.geo.nblocks)][0])

@@ -40,17 +40,30 @@ class FileData:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _fill(self, pblks: np.ndarray, buf: np.ndarray) -> None:
-        holes = pblks == 0
-        buf[holes] = 0
-        cached = np.zeros(len(pblks), dtype=bool)
-        for i in np.flatnonzero(~holes).tolist():
-            bh = self.ks.cache.find(int(pblks[i]))
-            if bh is not None:
+        """Holes as zeros, blocks the cache holds from it, the rest from the device
+        with one call per run of consecutive blocks. A plain loop: NumPy's fixed
+        costs (~40 µs a call chain) were most of a 4 KiB read."""
+        find = self.ks.cache.find
+        start, pblks_start = -1, 0  # where the run gathered for the device began: index, block
+        for i, p in enumerate(pblks.tolist()):
+            bh = find(p) if p else None
+            if p and bh is None:
+                if start >= 0 and p == pblks_start + (i - start):
+                    continue  # the run goes on
+                if start >= 0:
+                    self.ks.read_blocks(pblks_start, [buf[start:i]])
+                start, pblks_start = i, p
+                continue
+            if start >= 0:
+                self.ks.read_blocks(pblks_start, [buf[start:i]])
+                start = -1
+            if bh is None:
+                buf[i] = 0
+            else:
                 with bh:
                     buf[i] = bh.data
-                cached[i] = True
-        for s, e in _runs(pblks, holes | cached):
-            self.ks.read_blocks(int(pblks[s]), [buf[s:e]])
+        if start >= 0:
+            self.ks.read_blocks(pblks_start, [buf[start:len(pblks)]])
 
     def write(self, pblks: np.ndarray, data: np.ndarray) -> None:
         """Write whole blocks: ``data`` holds ``len(pblks)`` of them."""
@@ -65,17 +78,13 @@ class FileData:
             with self._lock:
                 buf = self._staging[:len(chunk)]
                 buf[:] = blocks[start:start + len(chunk)]
-                for s, e in _runs(chunk, np.zeros(len(chunk), dtype=bool)):
+                for s, e in _runs(chunk):
                     self.ks.write_blocks(int(chunk[s]), [buf[s:e]])
 
 
-def _runs(pblks: np.ndarray, skip: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) index ranges of adjacent, physically consecutive blocks, leaving
-    out the positions in ``skip``."""
-    keep = ~skip
-    if not keep.any():
-        return []
-    idx = np.flatnonzero(keep)
-    breaks = np.flatnonzero((np.diff(idx) != 1) | (np.diff(pblks[idx]) != 1)) + 1
-    bounds = np.split(idx, breaks)
-    return [(int(b[0]), int(b[-1]) + 1) for b in bounds]
+def _runs(pblks: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index ranges of physically consecutive blocks."""
+    if len(pblks) == 1:
+        return [(0, 1)]
+    bounds = [0, *(np.flatnonzero(np.diff(pblks) != 1) + 1).tolist(), len(pblks)]
+    return list(zip(bounds[:-1], bounds[1:]))
