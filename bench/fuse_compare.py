@@ -16,13 +16,21 @@ the library cost, below which no FUSE file system can go.
 
 Both are built in bench/.cache (never committed).
 
+``bento-before`` mounts the code of another checkout (``--before DIR``, e.g. a git
+worktree of the commit before a change) in the same run: this VM's disk drifts by 2x
+between runs an hour apart, so a before/after pair is only fair side by side. With
+``--runs N`` every target is measured once per round and medians are reported.
+
 Assets (downloaded once into bench/.cache): the Django 5.1.4 sdist from PyPI. The
 untar tree is Django plus this machine's /usr/include; the git repository is Django
 committed as one commit.
 
 Nothing here is synced unless the workload says so (dd's fdatasync, fio's end_fsync):
-times are what a user waits for. Caches are dropped before the cold read and the
-random reads; our own buffer cache (256 MiB) is not, and the 1 GiB file is 4x its size.
+times are what a user waits for. Caches are dropped after the untar and the clone (a
+floor keeps a descriptor per inode the kernel holds, 20,000 at most here) and before
+each cold step; our own buffer cache (256 MiB) is not, and the 1 GiB file is 4x its
+size. fio: 4 KiB O_DIRECT requests one at a time on a 256 MiB file (not on the floors:
+their pass-through refuses FUSE's unaligned O_DIRECT buffers).
 """
 
 from __future__ import annotations
@@ -48,8 +56,8 @@ FLOORS = ("c-floor", "py-floor")
 IMAGE_SIZE = 6 << 30
 
 
-def sh(*cmd: str, cwd: Path | None = None, quiet: bool = True) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def sh(*cmd: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
@@ -128,7 +136,7 @@ def floors() -> tuple[Path, Path]:
 
 
 class Target:
-    def __init__(self, name: str, work: Path, cache_mib: int) -> None:
+    def __init__(self, name: str, work: Path, cache_mib: int, before: Path | None = None) -> None:
         self.name = name
         self.work = work / name
         shutil.rmtree(self.work, ignore_errors=True)
@@ -140,14 +148,21 @@ class Target:
         self.lower = self.work / "lower"  # a floor's directory
         self.daemon: subprocess.Popen[bytes] | None = None  # the Python floor
         self.cache_mib = cache_mib
+        self.before = before  # bento-before: the code of this checkout
 
     def mount(self) -> None:
         if self.name != "tmpfs":
             with open(self.image, "wb") as f:
                 f.truncate(IMAGE_SIZE)
-        if self.name == "bento":
-            sh(BENTO, "mkfs", str(self.image))
-            sh(BENTO, "mount", str(self.image), str(self.mnt), "-o", f"cache_mib={self.cache_mib}")
+        if self.name in ("bento", "bento-before"):
+            env = None
+            if self.name == "bento-before":
+                if self.before is None:
+                    raise SystemExit("bento-before needs --before CHECKOUT")
+                env = dict(os.environ, PYTHONPATH=str(self.before))
+            sh(BENTO, "mkfs", str(self.image), env=env)
+            sh(BENTO, "mount", str(self.image), str(self.mnt), "-o", f"cache_mib={self.cache_mib}",
+               env=env)
         elif self.name == "ext4":
             sh("mkfs.ext4", "-q", "-F", str(self.image))
             self.loop = sh("losetup", "-f", "--show", str(self.image)).strip()
@@ -301,7 +316,8 @@ LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_warm_s",
 def table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     names = list(results)
-    versus = [o for o in ("ext4", "fuse2fs", "c-floor", "py-floor") if o in results]
+    versus = [o for o in ("bento-before", "ext4", "fuse2fs", "c-floor", "py-floor")
+              if o in results]
     lines = [f"| workload | {' | '.join(names)} | " + " | ".join(f"bento/{o}" for o in versus)
              + " |", "|---|" + "---:|" * (len(names) + len(versus))]
     for k in metrics:
@@ -352,6 +368,8 @@ def main() -> int:
     p.add_argument("--fio-seconds", type=int, default=20)
     p.add_argument("--runs", type=int, default=1, help="runs per target; medians reported")
     p.add_argument("--cache-mib", type=int, default=256, help="bento's buffer cache")
+    p.add_argument("--before", type=Path, help="a checkout of older code, for the target "
+                   "bento-before (e.g. a git worktree of the commit before a change)")
     p.add_argument("--out", type=Path, default=HERE / "fuse_compare")
     args = p.parse_args()
     if os.getuid() != 0:
@@ -362,7 +380,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, float]]] = {}
     for i in range(args.runs):  # rounds over every target: drift hits all alike
         for name in args.targets.split(","):
-            t = Target(name, args.work, args.cache_mib)
+            t = Target(name, args.work, args.cache_mib, args.before)
             try:
                 t.mount()
                 print(f"-- {name}, run {i + 1}", flush=True)

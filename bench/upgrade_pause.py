@@ -1,8 +1,8 @@
 """How long a live upgrade stops a busy mount, and what programs feel of it.
 
 One run, as root: ``.venv/bin/python bench/upgrade_pause.py``. An xv6 image (2 GiB,
-on the disk) is mounted with the defaults; 1,000 files are looked up (the kernel
-holds their lookup counts: 1,000 cached inodes) and 100 of them held open. Four load
+on the disk) is mounted with the defaults; 1,000 files (``--cached N``) are looked up
+(the kernel holds their lookup counts: 1,000 cached inodes) and 100 held open. Four load
 processes time every system call they make — create+write+close, fsync every 8th
 file, rename, a lookup of a missing name, unlink — all of which reach the daemon
 (a cached stat or read would not). The load runs alone for a while (the
@@ -12,7 +12,8 @@ spaced ~0.15 s apart), then alone again.
 Reported: the pause (gate closed) p50/p99/max and what it is made of, as the daemon
 measures it; the total time of an upgrade (import included, while serving); and the
 load's syscall latencies with and without upgrades, and for the calls that overlapped
-a pause. Writes bench/upgrade_pause.json and a timeline (bench/upgrade_pause.png).
+a pause. Writes bench/upgrade_pause.json and a timeline (bench/upgrade_pause.png), or
+``--out STEM``.json and .png.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def percentiles(values_ms: np.ndarray) -> dict[str, float]:
             "max_ms": float(values_ms.max())}
 
 
-def run(work: Path, upgrades: int, quiet_s: float, spacing_s: float) -> dict[str, object]:
+def run(work: Path, upgrades: int, quiet_s: float, spacing_s: float,
+        cached_n: int = 1000, out: Path = HERE / "upgrade_pause") -> dict[str, object]:
     shutil.rmtree(work, ignore_errors=True)
     mnt = work / "mnt"
     mnt.mkdir(parents=True)
@@ -103,11 +105,14 @@ def run(work: Path, upgrades: int, quiet_s: float, spacing_s: float) -> dict[str
     try:
         cached = mnt / "cached"
         cached.mkdir()
-        for i in range(1000):
+        for i in range(cached_n):
             (cached / f"f{i}").write_bytes(b"c" * 100)
-        for i in range(1000):
+        for i in range(cached_n):
             os.stat(cached / f"f{i}")  # the kernel now holds a lookup on each
         held = [os.open(cached / f"f{i}", os.O_RDWR) for i in range(0, 1000, 10)]
+        pid = control.call(str(mnt), "status")["pid"]
+        print(f"{cached_n:,} files looked up; the daemon's RSS {rss_mib(pid):,.0f} MiB",
+              file=sys.stderr, flush=True)
         loads = [subprocess.Popen([sys.executable, "-c", LOAD, str(mnt), str(n), str(stop),
                                    str(work / f"load{n}.npy")]) for n in range(4)]
         time.sleep(quiet_s)
@@ -148,8 +153,8 @@ def run(work: Path, upgrades: int, quiet_s: float, spacing_s: float) -> dict[str
     quiet = ~during
     result: dict[str, object] = {
         "date": date.today().isoformat(),
-        "command": ".venv/bin/python bench/upgrade_pause.py",
-        "setup": {"cached_inodes": 1000, "open_files": len(held), "load_processes": 4,
+        "command": " ".join([".venv/bin/python", *sys.argv]),
+        "setup": {"cached_inodes": cached_n, "open_files": len(held), "load_processes": 4,
                   "upgrades": upgrades, "image": "2 GiB xv6 on the VM's disk",
                   "state_handed_over": reports[-1]["state"]},
         "pause_ms": percentiles(pauses),
@@ -170,7 +175,7 @@ def run(work: Path, upgrades: int, quiet_s: float, spacing_s: float) -> dict[str
                              ("pause_s", "commit_s", "prepare_s", "build_s", "import_s")}
                             for r in reports],
     }
-    chart(rows, reports, t_upgrades, HERE / "upgrade_pause.png")
+    chart(rows, reports, t_upgrades, out.with_suffix(".png"))
     return result
 
 
@@ -218,14 +223,17 @@ def chart(rows: np.ndarray, reports: list[dict], t0: float, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upgrades", type=int, default=100)
+    ap.add_argument("--cached", type=int, default=1000,
+                    help="files made and looked up first: inodes the kernel holds")
     ap.add_argument("--quiet", type=float, default=8.0, help="seconds of load alone, before and after")
     ap.add_argument("--spacing", type=float, default=0.15, help="seconds between upgrades")
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/bento-bench-upgrade"))
+    ap.add_argument("--out", type=Path, default=HERE / "upgrade_pause")
     args = ap.parse_args()
     if os.getuid() != 0:
         raise SystemExit("run as root (FUSE mounts with allow_other)")
-    result = run(args.work, args.upgrades, args.quiet, args.spacing)
-    (HERE / "upgrade_pause.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = run(args.work, args.upgrades, args.quiet, args.spacing, args.cached, args.out)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 
