@@ -340,7 +340,14 @@ class Filesystem:
         raise _nosys()
 
     def flush(self, fh: FileHandle) -> None:
-        """A ``close()`` of one descriptor of the open file (there may be several)."""
+        """A ``close()`` of one descriptor of the open file (there may be several).
+
+        Keep this default unless ``close()`` must do something: through FUSE, a file
+        system that keeps it is never asked — the runtime answers the kernel's first
+        FLUSH with ENOSYS and the kernel sends no more for the mount (its own write-back
+        of the file's pages at close goes on), which spares every close a round trip.
+        The choice is made by the class mounted first: a live upgrade cannot bring
+        FLUSH back."""
 
     def release(self, fh: FileHandle) -> None:
         """The last descriptor of the open file is gone. Must not raise."""

@@ -36,6 +36,7 @@ from ..api import (
     ROOT_REQUEST,
     Attr,
     FileHandle,
+    Filesystem,
     FsError,
     InodeNo,
     Request,
@@ -368,6 +369,10 @@ class FuseOperations(pyfuse3.Operations):
             self._waiting -= 1
 
     async def flush(self, fh: int) -> None:
+        """ENOSYS for a file system that keeps the API's no-op flush: the kernel then
+        stops sending FLUSH (Filesystem.flush)."""
+        if type(self.dispatch.fs).flush is Filesystem.flush:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         self._call("flush", fh)
 
     async def release(self, fh: int) -> None:

@@ -513,9 +513,6 @@ class Xv6(XattrOps):
             raise FsError(errno.ENXIO)
         return pos
 
-    def flush(self, fh: FileHandle) -> None:
-        self.open_file(fh)
-
     def release(self, fh: FileHandle) -> None:
         if fh not in self.open_files:
             self._adopt(fh)
