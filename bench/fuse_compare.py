@@ -17,8 +17,8 @@ the library cost, below which no FUSE file system can go.
 Both are built in bench/.cache (never committed).
 
 ``bento-before`` mounts the code of another checkout (``--before DIR``, e.g. a git
-worktree of the commit before a change) in the same run: this VM's disk drifts by 2x
-between runs an hour apart, so a before/after pair is only fair side by side. With
+worktree of the commit before a change) in the same run: this VM drifts by 2-5x
+within an hour, so a before/after pair is only fair side by side. With
 ``--runs N`` every target is measured once per round and medians are reported.
 
 Assets (downloaded once into bench/.cache): the Django 5.1.4 sdist from PyPI. The
