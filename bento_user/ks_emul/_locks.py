@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 LockClass = tuple[str, int]
 
-_OWNERS = threading.Lock()  # guards every lock's owners table (a few instructions)
+_OWNERS = threading.Lock()  # guards every semaphore's owners table (a few instructions)
 _COUNTS = threading.Lock()  # guards every rw-semaphore's counts (a few instructions)
 
 
@@ -142,27 +142,36 @@ class _Tracked:
             self._lockdep.will_acquire(cls)
         return cls
 
-    def _after(self, cls: LockClass, contended: bool) -> None:
-        with _OWNERS:
-            if self._owners is None:
-                self._owners = {}
-            self._owners.setdefault(threading.get_ident(), []).append(cls)
+    # The owners table and counts change under a lock the caller holds: a mutex's own
+    # (only its holder writes them), an rw-semaphore's ``_COUNTS``, a semaphore's
+    # ``_OWNERS``. One lock per acquire, not two: a mutex pair costs 1 µs, not 2.
+
+    def _own(self, cls: LockClass, contended: bool) -> None:
+        """Record the calling thread as a holder."""
+        if self._owners is None:
+            self._owners = {}
+        self._owners.setdefault(threading.get_ident(), []).append(cls)
         self._acquisitions += 1
         self._contended += contended
+
+    def _disown(self) -> LockClass:
+        """Remove the calling thread's newest hold; LockError if it has none."""
+        me = threading.get_ident()
+        held = self._owners.get(me) if self._owners is not None else None
+        if not held:
+            raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
+        cls = held.pop()
+        if not held:
+            del self._owners[me]  # type: ignore[union-attr]
+            if not self._owners:
+                self._owners = None
+        return cls
+
+    def _acquired(self, cls: LockClass) -> None:
         if self._lockdep is not None:
             self._lockdep.acquired(cls)
 
-    def _release_owner(self) -> None:
-        me = threading.get_ident()
-        with _OWNERS:
-            held = self._owners.get(me) if self._owners is not None else None
-            if not held:
-                raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
-            cls = held.pop()
-            if not held:
-                del self._owners[me]
-                if not self._owners:
-                    self._owners = None
+    def _released(self, cls: LockClass) -> None:
         if self._lockdep is not None:
             self._lockdep.released(cls)
 
@@ -184,9 +193,6 @@ class Mutex(_Tracked):
         super().__init__(name, lockdep)
         self._lock = threading.Lock()
 
-    # One owner at a time: the owners table is written only by the thread that holds
-    # the lock itself, so it needs no other lock (a pair costs 1 µs instead of 2).
-
     def acquire(self, subclass: int = 0) -> None:
         if self.held_by_me():
             raise LockError(f"{self.name}: taken again by its owner (self-deadlock)")
@@ -194,30 +200,21 @@ class Mutex(_Tracked):
         contended = not self._lock.acquire(blocking=False)
         if contended:
             self._lock.acquire()
-        self._owned(cls, contended)
+        self._own(cls, contended)
+        self._acquired(cls)
 
     def try_acquire(self, subclass: int = 0) -> bool:
         if not self._lock.acquire(blocking=False):
             return False
-        self._owned((self.name, subclass), False)
+        cls = (self.name, subclass)
+        self._own(cls, False)
+        self._acquired(cls)
         return True
 
-    def _owned(self, cls: LockClass, contended: bool) -> None:
-        self._owners = {threading.get_ident(): [cls]}
-        self._acquisitions += 1
-        self._contended += contended
-        if self._lockdep is not None:
-            self._lockdep.acquired(cls)
-
     def release(self) -> None:
-        me = threading.get_ident()
-        owners = self._owners
-        if owners is None or me not in owners:
-            raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
-        self._owners = None
+        cls = self._disown()  # raises for a thread that does not hold it
         self._lock.release()
-        if self._lockdep is not None:
-            self._lockdep.released(owners[me][0])
+        self._released(cls)
 
     def locked(self) -> bool:
         return self._lock.locked()
@@ -244,11 +241,15 @@ class Semaphore(_Tracked):
         contended = not self._sem.acquire(blocking=False)
         if contended:
             self._sem.acquire()
-        self._after(cls, contended)
+        with _OWNERS:  # several threads hold it at once
+            self._own(cls, contended)
+        self._acquired(cls)
 
     def release(self) -> None:
-        self._release_owner()
+        with _OWNERS:
+            cls = self._disown()
         self._sem.release()
+        self._released(cls)
 
     def __enter__(self) -> Semaphore:
         self.acquire()
@@ -297,9 +298,6 @@ class RWSemaphore(_Tracked):
         if self._cond is not None:
             self._cond.notify_all()
 
-    # The owners table is kept under ``_COUNTS`` with the counts: one module-wide
-    # mutex taken per acquire and per release, not two (a read pair: 5 -> 2 µs).
-
     def acquire_read(self, subclass: int = 0) -> None:
         if self.held_by_me():
             raise LockError(f"{self.name}: taken again by a thread that holds it")
@@ -310,8 +308,7 @@ class RWSemaphore(_Tracked):
                 self._sleep_until(lambda: not (self._writer or self._writers_waiting))
             self._readers += 1
             self._own(cls, contended)
-        if self._lockdep is not None:
-            self._lockdep.acquired(cls)
+        self._acquired(cls)
 
     def release_read(self) -> None:
         with _COUNTS:
@@ -319,8 +316,7 @@ class RWSemaphore(_Tracked):
             self._readers -= 1
             if self._readers == 0:
                 self._wake()
-        if self._lockdep is not None:
-            self._lockdep.released(cls)
+        self._released(cls)
 
     def acquire_write(self, subclass: int = 0, timeout: float | None = None) -> bool:
         """Take the lock exclusively; with a ``timeout``, give up (False) when it passes."""
@@ -339,8 +335,7 @@ class RWSemaphore(_Tracked):
                     self._writers_waiting -= 1
             self._writer = True
             self._own(cls, contended)
-        if self._lockdep is not None:
-            self._lockdep.acquired(cls)
+        self._acquired(cls)
         return True
 
     def release_write(self) -> None:
@@ -348,26 +343,7 @@ class RWSemaphore(_Tracked):
             cls = self._disown()
             self._writer = False
             self._wake()
-        if self._lockdep is not None:
-            self._lockdep.released(cls)
-
-    def _own(self, cls: LockClass, contended: bool) -> None:
-        """Record the calling thread as a holder (``_COUNTS`` held)."""
-        if self._owners is None:
-            self._owners = {}
-        self._owners[threading.get_ident()] = [cls]
-        self._acquisitions += 1
-        self._contended += contended
-
-    def _disown(self) -> LockClass:
-        """Remove the calling thread from the holders (``_COUNTS`` held)."""
-        me = threading.get_ident()
-        if self._owners is None or me not in self._owners:
-            raise LockError(f"{self.name}: released by thread {me}, which does not hold it")
-        cls = self._owners.pop(me)[0]
-        if not self._owners:
-            self._owners = None
-        return cls
+        self._released(cls)
 
     def read(self, subclass: int = 0) -> _Held:
         """``with sem.read():`` — taken here, released when the block ends."""
