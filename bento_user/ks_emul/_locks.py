@@ -144,7 +144,7 @@ class _Tracked:
 
     # The owners table and counts change under a lock the caller holds: a mutex's own
     # (only its holder writes them), an rw-semaphore's ``_COUNTS``, a semaphore's
-    # ``_OWNERS``. One lock per acquire, not two: a mutex pair costs 1 µs, not 2.
+    # ``_OWNERS``. One lock per acquire, not two: a mutex pair costs 1.4 µs, not 2.0.
 
     def _own(self, cls: LockClass, contended: bool) -> None:
         """Record the calling thread as a holder."""
