@@ -44,12 +44,13 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from bento_user.blockdev import SECTOR_SIZE, RecordingDevice
+from bento_user.blockdev import SECTOR_SIZE, RamDevice, RecordingDevice
 from bento_user.runtime.direct import DirectRuntime, PathClient
 
 from .constants import fixed_constants
 from .crash_oracle import PERSIST, bounds, check, persisted
-from .crash_workloads import BLOCK, SYMLINK_TARGET, Op, pattern, workloads
+from .crash_workloads import (BLOCK, SETUP, SETUP_TAG, STARTING_TREE, SYMLINK_TARGET, Op, pattern,
+                              workloads)
 from .model import ROOT, Model, join
 from .target import Target
 from .write_order import LogArea, order_problems
@@ -162,11 +163,17 @@ class OperationFailed(AssertionError):
 
 def execute(target: Target, workload: list[Op]) -> Run:
     """Run the workload, one model state per system call: a write to a missing file
-    is two calls (open with O_CREAT, then pwrite), which may commit apart."""
-    rec = RecordingDevice(target.fresh_device(NBLOCKS))
+    is two calls (open with O_CREAT, then pwrite), which may commit apart. A leading
+    ``SETUP`` starts from the starting tree, made and unmounted before recording."""
+    model = CrashModel()
+    if workload[:1] == [SETUP]:
+        device = _starting_device(target, model)
+        workload = workload[1:]
+    else:
+        device = target.fresh_device(NBLOCKS)
+    rec = RecordingDevice(device)
     rt = target.open(rec)
     c = rt.client()
-    model = CrashModel()
     run = Run([], rec, [model.state()], [])
     if (j := rt.ks.journal) is not None:
         run.log = LogArea(j.area_start, j.area_len, j.first)
@@ -196,6 +203,26 @@ def execute(target: Target, workload: list[Op]) -> Run:
             run.states.append(model.state())
     rt.crash()   # power cut: nothing more reaches the device
     return run
+
+
+_STARTING_IMAGES: dict[str, bytes] = {}
+
+
+def _starting_device(target: Target, model: CrashModel) -> RamDevice:
+    """A device holding the starting tree, durable (made once per file system and
+    copied), and ``model`` brought to the same tree."""
+    for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
+        if not model.apply(tag, op):
+            raise AssertionError(f"the starting tree's {_show(op)} fails in the model")
+    if target.spec not in _STARTING_IMAGES:
+        dev = target.fresh_device(NBLOCKS)
+        rt = target.open(dev)
+        c = rt.client()
+        for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
+            _perform(rt, c, tag, op, [])
+        rt.close()
+        _STARTING_IMAGES[target.spec] = dev.image()
+    return RamDevice.from_bytes(_STARTING_IMAGES[target.spec])
 
 
 def _perform(rt: DirectRuntime, c: PathClient, tag: int, op: Op, held: list[int]) -> None:

@@ -160,7 +160,7 @@ def _sector_mismatch(run: Run, allowed: range, lo: int, content: bytes,
     versions = [(j, run.states[j].data[ident]) for j in allowed if ident in run.states[j].data]
     for off in range(0, len(content), SECTOR_SIZE):
         got = content[off:off + SECTOR_SIZE]
-        if not any(v[off:off + SECTOR_SIZE].ljust(len(got), b"\0") == got
+        if not any(v[off:off + len(got)].ljust(len(got), b"\0") == got
                    for j, v in versions if j >= lo or off < -(-len(v) // BLOCK) * BLOCK):
             return off
     return None
