@@ -21,7 +21,9 @@ sector by sector (an overwrite in ordered mode may land partly, as on ext4).
 Workloads (crash_workloads.py) are half drawn from every operation kind, half
 swarm-style: each from its own random subset of kinds, so that rare pairs (a rename
 over a file, then an fsync of its directory) come up within a minute instead of
-drowning in the mix.
+drowning in the mix. Half start from a durable starting tree (made once, before the
+recording), and names are drawn mostly from what exists or does not, so that renames,
+links and overwrites mostly succeed.
 
 Hypothesis generates the workloads and shrinks a failing one; the crash state is
 then shrunk too (fewer writes kept, no tear), and the pair is written out as a
