@@ -23,7 +23,7 @@ from filesystems.xv6._bmap import BlockMap
 from filesystems.xv6._format import BLOCK_SIZE, NDIRECT, PTRS_PER_BLOCK, kind_code
 from filesystems.xv6._file import FileIO
 from filesystems.xv6._fs import Xv6
-from filesystems.xv6._inode import touch
+from filesystems.xv6._inode import Inode, touch
 from filesystems.xv6._names import Names
 
 
@@ -88,6 +88,33 @@ def _rename_not_atomic() -> list[tuple[Any, str, Any]]:
         self.journal.force_commit()
         self.unlink(req, parent, name)
     return [(Xv6, "rename", rename)]
+
+
+def _rename_over_not_atomic() -> list[tuple[Any, str, Any]]:
+    plain = Xv6.rename
+
+    def rename(self: Xv6, req: Any, parent: int, name: bytes, new_parent: int,
+               new_name: bytes, flags: int = 0) -> None:
+        src = self.names.child(self.directory(parent), name)
+        dst = self.names.child(self.directory(new_parent), new_name)
+        if flags or src is None or dst is None or src is dst or src.is_dir or dst.is_dir:
+            return plain(self, req, parent, name, new_parent, new_name, flags)
+        self.unlink(req, new_parent, new_name)   # the file replaced goes first, alone
+        self.journal.force_commit()
+        plain(self, req, parent, name, new_parent, new_name, flags)
+    return [(Xv6, "rename", rename)]
+
+
+def _special_bits_not_stored() -> list[tuple[Any, str, Any]]:
+    plain = Inode.store
+
+    def store(self: Inode, block: Any, slot: int) -> None:
+        mode, self.mode = self.mode, self.mode & ~0o7000   # 0o777 where 0o7777 was meant
+        try:
+            plain(self, block, slot)
+        finally:
+            self.mode = mode
+    return [(Inode, "store", store)]
 
 
 def _indirect_off_by_one() -> list[tuple[Any, str, Any]]:
@@ -229,6 +256,10 @@ BUGS = [
         "crash", _fsync_trusts_the_cache),
     Bug("rename-not-atomic", "rename commits the new name before removing the old", "crash",
         _rename_not_atomic),
+    Bug("rename-over-not-atomic", "rename over a file removes that file in a commit of its own",
+        "crash", _rename_over_not_atomic),
+    Bug("special-bits-not-stored", "setuid, setgid and sticky are kept in memory only", "ops",
+        _special_bits_not_stored),
     Bug("indirect-off-by-one", "block 12 (the first indirect one) maps onto block 11", "ops",
         _indirect_off_by_one),
     Bug("orphan-not-reclaimed", "mount does not finish the frees a crash interrupted", "crash",

@@ -31,6 +31,7 @@ XV6 = Target.load("xv6")
     ("double-indirect-first-block", 1),
     ("lookup-count-dropped", 4),
     ("readdir-cookie-index", 5),
+    ("special-bits-not-stored", 2),  # chmod u+s, remount, compare the mode
 ])
 def test_the_ops_fuzzer_catches(bug: str, seed: int) -> None:
     with inject(bug):
@@ -81,6 +82,7 @@ def test_log_blocks_landing_with_a_flipped_bit_are_explored_and_survived() -> No
 @pytest.mark.parametrize("bug, seed", [
     ("rename-not-atomic", 2),     # needs a rename of an existing file to a new name
     ("fsync-trusts-cache", 5),    # an overwrite, a commit, write-back, then the fsync
+    ("rename-over-not-atomic", 1),  # the atomic-replace protocol, cut in the middle
 ])
 def test_the_crash_fuzzer_catches(bug: str, seed: int) -> None:
     """Missed at every seed by workloads that started empty and drew names blindly."""
