@@ -41,7 +41,7 @@ from bento_user.ks_emul import FAULTS, InjectedFault
 
 from .constants import fixed_constants
 from .model import ROOT, Err, Model, Node, join
-from .ops_draws import (ALICE, BAD_NAMES, DATA, NAMES, OFFSETS, TIMES, USERS,
+from .ops_draws import (ALICE, BAD_NAMES, DATA, FAR_OFFSETS, NAMES, OFFSETS, TIMES, USERS,
                         XATTR_VALUES)
 from .ops_references import KernelReferences
 from .target import Target
@@ -296,6 +296,39 @@ class FileSystemMachine(KernelReferences, RuleBasedStateMachine):
         fd = self.expect(err, c.open, join(dpath, name), os.O_RDONLY | os.O_TRUNC)
         if fd is not None:
             c.close(fd)
+
+    @rule(data=st.data(), offset=FAR_OFFSETS, content=DATA, remount=st.booleans())
+    def far_write(self, data: st.DataObject, offset: int, content: bytes, remount: bool) -> None:
+        """A write around the third level of a block map (past 4 GiB), read back a
+        block either side (after a remount, maybe), then truncated away: the model
+        cannot hold such a file, so the rule checks it and leaves the file as it was.
+        A file system whose files stop short of it must answer EFBIG and not change."""
+        files = self.model.regular_files()
+        if not files or not content:
+            return
+        dpath, _, name, n = data.draw(st.sampled_from(files))
+        c, path, size = self.client(ROOT), join(dpath, name), len(n.data)
+        fd = c.open(path, os.O_WRONLY)
+        try:
+            c.pwrite(fd, content, offset)
+        except OSError as e:
+            assert e.errno == errno.EFBIG, f"pwrite at {offset}: {e!r}"
+            assert c.stat(path).size == size, "a refused write changed the size"
+            return
+        finally:
+            c.close(fd)
+        if remount:
+            self.remount()
+            c = self.client(ROOT)      # the new instance's
+        assert c.stat(path).size == offset + len(content), f"size after a write at {offset}"
+        start = offset - 4096
+        fd = c.open(path, os.O_RDONLY)
+        got = c.pread(fd, len(content) + 8192, start)
+        c.close(fd)
+        expected = bytes(4096) + content
+        assert got == expected, f"{path!r} around {offset}: differs from byte " + str(start + next(
+            (i for i, (x, y) in enumerate(zip(got, expected)) if x != y), min(len(got), len(expected))))
+        c.truncate(path, size)
 
     @rule(data=st.data(), times=st.tuples(*[st.sampled_from(TIMES)] * 2))
     def utime(self, data: st.DataObject, times: tuple[int, int]) -> None:

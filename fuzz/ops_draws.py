@@ -23,5 +23,9 @@ XATTR_VALUES = st.builds(lambda motif, n: (motif * n)[:n], st.binary(min_size=1,
 # around each level of a block map: 12 direct blocks (48 KiB, xv6 and tiny), then one
 # indirect block of 1,024 (4 MiB + 48 KiB); holes keep these cheap
 LEVEL_1, LEVEL_2 = 12 * 4096, (12 + 1024) * 4096
+# xv6's third level, the triple-indirect block, starts past 4 GiB: too far for the
+# model's flat bytes, so the rule that goes there (``far_write``) undoes itself
+LEVEL_3 = (12 + 1024 + 1024**2) * 4096
+FAR_OFFSETS = st.sampled_from([LEVEL_3 - 4096, LEVEL_3 - 1, LEVEL_3, LEVEL_3 + 4096 * 1024])
 OFFSETS = st.sampled_from([0, 1, 4095, 4096, LEVEL_1 - 3, LEVEL_1, LEVEL_2 - 4096, LEVEL_2 - 1,
                            LEVEL_2, 5 * 2**20])

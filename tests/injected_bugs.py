@@ -210,6 +210,16 @@ def _double_indirect_first_block() -> list[tuple[Any, str, Any]]:
     return [(_bmap, "_path", path)]
 
 
+def _triple_indirect_first_block() -> list[tuple[Any, str, Any]]:
+    plain = _bmap._path
+    first = NDIRECT + PTRS_PER_BLOCK + PTRS_PER_BLOCK**2  # the triple-indirect level's first
+
+    def path(lblk: int) -> tuple[int, list[int]]:
+        return ((NDIRECT + 1, [PTRS_PER_BLOCK - 1, PTRS_PER_BLOCK - 1]) if lblk == first
+                else plain(lblk))
+    return [(_bmap, "_path", path)]
+
+
 def _readdir_cookie_is_an_index() -> list[tuple[Any, str, Any]]:
     plain = Xv6.readdir
 
@@ -280,6 +290,8 @@ BUGS = [
         _chown_keeps_setuid),
     Bug("double-indirect-first-block", "the first double-indirect block maps onto the last "
         "single-indirect one", "ops", _double_indirect_first_block),
+    Bug("triple-indirect-first-block", "the first triple-indirect block maps onto the last "
+        "double-indirect one", "ops", _triple_indirect_first_block),
     Bug("readdir-cookie-index", "a readdir cookie counts live entries, so a removal skips one",
         "ops", _readdir_cookie_is_an_index),
     Bug("run-bitmap-short", "a run of blocks is one bit short in the on-disk bitmap", "ops",

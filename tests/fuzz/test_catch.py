@@ -2,7 +2,7 @@
 (tests/injected_bugs.py), at a fixed seed, unshrunk: what the old fuzzers missed.
 
 - ops: a chown rule and owner/group/mode compared everywhere; offsets at each level
-  of the block map; readdir resumed from a cookie while names come and go; two
+  of the block map (past 4 GiB by a rule that undoes its own write); readdir resumed from a cookie while names come and go; two
   lookups of one file, one forgotten.
 - crash: the write log's order; log blocks that land with a bit flipped; workloads
   that start from a durable tree and draw their names from what exists, with
@@ -32,6 +32,7 @@ XV6 = Target.load("xv6")
     ("lookup-count-dropped", 4),
     ("readdir-cookie-index", 5),
     ("special-bits-not-stored", 2),  # chmod u+s, remount, compare the mode
+    ("triple-indirect-first-block", 4),  # a write past 4 GiB, read back a block either side
 ])
 def test_the_ops_fuzzer_catches(bug: str, seed: int) -> None:
     with inject(bug):
