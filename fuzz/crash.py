@@ -21,7 +21,7 @@ sector by sector (an overwrite in ordered mode may land partly, as on ext4).
 Workloads (crash_workloads.py) are half drawn from every operation kind, half
 swarm-style: each from its own random subset of kinds, so that rare pairs (a rename
 over a file, then an fsync of its directory) come up within a minute instead of
-drowning in the mix. Half start from a durable starting tree (made once, before the
+drowning in the mix. Half start from a durable starting tree (made before the
 recording), and names are drawn mostly from what exists or does not, so that renames,
 links and overwrites mostly succeed.
 
@@ -207,24 +207,20 @@ def execute(target: Target, workload: list[Op]) -> Run:
     return run
 
 
-_STARTING_IMAGES: dict[str, bytes] = {}
-
-
 def _starting_device(target: Target, model: CrashModel) -> RamDevice:
-    """A device holding the starting tree, durable (made once per file system and
-    copied), and ``model`` brought to the same tree."""
+    """A device holding the starting tree, durable, and ``model`` brought to the same
+    tree. Made anew each time (8 ms): a copy kept from a healthy run would hide what an
+    injected bug does to it, and one made under a bug would outlive the bug."""
     for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
         if not model.apply(tag, op):
             raise AssertionError(f"the starting tree's {_show(op)} fails in the model")
-    if target.spec not in _STARTING_IMAGES:
-        dev = target.fresh_device(NBLOCKS)
-        rt = target.open(dev)
-        c = rt.client()
-        for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
-            _perform(rt, c, tag, op, [])
-        rt.close()
-        _STARTING_IMAGES[target.spec] = dev.image()
-    return RamDevice.from_bytes(_STARTING_IMAGES[target.spec])
+    dev = target.fresh_device(NBLOCKS)
+    rt = target.open(dev)
+    c = rt.client()
+    for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
+        _perform(rt, c, tag, op, [])
+    rt.close()
+    return dev
 
 
 def _perform(rt: DirectRuntime, c: PathClient, tag: int, op: Op, held: list[int]) -> None:

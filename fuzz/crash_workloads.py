@@ -56,8 +56,10 @@ class Namespace:
     (an operation may fail) that only steers the drawing, never the checking."""
 
     def __init__(self, start: bool) -> None:
-        self.files: set[str] = {"foo", "bar", "A/foo"} if start else set()
-        self.dirs: set[str] = {"A", "B"} if start else set()
+        self.files: set[str] = set()
+        self.dirs: set[str] = set()
+        for op in STARTING_TREE if start else []:
+            self.apply(op)
 
     def exists(self, path: str) -> bool:
         return path in self.files or path in self.dirs
@@ -138,6 +140,8 @@ def _operation(draw: st.DrawFn, kind: str, ns: Namespace) -> Op:
 
 @st.composite
 def _workload(draw: st.DrawFn, kinds: list[str], max_ops: int) -> list[Op]:
+    """Up to ``max_ops`` kinds drawn first (so Hypothesis shrinks the list), then each
+    one's names in turn; a protocol counts as one."""
     start = draw(st.booleans())
     ns = Namespace(start)
     out = [SETUP] if start else []
