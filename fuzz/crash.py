@@ -219,8 +219,8 @@ def _starting_device(target: Target, model: CrashModel) -> RamDevice:
     c = rt.client()
     for tag, op in enumerate(STARTING_TREE, SETUP_TAG):
         _perform(rt, c, tag, op, [])
-    rt.close()
-    return dev
+    rt.close()                          # a clean unmount: closes the device too
+    return RamDevice.from_bytes(dev.image())
 
 
 def _perform(rt: DirectRuntime, c: PathClient, tag: int, op: Op, held: list[int]) -> None:
