@@ -70,7 +70,7 @@ class Job:
     fuzzer: str
     spec: str
     seed: int
-    examples: int = 100
+    examples: int = ops.EXAMPLES
     steps: int = 40
     max_ops: int = 6
     time_bound: float = image.TIME_BOUND
