@@ -77,6 +77,19 @@ class Request:
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
 
+    def killed_suid(self, mode: int, gid: int) -> int:
+        """The mode of a file of group ``gid`` once this caller's chown, truncate or
+        write has passed (Linux's should_remove_suid and setattr_should_drop_sgid):
+        setuid goes; setgid goes when group-executable (without it setgid marks
+        mandatory locking) or when the caller is neither root nor in the group.
+        Directories keep theirs. When it applies is the file system's: any chown,
+        but only a truncate or write by someone other than root."""
+        if stat.S_ISDIR(mode):
+            return mode
+        if mode & stat.S_IXGRP or not (self.uid == 0 or self.in_group(gid)):
+            mode &= ~stat.S_ISGID
+        return mode & ~stat.S_ISUID
+
     def may(self, mode: int, uid: int, gid: int, mask: int, acl: bytes | None = None) -> bool:
         """Linux's generic_permission: may this caller access an inode of ``mode``,
         ``uid`` and ``gid`` with ``mask`` (os.R_OK | W_OK | X_OK)? Always, once the

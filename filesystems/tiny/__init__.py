@@ -360,8 +360,8 @@ class Tiny(Filesystem):
             if c.size is not None:
                 self._truncate(h, ino, min(c.size, int(r["size"])))
                 r["size"], r["mtime"] = c.size, now
-            if c.size is not None or c.uid is not None or c.gid is not None:
-                self._kill_suid(req, r, chown=c.uid is not None or c.gid is not None)
+            if c.uid is not None or c.gid is not None or c.size is not None and req.uid:
+                r["mode"] = req.killed_suid(int(r["mode"]), int(r["gid"]))  # chown: root's too
             new = {"mode": None if c.mode is None else stat.S_IFMT(int(r["mode"])) | c.mode & 0o7777,
                    "uid": c.uid, "gid": c.gid, "atime": c.atime_ns, "mtime": c.mtime_ns,
                    "ctime": now if c.ctime_ns is None else c.ctime_ns}
@@ -376,14 +376,6 @@ class Tiny(Filesystem):
         return StatFs(BS, self.g["nblocks"] - self.g["data"], free, free, self.g["ninodes"] - 2, files_free)
 
     # -- files --------------------------------------------------------------------------
-
-    def _kill_suid(self, req: Request, r: np.void, chown: bool = False) -> None:
-        """A write by anyone but root, or any chown of a file: setuid goes; setgid too
-        when group-executable or the caller is neither root nor in the file's group."""
-        if (req.uid or chown) and not is_dir(r):
-            outside = req.uid and not req.in_group(int(r["gid"]))
-            sgid = stat.S_ISGID if r["mode"] & 0o010 or outside else 0
-            r["mode"] = int(r["mode"]) & ~(stat.S_ISUID | sgid)
 
     def _handle(self, ino: int, req: Request) -> FileHandle:
         self.refs[ino] += 1
@@ -419,7 +411,7 @@ class Tiny(Filesystem):
                 d[lo - lblk * BS:hi - lblk * BS] = src[lo - offset:hi - offset]
                 r["size"], r["mtime"] = max(int(r["size"]), hi), self.ks.now_ns()
                 r["ctime"] = r["mtime"]
-                self._kill_suid(req, r)
+                r["mode"] = req.killed_suid(int(r["mode"]), int(r["gid"])) if req.uid else r["mode"]
                 self._put(h, ino)
         return len(src)
 

@@ -325,12 +325,12 @@ class Xv6(XattrOps):
                 if acls:
                     self.store_xattrs(h, ip, *acls)
                 if c.uid is not None or c.gid is not None:
-                    ip.mode = perm.killed_suid(req, ip)  # Linux: even root, even unchanged
+                    ip.mode = req.killed_suid(ip.mode, ip.gid)  # Linux: even root, even unchanged
                     ip.uid = ip.uid if c.uid is None else c.uid
                     ip.gid = ip.gid if c.gid is None else c.gid
                 if c.size is not None:
                     if req.uid:
-                        ip.mode = perm.killed_suid(req, ip)
+                        ip.mode = req.killed_suid(ip.mode, ip.gid)
                     if c.mtime_ns is None:
                         ip.mtime_ns = now
                 if c.atime_ns is not None:
@@ -398,7 +398,7 @@ class Xv6(XattrOps):
                 with self.transaction() as h:
                     touch(self.ks.now_ns(), ip)
                     if req.uid:
-                        ip.mode = perm.killed_suid(req, ip)
+                        ip.mode = req.killed_suid(ip.mode, ip.gid)
                     self.icache.iupdate(h, ip)
         return self._new_handle(ip, flags, req)
 
@@ -464,7 +464,7 @@ class Xv6(XattrOps):
                 ip.size = max(ip.size, offset + done)
                 touch(self.ks.now_ns(), ip)
                 if of.req.uid:
-                    ip.mode = perm.killed_suid(of.req, ip)
+                    ip.mode = of.req.killed_suid(ip.mode, ip.gid)
                 self.icache.iupdate(h, ip)
         return done
 
@@ -494,7 +494,7 @@ class Xv6(XattrOps):
                     ip.size = max(ip.size, min(end, done))
                 touch(self.ks.now_ns(), ip)
                 if of.req.uid:
-                    ip.mode = perm.killed_suid(of.req, ip)
+                    ip.mode = of.req.killed_suid(ip.mode, ip.gid)
                 self.icache.iupdate(h, ip)
             if done < inside:
                 raise FsError(errno.ENOSPC)

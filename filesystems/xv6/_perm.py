@@ -5,7 +5,7 @@ with the caller's full credentials, and marks the request ``checked``: then the
 refusals here step aside (refusing again, with less information, is how a file
 system says no where Linux says yes). Without it — the direct runtime, a mount with
 ``no_default_permissions`` — they are the only check. The *effects* of permissions
-(``new_owner``, ``chmod_mode``'s setgid rule, ``killed_suid``) apply either way.
+(``new_owner``, ``chmod_mode``'s setgid rule, ``Request.killed_suid``) apply either way.
 Root (uid 0) stands for the capabilities CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN,
 CAP_FSETID and CAP_MKNOD.
 """
@@ -93,19 +93,6 @@ def check_chown(req: Request, ip: Inode, uid: int | None, gid: int | None) -> No
         raise FsError(errno.EPERM)
     if req.uid != ip.uid and (uid is not None or gid is not None):
         raise FsError(errno.EPERM)
-
-
-def killed_suid(req: Request, ip: Inode) -> int:
-    """The mode after a chown or an unprivileged write: setuid goes; setgid goes when
-    group-executable, or when the caller is neither in the file's group nor root
-    (Linux's setattr_should_drop_sgid; otherwise setgid marks mandatory locking)."""
-    mode = ip.mode
-    if stat.S_ISDIR(mode):
-        return mode
-    mode &= ~stat.S_ISUID
-    if mode & stat.S_IXGRP or not (req.uid == 0 or req.in_group(ip.gid)):
-        mode &= ~stat.S_ISGID
-    return mode
 
 
 def check_xattr(req: Request, ip: Inode, name: bytes, write: bool) -> None:
