@@ -136,8 +136,10 @@ def floors() -> tuple[Path, Path]:
 
 
 class Target:
-    def __init__(self, name: str, work: Path, cache_mib: int, before: Path | None = None) -> None:
+    def __init__(self, name: str, work: Path, cache_mib: int, before: Path | None = None,
+                 options: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.options = options  # more of bento's mount options
         self.work = work / name
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
@@ -161,8 +163,8 @@ class Target:
                     raise SystemExit("bento-before needs --before CHECKOUT")
                 env = dict(os.environ, PYTHONPATH=str(self.before))
             sh(BENTO, "mkfs", str(self.image), env=env)
-            sh(BENTO, "mount", str(self.image), str(self.mnt), "-o", f"cache_mib={self.cache_mib}",
-               env=env)
+            sh(BENTO, "mount", str(self.image), str(self.mnt), "-o",
+               ",".join([f"cache_mib={self.cache_mib}", *self.options]), env=env)
         elif self.name == "ext4":
             sh("mkfs.ext4", "-q", "-F", str(self.image))
             self.loop = sh("losetup", "-f", "--show", str(self.image)).strip()

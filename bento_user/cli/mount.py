@@ -41,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mount", help="mount an image through FUSE",
                        description="Mount IMAGE on MOUNTPOINT. Options (-o, comma-separated): "
                        "ro, rw, noatime, relatime, strictatime, nodiratime, entry_timeout=S, "
-                       "attr_timeout=S, no_writeback_cache, no_keep_cache, "
+                       "attr_timeout=S, negative_timeout=S (how long the kernel remembers a "
+                       "name is missing; 0: never), no_writeback_cache, no_keep_cache, "
                        "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
                        "poll_us=N (poll for the next request after each answer; 0: sleep), "
                        "errors=continue|remount-ro (on a corrupt block met), "
@@ -82,7 +83,7 @@ def parse_options(values: list[str], config: MountConfig) -> None:
                     fuse.extra.add("noatime")
             elif name in ("nodiratime", "diratime"):
                 config.fs_options["diratime"] = name == "diratime"
-            elif name in ("entry_timeout", "attr_timeout"):
+            elif name in ("entry_timeout", "attr_timeout", "negative_timeout"):
                 setattr(fuse, name, float(value))
             elif name == "timeout":
                 fuse.entry_timeout = fuse.attr_timeout = float(value)
@@ -113,7 +114,8 @@ def parse_options(values: list[str], config: MountConfig) -> None:
                 raise UserError(f"unknown mount option {opt!r}", 2)
         except ValueError:
             raise UserError(f"mount option {opt!r}: bad value", 2) from None
-    if fuse.entry_timeout < 0 or fuse.attr_timeout < 0 or config.cache_blocks < 64:
+    if min(fuse.entry_timeout, fuse.attr_timeout, fuse.negative_timeout) < 0 \
+            or config.cache_blocks < 64:
         raise UserError("timeouts must be >= 0 and cache_mib >= 1", 2)
     if not 0 <= fuse.poll_us <= 10_000:
         raise UserError("poll_us must be from 0 to 10000 (microseconds)", 2)

@@ -44,6 +44,7 @@ from ..api import (
 )
 from ..ks_emul import supplementary_groups
 from .guard import Guard
+from .negative import NegativeEntries
 from .space import SpaceGuard
 
 log = logging.getLogger("bento.fuse")
@@ -65,11 +66,16 @@ class FuseOptions:
     after each answer the daemon polls for the next request that long before it
     sleeps, which spares the kernel waking it for a client that asks again at once
     (a request's round trip 110 -> about 50 µs here; third_party/pyfuse3/README.md),
-    for a CPU busy that long after the last request.
+    for a CPU busy that long after the last request. ``negative_timeout``: how long
+    the kernel may remember that a name is not there (a negative dentry), sparing the
+    round trip of every probe after the first (compilers' include paths, Python's
+    sys.path, git's config files); safe because every name is made through this
+    kernel, which drops the negative dentry when it makes one.
     """
 
     entry_timeout: float = 60.0
     attr_timeout: float = 60.0
+    negative_timeout: float = 60.0
     writeback_cache: bool = True
     keep_cache: bool = True
     default_permissions: bool = True
@@ -99,6 +105,7 @@ class FuseOperations(pyfuse3.Operations):
         self._maybe_cached: set[int] = set()  # inodes whose pages the kernel may hold
         self._waiting = 0  # workers waiting for the kernel to drop pages
         self._requests: dict[tuple[int, int, int, int], Request] = {}
+        self.negatives = NegativeEntries(options.negative_timeout)
         self.bugs = 0  # non-FsError exceptions answered with EIO
         self.space = SpaceGuard()  # direct I/O and a reserve near a full disk (space.py)
         self.initialized = False  # the kernel's INIT has arrived
@@ -205,7 +212,14 @@ class FuseOperations(pyfuse3.Operations):
         (``supports_dot_lookup``): the inode itself, by number."""
         if name == b".":
             return self._entry(self._call("lookup_inode", self._req(ctx), parent_inode))
-        return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
+        try:
+            return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
+        except pyfuse3.FUSEError as e:
+            if e.errno != errno.ENOENT or not self.negatives.add(parent_inode, name):
+                raise
+            missing = pyfuse3.EntryAttributes()  # inode 0: "not there", kept that long
+            missing.entry_timeout = self.options.negative_timeout
+            return missing
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         """The kernel evicted these inodes, and their pages with them."""
@@ -215,22 +229,30 @@ class FuseOperations(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
-        return self._entry(self._call("mknod", self._req(ctx), parent_inode, name, mode, rdev))
+        made = self._entry(self._call("mknod", self._req(ctx), parent_inode, name, mode, rdev))
+        self.negatives.made(parent_inode, name)
+        return made
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
-        return self._entry(self._call("mkdir", self._req(ctx), parent_inode, name, mode))
+        made = self._entry(self._call("mkdir", self._req(ctx), parent_inode, name, mode))
+        self.negatives.made(parent_inode, name)
+        return made
 
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
-        return self._entry(self._call("symlink", self._req(ctx), parent_inode, name, target))
+        made = self._entry(self._call("symlink", self._req(ctx), parent_inode, name, target))
+        self.negatives.made(parent_inode, name)
+        return made
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
-        return self._entry(self._call("link", self._req(ctx), inode, new_parent_inode, new_name))
+        made = self._entry(self._call("link", self._req(ctx), inode, new_parent_inode, new_name))
+        self.negatives.made(new_parent_inode, new_name)
+        return made
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._call("unlink", self._req(ctx), parent_inode, name)
@@ -243,6 +265,7 @@ class FuseOperations(pyfuse3.Operations):
         self._keep_reserve()
         self._call("rename", self._req(ctx), parent_inode_old, name_old, parent_inode_new,
                    name_new, flags)
+        self.negatives.made(parent_inode_new, name_new)
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         return self._call("readlink", self._req(ctx), inode)
@@ -324,6 +347,7 @@ class FuseOperations(pyfuse3.Operations):
         self._keep_reserve()
         attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode,
                               self._for_kernel(flags))
+        self.negatives.made(parent_inode, name)
         return self._file_info(fh, attr.ino, flags), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
