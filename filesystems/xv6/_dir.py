@@ -9,13 +9,16 @@ stays valid while other names come and go: names not changed during a scan are
 returned exactly once.
 
 In memory, ``DirIndex`` maps every name to its position, and keeps for each block
-the largest record slack (NumPy), so lookup and insert never scan the directory.
+a bound on its largest record slack (NumPy), so lookup and insert never scan the
+directory; inside a block an insert looks from the last record back, where a
+growing directory's room is, so filling a block costs one step an entry.
 It is built on first use (one pass over the blocks) and kept in step by every change.
 The caller holds the directory's inode lock (and the namespace lock) for changes.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
 
@@ -74,15 +77,35 @@ def empty_block() -> bytes:
 class DirIndex:
     """The names of one directory: name -> (position, inode, kind); and, per block,
     its records' layout as ``[offset, rec_len, used]`` lists in offset order (used:
-    bytes the entry needs, 0 for a free record), so changes never re-parse a block."""
+    bytes the entry needs, 0 for a free record), so changes never re-parse a block.
+
+    ``slack[lblk]`` is at least the room of the block's roomiest record: exact when
+    built, raised when a removal makes room, left as it is by an insert (which only
+    takes room), and made exact when an insert found less room than it promised.
+    Recounting after every insert would walk the block's records each time."""
 
     def __init__(self) -> None:
         self.names: dict[bytes, tuple[int, int, int]] = {}
         self.layout: list[list[list[int]]] = []
         self.slack = np.zeros(0, dtype=np.int32)
 
-    def note_block(self, lblk: int) -> None:
+    def room_at_least(self, lblk: int, room: int) -> None:
+        if room > self.slack[lblk]:
+            self.slack[lblk] = room
+
+    def recount(self, lblk: int) -> None:
         self.slack[lblk] = max(r[1] - r[2] for r in self.layout[lblk])
+
+    def record_with_room(self, need: int) -> tuple[int, int] | None:
+        """(block, record index) of a record with ``need`` bytes to spare, the
+        blocks in order and each from its last record back; None if none has."""
+        for lblk in np.flatnonzero(self.slack >= need).tolist():
+            records = self.layout[lblk]
+            for i in range(len(records) - 1, -1, -1):
+                if records[i][1] - records[i][2] >= need:
+                    return lblk, i
+            self.recount(lblk)  # it promised more than it has
+        return None
 
 
 class Directories:
@@ -162,12 +185,12 @@ class Directories:
         when no record has room. Caller stores ``dp`` afterwards (size may change)."""
         index = self.index(dp)
         need = dirent_size(len(name))
-        fits = np.flatnonzero(index.slack >= need)
-        if len(fits):
-            lblk = int(fits[0])
+        found = index.record_with_room(need)
+        if found:
+            lblk, i = found
             pblk = self.bmap.lookup(dp, lblk)
         else:
-            lblk = len(index.slack)
+            lblk, i = len(index.slack), 0
             pblk, _ = self.bmap.map_alloc(h, dp, lblk, metadata=True)
             with self.ks.getblk(pblk) as bh:
                 h.get_create_access(bh)
@@ -177,7 +200,6 @@ class Directories:
             index.slack = np.append(index.slack, BLOCK_SIZE)
             index.layout.append([[0, BLOCK_SIZE, 0]])
         records = index.layout[lblk]
-        i = next(i for i, r in enumerate(records) if r[1] - r[2] >= need)
         off, rec_len, used = records[i]
         with self.ks.bread(pblk) as bh:
             h.get_write_access(bh)
@@ -193,27 +215,29 @@ class Directories:
             self._put(view, at, ino, length, kind, name)
             h.dirty_metadata(bh)
         index.names[name] = (lblk * BLOCK_SIZE + at, ino, kind)
-        index.note_block(lblk)
 
     def remove(self, h: Handle, dp: Inode, name: bytes) -> None:
         index = self.index(dp)
         pos, _, _ = index.names.pop(name)
         lblk, off = divmod(pos, BLOCK_SIZE)
         records = index.layout[lblk]
-        i = next(i for i, r in enumerate(records) if r[0] == off)
+        i = bisect.bisect_left(records, [off])  # in offset order; [off] sorts first
+        if i == len(records) or records[i][0] != off:
+            raise corrupt(f"directory {dp.ino}: no record at {pos} for {name!r}")
         with self.ks.bread(self.bmap.lookup(dp, lblk)) as bh:
             h.get_write_access(bh)
             view = _bytes_view(bh.data)
             if i == 0:  # the first record of a block stays, marked free
                 _INO.pack_into(view, off, 0)
                 records[0][2] = 0
+                freed = records[0]
             else:       # others merge into the record before them
-                prev = records[i - 1]
-                prev[1] += records[i][1]
-                _REC_LEN.pack_into(view, prev[0] + 4, prev[1])
+                freed = records[i - 1]
+                freed[1] += records[i][1]
+                _REC_LEN.pack_into(view, freed[0] + 4, freed[1])
                 del records[i]
             h.dirty_metadata(bh)
-        index.note_block(lblk)
+        index.room_at_least(lblk, freed[1] - freed[2])
 
     def retarget(self, h: Handle, dp: Inode, name: bytes, ino: int, kind: int) -> None:
         """Point an existing entry at another inode (rename over it, or '..')."""
