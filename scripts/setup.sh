@@ -24,15 +24,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # pyfuse3 with handlers for lseek(SEEK_DATA/SEEK_HOLE) and fallocate, the umask left
-# to the file system under POSIX ACLs, range invalidation, and polling for the next
-# request: built from its pinned sdist with
+# to the file system under POSIX ACLs, range invalidation, polling for the next
+# request, and directories the kernel may cache: built from its pinned sdist with
 # third_party/pyfuse3's patches, in this order (its README says why), before the
 # package, whose dependency it then satisfies.
 pyfuse3_version=3.5.0
 pyfuse3_patches=("$PWD/third_party/pyfuse3/lseek-fallocate.patch"
                  "$PWD/third_party/pyfuse3/acl-dont-mask.patch"
                  "$PWD/third_party/pyfuse3/invalidate-range.patch"
-                 "$PWD/third_party/pyfuse3/poll.patch")
+                 "$PWD/third_party/pyfuse3/poll.patch"
+                 "$PWD/third_party/pyfuse3/cache-readdir.patch")
 pyfuse3_stamp=.venv/.pyfuse3-patched
 pyfuse3_want="$pyfuse3_version $(cat "${pyfuse3_patches[@]}" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]; then
@@ -47,7 +48,7 @@ if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]
         patch -s -p1 -d "$src" < "$p"
     done
     rm -f "$src/src/pyfuse3/__init__.c"  # generated from the .pyx: Cython makes it anew
-    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.4" \
+    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.5" \
         .venv/bin/python -m pip install -q --no-deps --force-reinstall "$src"
     rm -rf "$work"
     echo "$pyfuse3_want" > "$pyfuse3_stamp"

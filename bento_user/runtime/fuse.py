@@ -44,10 +44,12 @@ from ..api import (
 )
 from ..ks_emul import supplementary_groups
 from .guard import Guard
-from .negative import NegativeEntries
+from .kernel_cache import KernelCache
 from .space import SpaceGuard
 
 log = logging.getLogger("bento.fuse")
+# third_party/pyfuse3's cache-readdir.patch: opendir may answer with a FileInfo
+_CACHE_READDIR = hasattr(pyfuse3.FileInfo(), "cache_readdir")
 
 _ACCMODE = os.O_ACCMODE
 # pyfuse3 worker tasks: one reads requests while others wait for the kernel to drop
@@ -62,15 +64,13 @@ class FuseOptions:
 
     ``writeback_cache`` lets the kernel gather small writes into 1 MiB ones (4-10x
     faster 4 KiB writes, measured) at the price of the kernel opening write-only
-    files read-write; ``keep_cache`` keeps a file's pages across opens. ``poll_us``:
+    files read-write; ``keep_cache`` keeps a file's pages and a directory's entries
+    across opens. ``poll_us``:
     after each answer the daemon polls for the next request that long before it
     sleeps, which spares the kernel waking it for a client that asks again at once
     (a request's round trip 110 -> about 50 µs here; third_party/pyfuse3/README.md),
     for a CPU busy that long after the last request. ``negative_timeout``: how long
-    the kernel may remember that a name is not there (a negative dentry), sparing the
-    round trip of every probe after the first (compilers' include paths, Python's
-    sys.path, git's config files); safe because every name is made through this
-    kernel, which drops the negative dentry when it makes one.
+    the kernel may remember that a name is not there (kernel_cache.py).
     """
 
     entry_timeout: float = 60.0
@@ -105,7 +105,8 @@ class FuseOperations(pyfuse3.Operations):
         self._maybe_cached: set[int] = set()  # inodes whose pages the kernel may hold
         self._waiting = 0  # workers waiting for the kernel to drop pages
         self._requests: dict[tuple[int, int, int, int], Request] = {}
-        self.negatives = NegativeEntries(options.negative_timeout)
+        self.kernel_cache = KernelCache(  # what the kernel keeps of our answers
+            options.negative_timeout, options.keep_cache and _CACHE_READDIR)
         self.bugs = 0  # non-FsError exceptions answered with EIO
         self.space = SpaceGuard()  # direct I/O and a reserve near a full disk (space.py)
         self.initialized = False  # the kernel's INIT has arrived
@@ -215,7 +216,7 @@ class FuseOperations(pyfuse3.Operations):
         try:
             return self._entry(self._call("lookup", self._req(ctx), parent_inode, name))
         except pyfuse3.FUSEError as e:
-            if e.errno != errno.ENOENT or not self.negatives.add(parent_inode, name):
+            if e.errno != errno.ENOENT or not self.kernel_cache.missing(parent_inode, name):
                 raise
             missing = pyfuse3.EntryAttributes()  # inode 0: "not there", kept that long
             missing.entry_timeout = self.options.negative_timeout
@@ -223,35 +224,37 @@ class FuseOperations(pyfuse3.Operations):
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         """The kernel evicted these inodes, and their pages with them."""
-        self._maybe_cached.difference_update(ino for ino, _ in inode_list)
+        inos = [ino for ino, _ in inode_list]
+        self._maybe_cached.difference_update(inos)
+        self.kernel_cache.forgotten(inos)
         self._quiet("forget", list(inode_list))
 
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
         made = self._entry(self._call("mknod", self._req(ctx), parent_inode, name, mode, rdev))
-        self.negatives.made(parent_inode, name)
+        self.kernel_cache.made(parent_inode, name)
         return made
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
         made = self._entry(self._call("mkdir", self._req(ctx), parent_inode, name, mode))
-        self.negatives.made(parent_inode, name)
+        self.kernel_cache.made(parent_inode, name)
         return made
 
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
         made = self._entry(self._call("symlink", self._req(ctx), parent_inode, name, target))
-        self.negatives.made(parent_inode, name)
+        self.kernel_cache.made(parent_inode, name)
         return made
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._keep_reserve()
         made = self._entry(self._call("link", self._req(ctx), inode, new_parent_inode, new_name))
-        self.negatives.made(new_parent_inode, new_name)
+        self.kernel_cache.made(new_parent_inode, new_name)
         return made
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -265,7 +268,7 @@ class FuseOperations(pyfuse3.Operations):
         self._keep_reserve()
         self._call("rename", self._req(ctx), parent_inode_old, name_old, parent_inode_new,
                    name_new, flags)
-        self.negatives.made(parent_inode_new, name_new)
+        self.kernel_cache.made(parent_inode_new, name_new)
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         return self._call("readlink", self._req(ctx), inode)
@@ -347,7 +350,7 @@ class FuseOperations(pyfuse3.Operations):
         self._keep_reserve()
         attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode,
                               self._for_kernel(flags))
-        self.negatives.made(parent_inode, name)
+        self.kernel_cache.made(parent_inode, name)
         return self._file_info(fh, attr.ino, flags), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -427,10 +430,13 @@ class FuseOperations(pyfuse3.Operations):
 
     # -- directories ---------------------------------------------------------------
 
-    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int | pyfuse3.FileInfo:
+        """With ``keep_cache``, the kernel keeps the entries it reads (kernel_cache.py)."""
         req = self._req(ctx)
         fh = self._call("opendir", req, inode)
         self._dirs[fh] = (InodeNo(inode), req)
+        if self.kernel_cache.opened_dir(inode):
+            return pyfuse3.FileInfo(fh=fh, keep_cache=True, cache_readdir=True)
         return fh
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:

@@ -33,7 +33,6 @@ from . import control, loader, upgrade
 from ._dispatch import Dispatcher
 from .guard import Guard
 from .fuse import WORKERS, FuseOperations, FuseOptions
-from .negative import NegativeEntries
 from .space import bdi_dirty_limit
 from .remote_pdb import debug_call
 from .trace import TraceWriter
@@ -216,7 +215,7 @@ class Mount:
                 if journal is not None and not self.config.read_only:
                     await trio.to_thread.run_sync(journal.force_commit)
                 report = upgrade.swap(self.dispatch, self.ks, loaded.cls, timeout=timeout)
-                negatives = self.ops.negatives.take()  # the old code's "not there"s
+                stale = self.ops.kernel_cache.take()  # what the old code told the kernel
             except Exception as e:  # whatever it was, the mount serves on
                 loaded.restore()
                 if not isinstance(e, (upgrade.UpgradeError, OSError)):
@@ -226,7 +225,7 @@ class Mount:
                         else f"{type(e).__name__}: {e}"}
             self.loaded = loaded
             self.upgrades.append(report)
-            await trio.to_thread.run_sync(NegativeEntries.drop, negatives)
+            await trio.to_thread.run_sync(stale.drop)
             if self.trace is not None:
                 self.trace.upgrade(loaded.target, report.new)
             total = time.perf_counter() - start
