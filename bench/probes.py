@@ -1,7 +1,8 @@
-"""Programs that look for names that are not there, in one run on: bento, bento
-without negative dentries (``-o negative_timeout=0``, the code before they came),
-fuse2fs and the kernel's ext4 on a loop device (and, if asked, the C floor). Run as
-root: ``.venv/bin/python bench/probes.py``.
+"""Programs that walk a tree again and again and look for names that are not there,
+in one run on: bento; bento without negative dentries (``bento-noneg``: ``-o
+negative_timeout=0``); older code (``bento-before``, ``--before CHECKOUT``, as in
+fuse_compare.py); fuse2fs and the kernel's ext4 on a loop device. Run as root:
+``.venv/bin/python bench/probes.py [--targets ...] [--before DIR]``.
 
 - compile: ``gcc -fsyntax-only`` of 20 small C files, each including a dozen system
   headers, from a copy of this machine's /usr/include on the mount, with four empty
@@ -28,7 +29,8 @@ from fuse_compare import BENTO, HERE, Target, assets, sh, timed
 HEADERS = ["stdio.h", "stdlib.h", "string.h", "errno.h", "fcntl.h", "unistd.h", "sys/stat.h",
            "sys/types.h", "pthread.h", "signal.h", "time.h", "math.h", "ctype.h", "stdint.h"]
 GCC_DIR = Path(sh("gcc", "-print-file-name=include").strip())
-TARGETS = {"bento": (), "bento-noneg": ("negative_timeout=0",), "fuse2fs": (), "ext4": ()}
+TARGETS = {"bento": (), "bento-noneg": ("negative_timeout=0",), "bento-before": (),
+           "fuse2fs": (), "ext4": ()}
 
 
 def lookups(t: Target) -> tuple[int, int]:
@@ -80,16 +82,17 @@ def run(t: Target, repo: Path) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--targets", default=",".join(TARGETS), help="of " + ", ".join(TARGETS)
-                   + ", c-floor")
+    p.add_argument("--targets", default="bento,bento-noneg,fuse2fs,ext4",
+                   help="of " + ", ".join(TARGETS))
+    p.add_argument("--before", type=Path, help="a checkout of older code, for bento-before")
     p.add_argument("--work", type=Path, default=Path("/var/tmp/bento-bench-probes"))
     p.add_argument("--out", type=Path, default=HERE / "probes.json")
     args = p.parse_args()
     _, repo, _ = assets()
     results: dict[str, dict[str, float]] = {}
     for name in args.targets.split(","):
-        kind = "bento" if name.startswith("bento") else name
-        t = Target(kind, args.work / name, 256, options=TARGETS.get(name, ()))
+        kind = name if name in ("bento-before", "fuse2fs", "ext4") else "bento"
+        t = Target(kind, args.work / name, 256, args.before, TARGETS[name])
         try:
             t.mount()
             results[name] = run(t, repo)
