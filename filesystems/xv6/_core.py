@@ -19,8 +19,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
-import numpy as np
-
 from bento_user.api import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -217,10 +215,7 @@ class Xv6Core(Filesystem):
         allocator's arrays, as plain data (_upgrade.py). Only reads: if the upgrade
         fails, this instance serves on."""
         with self.icache.lock:
-            counts = self.icache.lookups.copy()
-            counts[ROOT_INODE] = 0  # every mount's root is held for ever anyway
-            held = np.flatnonzero(counts)
-            lookups = np.stack([held, counts[held]], axis=1)
+            lookups = self.icache.lookups  # handed over, not copied (_upgrade.py)
             table = self.icache.table
             debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
                      for ino in list(self.icache.indebted)
@@ -258,7 +253,12 @@ class Xv6Core(Filesystem):
         fs.icache.inherited = inherited
         with fs.icache.lock:
             try:
-                fs.icache.lookups[snap.lookups[:, 0]] += snap.lookups[:, 1]
+                if snap.lookups.ndim == 1:
+                    if len(snap.lookups) != len(fs.icache.lookups):
+                        raise IndexError
+                    fs.icache.lookups = snap.lookups
+                else:
+                    fs.icache.lookups[snap.lookups[:, 0]] += snap.lookups[:, 1]
             except IndexError:
                 raise FsError(errno.EPROTO, f"{cls.__name__}: lookups of inodes this "
                               "file system does not have") from None
