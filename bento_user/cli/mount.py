@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Mount IMAGE on MOUNTPOINT. Options (-o, comma-separated): "
                        "ro, rw, noatime, relatime, strictatime, nodiratime, entry_timeout=S, "
                        "attr_timeout=S, negative_timeout=S (how long the kernel remembers a "
-                       "name is missing; 0: never), no_writeback_cache, no_keep_cache, "
-                       "no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
+                       "name is missing; 0: never), timeout=S (all three), no_writeback_cache, "
+                       "no_keep_cache, no_allow_other, no_default_permissions, cache_mib=N, commit=S, "
                        "poll_us=N (poll for the next request after each answer; 0: sleep), "
                        "errors=continue|remount-ro (on a corrupt block met), "
                        "and the kernel's dev/nodev/suid/nosuid/exec/noexec/sync/dirsync.")
@@ -85,8 +85,8 @@ def parse_options(values: list[str], config: MountConfig) -> None:
                 config.fs_options["diratime"] = name == "diratime"
             elif name in ("entry_timeout", "attr_timeout", "negative_timeout"):
                 setattr(fuse, name, float(value))
-            elif name == "timeout":
-                fuse.entry_timeout = fuse.attr_timeout = float(value)
+            elif name == "timeout":  # every name and attribute the kernel keeps
+                fuse.entry_timeout = fuse.attr_timeout = fuse.negative_timeout = float(value)
             elif name in ("writeback_cache", "keep_cache", "allow_other", "default_permissions"):
                 setattr(fuse, name, True)
             elif name.startswith("no_") and name[3:] in ("writeback_cache", "keep_cache",

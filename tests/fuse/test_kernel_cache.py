@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from .conftest import Mount, bento, mounted
 
 
@@ -63,8 +65,9 @@ def test_names_made_after_a_negative_answer_are_seen(tmp_path: Path) -> None:
     m.fsck()
 
 
-def test_negative_timeout_zero_asks_every_time(tmp_path: Path) -> None:
-    with mounted(Mount(tmp_path, options=("-o", "negative_timeout=0"))) as m:
+@pytest.mark.parametrize("option", ["negative_timeout=0", "timeout=0"])
+def test_negative_timeout_zero_asks_every_time(tmp_path: Path, option: str) -> None:
+    with mounted(Mount(tmp_path, options=("-o", option))) as m:
         before = lookups(m)
         for _ in range(20):
             assert not (m.path / "nothing").exists()
