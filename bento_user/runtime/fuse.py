@@ -65,12 +65,12 @@ class FuseOptions:
     ``writeback_cache`` lets the kernel gather small writes into 1 MiB ones (4-10x
     faster 4 KiB writes, measured) at the price of the kernel opening write-only
     files read-write; ``keep_cache`` keeps a file's pages and a directory's entries
-    across opens. ``poll_us``:
-    after each answer the daemon polls for the next request that long before it
-    sleeps, which spares the kernel waking it for a client that asks again at once
-    (a request's round trip 110 -> about 50 µs here; third_party/pyfuse3/README.md),
-    for a CPU busy that long after the last request. ``negative_timeout``: how long
-    the kernel may remember that a name is not there (kernel_cache.py).
+    across opens. ``poll_us``: after each answer the daemon polls for the next
+    request that long before it sleeps, which spares the kernel waking it for a
+    client that asks again at once (a request's round trip 110 -> about 50 µs here;
+    third_party/pyfuse3/README.md), for a CPU busy that long after the last request.
+    ``negative_timeout``: how long the kernel may remember that a name is not there
+    (kernel_cache.py).
     """
 
     entry_timeout: float = 60.0

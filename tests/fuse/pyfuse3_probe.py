@@ -1,7 +1,9 @@
 """A few-line pyfuse3 file system with no bento code, for the pyfuse3 patch's test:
 one file, ``f``, of 1 MiB whose only data is 4 KiB at 64 KiB. With ``--handlers`` it
-answers lseek from that map and records fallocate calls in the log file; without, it
-has only pyfuse3's defaults (ENOSYS); with ``--poll`` it polls 50 µs for the next
+answers lseek from that map, records fallocate calls in the log file and lets the
+kernel cache the root directory's entries (cache-readdir.patch); without, it has
+only pyfuse3's defaults (ENOSYS, an integer directory handle). Every readdir is
+logged. With ``--poll`` it polls 50 µs for the next
 request after each answer (poll.patch). Usage:
 pyfuse3_probe.py MOUNTPOINT LOG [--handlers] [--poll]
 """
@@ -39,6 +41,17 @@ class Probe(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         return pyfuse3.FileInfo(fh=inode)
+
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int | pyfuse3.FileInfo:
+        if self.handlers:
+            return pyfuse3.FileInfo(fh=inode, keep_cache=True, cache_readdir=True)
+        return inode
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        with open(self.log, "a") as f:
+            f.write(f"readdir {fh} {start_id}\n")
+        if start_id == 0:
+            pyfuse3.readdir_reply(token, b"f", await self.getattr(FILE_INO), 1)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         return bytes(max(0, min(size, SIZE - off)))

@@ -1,6 +1,7 @@
 """third_party/pyfuse3's patches: FUSE_LSEEK and FUSE_FALLOCATE reach a pyfuse3 file
 system (the probe, no bento code), and its ENOSYS defaults keep the kernel's own
-answers. Fails on an unpatched pyfuse3, where the kernel never asks."""
+answers; a directory opened with ``cache_readdir`` is read once. Fails on an
+unpatched pyfuse3, where the kernel never asks and never caches."""
 
 from __future__ import annotations
 
@@ -58,12 +59,14 @@ def polling(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def test_patched_pyfuse3_is_installed() -> None:
-    """All three patches: the handlers, and range invalidation. (DONT_MASK has no
-    Python face: tests/fuse/test_acl_handles.py sees modes come out as on ext4.)"""
+    """Every patch with a Python face: the handlers, range invalidation, polling and
+    directory caching. (DONT_MASK has none: tests/fuse/test_acl_handles.py sees
+    modes come out as on ext4.)"""
     assert hasattr(pyfuse3.Operations, "lseek") and hasattr(pyfuse3.Operations, "fallocate"), \
         "pyfuse3 lacks the patch: run scripts/setup.sh"
     assert hasattr(pyfuse3, "invalidate_range"), "pyfuse3 lacks invalidate-range.patch"
     assert hasattr(pyfuse3, "set_spin"), "pyfuse3 lacks poll.patch"
+    assert hasattr(pyfuse3.FileInfo(), "cache_readdir"), "pyfuse3 lacks cache-readdir.patch"
     with pytest.raises(ValueError):
         pyfuse3.set_spin(-1)
 
@@ -132,3 +135,25 @@ def test_enosys_defaults_keep_the_kernels_answers(defaults_only: tuple[Path, Pat
         os.close(fd)
     assert not log.exists()
 
+
+
+def readdirs(log: Path) -> int:
+    return log.read_text().count("readdir ") if log.exists() else 0
+
+
+def test_a_directory_opened_with_cache_readdir_is_read_once(
+        with_handlers: tuple[Path, Path]) -> None:
+    f, log = with_handlers
+    assert os.listdir(f.parent) == ["f"]
+    first = readdirs(log)
+    for _ in range(5):
+        assert os.listdir(f.parent) == ["f"]
+    assert first >= 1 and readdirs(log) == first
+
+
+def test_an_integer_directory_handle_is_read_every_time(
+        defaults_only: tuple[Path, Path]) -> None:
+    f, log = defaults_only
+    for _ in range(5):
+        assert os.listdir(f.parent) == ["f"]
+    assert readdirs(log) >= 5
