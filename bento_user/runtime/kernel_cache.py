@@ -26,7 +26,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyfuse3
 
@@ -37,8 +37,8 @@ log = logging.getLogger("bento.fuse")
 class Stale:
     """What the kernel may still hold from the old code, taken at an upgrade."""
 
-    negatives: dict[tuple[int, bytes], float] = field(default_factory=dict)
-    dirs: set[int] = field(default_factory=set)
+    negatives: dict[tuple[int, bytes], float]  # (parent, name) -> until when
+    dirs: set[int]
 
     def drop(self) -> None:
         """Make the kernel forget it. Blocks on the kernel: call from a thread,

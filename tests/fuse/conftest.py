@@ -8,6 +8,7 @@ survived. Needs root and /dev/fuse, as CI has.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -78,8 +79,6 @@ class Mount:
 
     def pid(self) -> int:
         status = bento("stat", str(self.path), "--json").stdout
-        import json
-
         return int(json.loads(status)["status"]["pid"])
 
     def mount_traced(self) -> tuple[Path, Path]:
@@ -96,6 +95,12 @@ class Mount:
         while os.path.ismount(self.path):
             assert time.monotonic() < deadline, f"{self.path} still mounted"
             time.sleep(0.05)
+
+
+def operations(m: Mount) -> dict[str, dict[str, float]]:
+    """``bento stat``'s per-operation counts: calls, errors, time."""
+    done = bento("stat", str(m.path), "--json")
+    return json.loads(done.stdout)["stats"]["operations"]
 
 
 @contextlib.contextmanager

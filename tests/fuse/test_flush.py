@@ -4,15 +4,9 @@ sends no more; what was written through the page cache still reaches the disk.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .conftest import Mount, bento
-
-
-def operations(m: Mount) -> dict[str, dict[str, float]]:
-    done = bento("stat", str(m.path), "--json")
-    return json.loads(done.stdout)["stats"]["operations"]
+from .conftest import Mount, operations
 
 
 def test_closes_send_no_flush_and_lose_nothing(tmp_path: Path) -> None:

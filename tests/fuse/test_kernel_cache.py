@@ -8,18 +8,16 @@ the mount must show at once, and so must what a live upgrade's new code answers.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-from .conftest import Mount, bento, mounted
+from .conftest import Mount, bento, mounted, operations
 
 
 def calls(m: Mount, op: str) -> int:
-    done = bento("stat", str(m.path), "--json")
-    return int(json.loads(done.stdout)["stats"]["operations"].get(op, {"calls": 0})["calls"])
+    return int(operations(m).get(op, {"calls": 0})["calls"])
 
 
 def lookups(m: Mount) -> int:
