@@ -10,7 +10,9 @@ The lookup count (FUSE's contract): every ``Attr`` returned by ``lookup``, ``cre
 takes counts away. An inode whose last name is gone must live on (readable, writable
 through open handles) until its count and its open handles are zero. ``readdir``
 does not count: a runtime that wants attributes for entries (readdirplus) calls
-``lookup`` for each, and ``forget`` for the ones it could not deliver.
+``lookup`` for each, and ``forget`` for the ones it could not deliver. A file system
+may keep these counts itself (xv6) or override ``evict`` and have the runtime keep
+them, as Linux's VFS does for its file systems (tiny).
 
 Permissions: under a FUSE mount with ``default_permissions`` (the default) the kernel
 has checked every permission with the caller's full credentials before a call
@@ -241,6 +243,15 @@ class Filesystem:
 
     def forget(self, items: Sequence[tuple[InodeNo, int]]) -> None:
         """Drop lookup counts. Must not raise."""
+
+    def evict(self, ino: InodeNo) -> None:
+        """The kernel holds ``ino`` no more: every lookup counted for it is forgotten
+        and every handle opened on it released (Linux's ``evict_inode``). Free it
+        here if its last link is gone. Overriding this has the runtime count lookups
+        and handles for you (runtime/references.py), so ``forget`` and ``release``
+        need not; it is called after the call that dropped the last reference. The
+        class mounted first decides: a live upgrade cannot bring it in, since the
+        counts start at mount. Must not raise."""
 
     def mknod(self, req: Request, parent: InodeNo, name: bytes, mode: int, rdev: int) -> Attr:
         """Create a node of the type in ``mode`` (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR,

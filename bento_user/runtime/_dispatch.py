@@ -2,7 +2,9 @@
 
 Both runtimes (FUSE and direct) call the file system through a ``Dispatcher``: it
 counts and times every operation (``bento stat`` reads these), and every call passes
-its upgrade gate, which a live upgrade closes to swap the instance (upgrade.py).
+its upgrade gate, which a live upgrade closes to swap the instance (upgrade.py). For
+a file system that overrides ``evict`` it also counts the kernel's references to
+inodes (references.py).
 Errors pass through unchanged: what to do with a non-``FsError`` exception is each
 runtime's policy.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from ..api import Filesystem
 from ..ks_emul import FAULTS
+from .references import COUNTED, References, wanted
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Dispatcher:
 
     def __init__(self, fs: Filesystem) -> None:
         self.fs = fs
+        # counted from the mount on, for the class mounted first (references.py)
+        self.references = References() if wanted(type(fs)) else None
         self.stats: dict[str, OpStatistics] = {}
         self.trace: TraceHook | None = None
         self.gate = Gate()
@@ -96,10 +101,19 @@ class Dispatcher:
         try:
             if self.fs.serial:
                 with self._serial:
-                    return self._call(op, args)
-            return self._call(op, args)
+                    return self._counted(op, args)
+            return self._counted(op, args)
         finally:
             self.gate.leave()
+
+    def _counted(self, op: str, args: tuple[Any, ...]) -> Any:
+        """The call, then, for a file system that asks (references.py), its effect on
+        the kernel's references and the evictions it brings."""
+        result = self._call(op, args)
+        if self.references is not None and op in COUNTED:
+            for ino in self.references.after(op, args, result):
+                self._call("evict", (ino,))
+        return result
 
     def _call(self, op: str, args: tuple[Any, ...]) -> Any:
         if self.trace is not None:

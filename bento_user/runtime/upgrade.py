@@ -32,6 +32,7 @@ import numpy as np
 
 from ..api import Filesystem, FsError, UpgradeState
 from ..ks_emul import KernelServices
+from . import references
 from ._dispatch import Dispatcher
 
 log = logging.getLogger("bento.upgrade")
@@ -70,6 +71,10 @@ def swap(dispatch: Dispatcher, ks: KernelServices, new_cls: type[Filesystem], *,
         raise UpgradeError(f"{new_name} {'does not support' if old.posix_acls else 'supports'}"
                            f" POSIX ACLs and {old_name} {'does' if old.posix_acls else 'does not'};"
                            f" the mount's agreement with the kernel cannot change; {old_name} serves on")
+    if dispatch.references is None and references.wanted(new_cls):
+        raise UpgradeError(f"{new_name} frees inodes in evict, which needs the kernel's "
+                           f"references counted from the mount on; remount to bring it in; "
+                           f"{old_name} serves on")
     start, closed_at = time.perf_counter(), time.monotonic()
     if not dispatch.gate.close(timeout):
         raise UpgradeError(f"calls in flight did not finish within {timeout:g} s; "

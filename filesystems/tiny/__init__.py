@@ -22,8 +22,9 @@ The runtime makes one call at a time (``serial``: no locks), and each operation
 changes the disk in one journal transaction, file data included (ext4's
 data=journal): after a crash each operation happened entirely or not at all (a
 write: a prefix of its blocks, as on Linux), and fsync only has to commit. An
-unlinked inode lives on while the kernel holds it (lookups, open files); a crash
-leaves it with no name and no link, so mount frees every inode with no links.
+unlinked inode lives on while the kernel holds it (lookups, open files: the runtime
+counts them and calls ``evict``); a crash leaves it with no name and no link, so
+mount frees every inode with no links.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ import errno
 import itertools
 import os
 import stat
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -107,14 +107,12 @@ class Tiny(Filesystem):
     def init(self, ks: KernelServices) -> None:
         self._attach(ks)
         for ino in np.flatnonzero((self.table["mode"] != 0) & (self.table["nlink"] == 0)):
-            with self._tx() as h:
-                self._truncate(h, int(ino), 0, free=True)  # unlinked, then a crash
+            self.evict(InodeNo(int(ino)))  # unlinked, then a crash: no one holds it now
 
     def _attach(self, ks: KernelServices) -> None:
         """Find the journal, then read the superblock, the inode table and the bitmap:
         all that memory needs."""
         self.ks, self.handles, self.next_fh = ks, {}, 1
-        self.refs = Counter[int]()
         with ks.bread(0) as bh:
             sb = bh.data[:SUPER.itemsize].view(SUPER)[0].copy()
         self.g = {k: int(sb[k]) for k in SUPER.names[1:7]}
@@ -131,16 +129,16 @@ class Tiny(Filesystem):
         self.journal.force_commit()
 
     def prepare_upgrade(self) -> UpgradeState:
-        """What only memory knows: the kernel's lookups and the open files."""
-        return UpgradeState("tiny/1", {"refs": dict(self.refs), "handles": dict(self.handles),
-                                       "next_fh": self.next_fh})
+        """What only memory knows: the open files (the runtime counts the kernel's
+        references, see ``evict``)."""
+        return UpgradeState("tiny/2", {"handles": dict(self.handles), "next_fh": self.next_fh})
 
     @classmethod
     def from_upgrade(cls, state: UpgradeState, ks: KernelServices) -> Tiny:
-        check(state.schema == "tiny/1", errno.EPROTO)
+        check(state.schema == "tiny/2", errno.EPROTO)
         fs = cls()
         fs._attach(ks)  # the disk is as the predecessor left it, the journal still open
-        fs.refs, fs.handles, fs.next_fh = Counter(state.data["refs"]), dict(state.data["handles"]), state.data["next_fh"]
+        fs.handles, fs.next_fh = dict(state.data["handles"]), state.data["next_fh"]
         return fs
 
     # -- blocks and inodes --------------------------------------------------------------
@@ -266,25 +264,20 @@ class Tiny(Filesystem):
 
     # -- names --------------------------------------------------------------------------
 
-    def _attr(self, ino: int, count: int = 0) -> Attr:
+    def _attr(self, ino: int) -> Attr:
         r = self._inode(ino)
-        self.refs[ino] += count  # the kernel's lookups of it
         return Attr(InodeNo(ino), int(r["mode"]), int(r["nlink"]), int(r["uid"]), int(r["gid"]),
                     int(r["size"]), 0, int(r["atime"]), int(r["mtime"]), int(r["ctime"]))
 
     def lookup(self, req: Request, parent: InodeNo, name: bytes) -> Attr:
         ino = self._find(parent, name)[1]
         check(ino, errno.ENOENT)
-        return self._attr(ino, count=1)
+        return self._attr(ino)
 
-    def forget(self, items: Sequence[tuple[InodeNo, int]]) -> None:
-        for ino, n in items:
-            self.refs[ino] -= n
-            self._free_if_unused(ino)
-
-    def _free_if_unused(self, ino: int) -> None:
-        r = self._inode(ino)
-        if self.refs[ino] <= 0 and r["nlink"] == 0 and r["mode"]:
+    def evict(self, ino: InodeNo) -> None:
+        """The kernel holds it no more (no lookups, no open files): free it if it
+        has no name left."""
+        if (r := self._inode(ino))["nlink"] == 0 and r["mode"]:
             with self._tx() as h:
                 self._truncate(h, ino, 0, free=True)
 
@@ -303,7 +296,7 @@ class Tiny(Filesystem):
         return ino
 
     def mkdir(self, req: Request, parent: InodeNo, name: bytes, mode: int) -> Attr:
-        return self._attr(self._new(req, parent, name, stat.S_IFDIR | mode & 0o7777), 1)
+        return self._attr(self._new(req, parent, name, stat.S_IFDIR | mode & 0o7777))
 
     def rmdir(self, req: Request, parent: InodeNo, name: bytes) -> None:
         """rmdir and unlink: the kernel has checked which of the two ``name`` is."""
@@ -312,7 +305,6 @@ class Tiny(Filesystem):
         check(self._empty(ino), errno.ENOTEMPTY)
         with self._tx(8) as h:
             self._unname(h, parent, slot, ino)
-        self._free_if_unused(ino)
 
     def _unname(self, h: Handle, parent: int, slot: int, ino: int) -> None:
         """Entry ``slot`` of ``parent`` (naming ``ino``) is gone: count the links."""
@@ -344,8 +336,6 @@ class Tiny(Filesystem):
             for x in (parent, new_parent):
                 self._inode(x)["mtime"] = self._inode(x)["ctime"] = self.ks.now_ns()
             self._put(h, ino, parent, new_parent)
-        if over:
-            self._free_if_unused(over)
 
     # -- attributes ---------------------------------------------------------------------
 
@@ -378,7 +368,6 @@ class Tiny(Filesystem):
     # -- files --------------------------------------------------------------------------
 
     def _handle(self, ino: int, req: Request) -> FileHandle:
-        self.refs[ino] += 1
         fh, self.next_fh = self.next_fh, self.next_fh + 1
         self.handles[fh] = (ino, req)
         return FileHandle(fh)
@@ -391,7 +380,7 @@ class Tiny(Filesystem):
     def create(self, req: Request, parent: InodeNo, name: bytes, mode: int,
                flags: int) -> tuple[Attr, FileHandle]:
         ino = self._new(req, parent, name, stat.S_IFREG | mode & 0o7777)
-        return self._attr(ino, count=1), self._handle(ino, req)
+        return self._attr(ino), self._handle(ino, req)
 
     def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
         ino = self.handles[fh][0]
@@ -416,9 +405,7 @@ class Tiny(Filesystem):
         return len(src)
 
     def release(self, fh: FileHandle) -> None:
-        ino = self.handles.pop(fh)[0]
-        self.refs[ino] -= 1
-        self._free_if_unused(ino)
+        del self.handles[fh]
 
     def fsync(self, fh: FileHandle, datasync: bool) -> None:
         self.journal.force_commit()  # data=journal: the commit holds the data too
