@@ -102,7 +102,11 @@ class FuseOperations(pyfuse3.Operations):
         self._dirs: dict[int, tuple[InodeNo, Request]] = {}  # dir handle -> (inode, opener)
         self._file_inodes: dict[int, int] = {}  # open file handle -> inode
         self._direct_fhs: set[int] = set()  # handles opened with O_DIRECT
-        self._maybe_cached: set[int] = set()  # inodes whose pages the kernel may hold
+        # inodes the kernel holds no page of: all dropped at an O_DIRECT open (or
+        # created with O_DIRECT), none read or written through the cache since. The
+        # complement would grow with every inode the kernel keeps; this one, only
+        # with the files O_DIRECT writers use.
+        self._uncached: set[int] = set()
         self._waiting = 0  # workers waiting for the kernel to drop pages
         self._requests: dict[tuple[int, int, int, int], Request] = {}
         self.kernel_cache = KernelCache(  # what the kernel keeps of our answers
@@ -225,7 +229,7 @@ class FuseOperations(pyfuse3.Operations):
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         """The kernel evicted these inodes, and their pages with them."""
         inos = [ino for ino, _ in inode_list]
-        self._maybe_cached.difference_update(inos)
+        self._uncached.difference_update(inos)  # unknown again: at most one needless drop
         self.kernel_cache.forgotten(inos)
         self._quiet("forget", list(inode_list))
 
@@ -319,7 +323,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         info = self._file_info(self._open(self._req(ctx), inode, flags), inode, flags)
-        if flags & os.O_DIRECT and flags & _ACCMODE != os.O_RDONLY and inode in self._maybe_cached:
+        if flags & os.O_DIRECT and flags & _ACCMODE != os.O_RDONLY and inode not in self._uncached:
             await self._drop_pages(inode)  # see write: from now on only a READ costs
         return info
 
@@ -351,12 +355,14 @@ class FuseOperations(pyfuse3.Operations):
         attr, fh = self._call("create", self._req(ctx), parent_inode, name, mode,
                               self._for_kernel(flags))
         self.kernel_cache.made(parent_inode, name)
+        if flags & os.O_DIRECT:
+            self._uncached.add(attr.ino)  # new: the kernel has no page of it
         return self._file_info(fh, attr.ino, flags), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         data = self._call("read", fh, off, size)
         if fh not in self._direct_fhs:
-            self._maybe_cached.add(self._file_inodes.get(fh, 0))
+            self._uncached.discard(self._file_inodes.get(fh, 0))
         return data
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -372,8 +378,8 @@ class FuseOperations(pyfuse3.Operations):
         written = self._call("write", fh, off, buf)
         ino = self._file_inodes.get(fh, 0)
         if fh not in self._direct_fhs:
-            self._maybe_cached.add(ino)
-        elif ino in self._maybe_cached:
+            self._uncached.discard(ino)
+        elif ino not in self._uncached:
             await self._drop_pages(ino, off, len(buf))
         return written
 
@@ -385,7 +391,7 @@ class FuseOperations(pyfuse3.Operations):
         risk none left to serve those READs — unless the caller must ``wait``
         (lseek: its answer depends on what the kernel writes back first)."""
         if not length:
-            self._maybe_cached.discard(ino)  # a READ served from now on sets it again
+            self._uncached.add(ino)  # a READ or cached write served from now on clears it
         if self._waiting >= WORKERS - 2 and not wait:
             threading.Thread(target=_invalidate, args=(ino, offset, length), daemon=True).start()
             return
