@@ -9,6 +9,7 @@ cache can hand over scattered arena slots and the device turns them into a singl
 from __future__ import annotations
 
 import errno
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class BlockDevice(ABC):
         self.read_only = read_only
         self.closed = False
         self._reads = self._writes = self._flushes = 0
+        self._flush_lock = threading.Lock()
+        self._flush_started = self._durable_through = 0  # flushes begun; see flush_ticket
         self._blocks_read = self._blocks_written = 0
 
     # -- the interface -------------------------------------------------------------
@@ -103,8 +106,23 @@ class BlockDevice(ABC):
     def flush(self) -> None:
         """A barrier: every write that returned before this call is now durable."""
         self._check_open()
+        with self._flush_lock:
+            self._flush_started += 1
+            ticket = self._flush_started
         self._flush()
-        self._flushes += 1
+        with self._flush_lock:
+            self._durable_through = max(self._durable_through, ticket)
+            self._flushes += 1
+
+    def flush_ticket(self) -> int:
+        """Call when a write has returned: the number of the first flush that makes
+        it durable (one begun after now). ``durable(ticket)`` tells when that flush,
+        or a later one, is done, whoever asked for it: a file system's debt for data
+        it wrote around the journal is paid by the journal's next commit too."""
+        return self._flush_started + 1
+
+    def durable(self, ticket: int) -> bool:
+        return self._durable_through >= ticket
 
     def close(self) -> None:
         """Release the device. Does not flush: call ``flush`` first if that matters."""

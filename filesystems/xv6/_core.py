@@ -217,9 +217,10 @@ class Xv6Core(Filesystem):
         with self.icache.lock:
             lookups = self.icache.lookups  # handed over, not copied (_upgrade.py)
             table = self.icache.table
-            debts = [(ino, sorted(ip.dirty_data), ip.unflushed)
-                     for ino in list(self.icache.indebted)
-                     if (ip := table.get(ino)) is not None and (ip.dirty_data or ip.unflushed)]
+            device = self.ks.device
+            debts = [(ino, sorted(ip.dirty_data), ip.owes_flush(device))
+                     for ino in list(self.icache.indebted) if (ip := table.get(ino)) is not None
+                     and (ip.dirty_data or ip.owes_flush(device))]
             files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.open_files.items()]
             old = self.icache.inherited  # what a predecessor left that nothing has used yet
             debts += [(ino, dirty, unflushed) for ino, (dirty, unflushed) in old.debts.items()]

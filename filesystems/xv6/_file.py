@@ -130,7 +130,7 @@ class FileIO:
             data = src[:n * BLOCK_SIZE]
         if len(pblks):
             self.data.write(pblks, data)  # before the handle's commit: ordered data
-            ip.unflushed = True
+            ip.unflushed = self.ks.device.flush_ticket()
             self.icache.indebted.add(ip.ino)
         return n * BLOCK_SIZE
 
@@ -312,11 +312,14 @@ class FileIO:
         with self.sync_lock:
             with ip.lock.write():
                 blocks = ip.take_owed()
-                owed = bool(blocks) or ip.unflushed
+                unflushed = ip.unflushed
                 dirty = [bh for b in blocks if (bh := self.ks.cache.cached(b)) is not None]
-                ip.unflushed = False
+                ip.unflushed = 0
                 self.icache.indebted.discard(ip.ino)
             self.ks.cache.write_and_wait(dirty)
+            # every block it owes is on the device now: the first flush begun from
+            # here on makes them durable, and the commit's, if it commits, is one
+            ticket = self.ks.device.flush_ticket() if blocks else unflushed
             self.journal.force_commit()
-            if owed:
+            if ticket and not self.ks.device.durable(ticket):
                 self.ks.device.flush()

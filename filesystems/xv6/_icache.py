@@ -147,7 +147,8 @@ class InodeCache:
         dirty, unflushed = old.debts.pop(ip.ino, ((), False))
         for pblk in dirty:
             ip.owe(pblk)
-        ip.unflushed = ip.unflushed or unflushed
+        if unflushed and not ip.unflushed:
+            ip.unflushed = self.ks.device.flush_ticket()  # its ticket was the old mount's
         if ip.dirty_data or ip.unflushed:
             self.indebted.add(ip.ino)
 
@@ -160,17 +161,18 @@ class InodeCache:
         with self.lock:
             if len(self.table) < self._limit:
                 return
-            extra = len(self.table) - TARGET
+            extra, device = len(self.table) - TARGET, self.ks.device
             idle: list[int] = []
             for ino in list(self.table):
                 if len(idle) == extra:
                     break
                 ip = self.table[ino]
                 if (ip.nopen == 0 and ip.nlink and not ip.orphan and not ip.dirty_data
-                        and not ip.unflushed and ino not in (self.hidden_ino, ROOT_INODE)
+                        and not ip.owes_flush(device) and ino not in (self.hidden_ino, ROOT_INODE)
                         and sys.getrefcount(ip) <= _ONLY_THE_TABLE):
                     idle.append(ino)
             for ino in idle:
                 del self.table[ino]
+                self.indebted.discard(ino)  # idle: it owes nothing (any more)
             # the scan is linear: run it again only once the cache has grown by half
             self._limit = max(TARGET, len(self.table) * 3 // 2)

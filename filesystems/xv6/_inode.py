@@ -23,6 +23,7 @@ from bento_user.api import Attr, InodeNo, corrupt
 from ._format import FORMAT_KINDS, INODE_DTYPE, INODE_SIZE, MAX_FILE_SIZE, NADDRS
 
 if TYPE_CHECKING:
+    from bento_user.blockdev import BlockDevice
     from bento_user.ks_emul import RWSemaphore
 
     from ._dir import DirIndex
@@ -67,7 +68,8 @@ class Inode:
         self.xattrs: dict[bytes, bytes] | None = None  # parsed xattr block
         # overwritten data blocks (fsync writes them); a set only once there are some
         self.dirty_data: set[int] | frozenset[int] = NOTHING_OWED
-        self.unflushed = False     # data written to the device since the last flush
+        self.unflushed = 0         # data written around the journal: the flush it waits
+                                   # for (BlockDevice.flush_ticket), 0 for none
 
     # -- disk form ---------------------------------------------------------------
 
@@ -102,6 +104,11 @@ class Inode:
         """The block left the file (truncate): nothing is owed for it."""
         if self.dirty_data:
             self.dirty_data.discard(pblk)  # type: ignore[union-attr]
+
+    def owes_flush(self, device: BlockDevice) -> bool:
+        """Whether data written around the journal still waits for a flush (anyone's:
+        a journal commit's pays it too)."""
+        return bool(self.unflushed) and not device.durable(self.unflushed)
 
     def take_owed(self) -> set[int] | frozenset[int]:
         owed, self.dirty_data = self.dirty_data, NOTHING_OWED

@@ -46,3 +46,25 @@ def test_inodes_the_kernel_holds_leave_memory_and_come_back(small_cache: None,
     assert fs.alloc.free_inodes >= 100 and not any(ino in fs.orphans for ino in inos[:100])
     mounted.reopen()
     assert len(mounted.c.listdir("/d")) == 500
+
+
+def test_files_written_straight_to_the_device_leave_memory_once_a_commit_flushed(
+        small_cache: None, mounted: Mounted) -> None:
+    """A write of 16 blocks or more goes to the device around the journal and owes
+    fsync a flush; a journal commit's flush pays that debt as well as fsync's would.
+    Before: such an inode stayed in memory until its own fsync (an untar of many
+    large files grew the table without bound)."""
+    rt, c, fs = mounted.rt, mounted.c, mounted.rt.fs
+    fs.icache._limit = TARGET
+    c.mkdir("/big")
+    for i in range(200):
+        c.write_bytes(f"/big/f{i}", bytes([i]) * (64 * 1024))
+        if i % 20 == 19:
+            rt.ks.journal.force_commit()  # as the 5 s timer would
+    assert len(fs.icache.table) <= TARGET * 3 // 2 + 2
+    assert len(fs.icache.indebted) <= len(fs.icache.table)  # not one per file written
+    fd = c.open("/big/f199", 2)
+    c.fsync(fd)  # the last ones may still owe it: fsync flushes once for them
+    c.close(fd)
+    mounted.reopen()
+    assert mounted.c.read_bytes("/big/f7") == bytes([7]) * (64 * 1024)
