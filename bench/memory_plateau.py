@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import date
@@ -31,14 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from fuse_compare import assets, sh, unmount  # noqa: E402  (bench/ is not a package)
-
-BENTO = str(Path(sys.executable).with_name("bento"))
-
-
-def bento(code: str | None, *args: str) -> str:
-    env = dict(os.environ, **({"PYTHONPATH": code} if code else {}))
-    return subprocess.run([BENTO, *args], check=True, capture_output=True, text=True,
-                          env=env).stdout
+from near_full import bento  # noqa: E402  (runs bento from a checkout, one-line errors)
 
 
 def main() -> int:

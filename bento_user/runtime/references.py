@@ -33,7 +33,7 @@ COUNTED = LOOKUPS | {"create", "open", "opendir", "forget", "release", "released
 
 def wanted(cls: type[Filesystem]) -> bool:
     """Whether ``cls`` asks the runtime to count (it overrides ``evict``)."""
-    return getattr(cls, "evict", Filesystem.evict) is not Filesystem.evict
+    return cls.evict is not Filesystem.evict
 
 
 class References:
