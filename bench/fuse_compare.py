@@ -16,6 +16,11 @@ the library cost, below which no FUSE file system can go.
 
 Both are built in bench/.cache (never committed).
 
+``bento-null`` is bento's own floor: ``bench/null_fs.py``, a file system of Python
+dicts that does no work, mounted through bento's runtime with bento's options
+(writeback cache, ``default_permissions``). What it costs is the runtime's, pyfuse3's
+and the kernel's share; the rest of ``bento``'s time is xv6's own Python.
+
 ``bento-before`` mounts the code of another checkout (``--before DIR``, e.g. a git
 worktree of the commit before a change) in the same run: this VM drifts by 2-5x
 within an hour, so a before/after pair is only fair side by side. With
@@ -165,6 +170,8 @@ class Target:
             sh(BENTO, "mkfs", str(self.image), env=env)
             sh(BENTO, "mount", str(self.image), str(self.mnt), "-o",
                ",".join([f"cache_mib={self.cache_mib}", *self.options]), env=env)
+        elif self.name == "bento-null":  # the image stays as it is: nothing reads it
+            sh(BENTO, "mount", "--fs", str(HERE / "null_fs.py"), str(self.image), str(self.mnt))
         elif self.name == "ext4":
             sh("mkfs.ext4", "-q", "-F", str(self.image))
             self.loop = sh("losetup", "-f", "--show", str(self.image)).strip()
@@ -318,7 +325,7 @@ LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_warm_s",
 def table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     names = list(results)
-    versus = [o for o in ("bento-before", "ext4", "fuse2fs", "c-floor", "py-floor")
+    versus = [o for o in ("bento-before", "bento-null", "ext4", "fuse2fs", "c-floor", "py-floor")
               if o in results]
     lines = [f"| workload | {' | '.join(names)} | " + " | ".join(f"bento/{o}" for o in versus)
              + " |", "|---|" + "---:|" * (len(names) + len(versus))]
