@@ -20,6 +20,9 @@ Both are built in bench/.cache (never committed).
 dicts that does no work, mounted through bento's runtime with bento's options
 (writeback cache, ``default_permissions``). What it costs is the runtime's, pyfuse3's
 and the kernel's share; the rest of ``bento``'s time is xv6's own Python.
+``bento-null-bare`` is the same without the writeback cache and
+``default_permissions``, as the C floor runs: against ``c-floor`` it shows what
+pyfuse3 and the runtime cost, against ``bento-null`` what those two options cost.
 
 ``bento-before`` mounts the code of another checkout (``--before DIR``, e.g. a git
 worktree of the commit before a change) in the same run: this VM drifts by 2-5x
@@ -170,8 +173,10 @@ class Target:
             sh(BENTO, "mkfs", str(self.image), env=env)
             sh(BENTO, "mount", str(self.image), str(self.mnt), "-o",
                ",".join([f"cache_mib={self.cache_mib}", *self.options]), env=env)
-        elif self.name == "bento-null":  # the image stays as it is: nothing reads it
-            sh(BENTO, "mount", "--fs", str(HERE / "null_fs.py"), str(self.image), str(self.mnt))
+        elif self.name in ("bento-null", "bento-null-bare"):  # the image is never read
+            bare = ["-o", "no_writeback_cache,no_default_permissions"] if "bare" in self.name else []
+            sh(BENTO, "mount", "--fs", str(HERE / "null_fs.py"), str(self.image), str(self.mnt),
+               *bare)
         elif self.name == "ext4":
             sh("mkfs.ext4", "-q", "-F", str(self.image))
             self.loop = sh("losetup", "-f", "--show", str(self.image)).strip()
@@ -325,8 +330,8 @@ LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_warm_s",
 def table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     names = list(results)
-    versus = [o for o in ("bento-before", "bento-null", "ext4", "fuse2fs", "c-floor", "py-floor")
-              if o in results]
+    versus = [o for o in ("bento-before", "bento-null", "bento-null-bare", "ext4", "fuse2fs",
+                          "c-floor", "py-floor") if o in results]
     lines = [f"| workload | {' | '.join(names)} | " + " | ".join(f"bento/{o}" for o in versus)
              + " |", "|---|" + "---:|" * (len(names) + len(versus))]
     for k in metrics:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(fuse3 libfuse3-dev pkg-config patch e2fsprogs fuse2fs acl git sqlite3 fio util-linux graphviz
-              redis-server bash-completion man-db)
+              redis-server bash-completion man-db meson ninja-build xz-utils)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -23,6 +23,44 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
+# libfuse as Debian ships it (its source package at the installed version, Debian's
+# patches applied), with third_party/libfuse's patch on top: the mount negotiates FUSE_HANDLE_KILLPRIV_V2, so the
+# kernel stops asking for security.capability before every write (its README says
+# why). Built into .venv/libfuse, which pyfuse3 below is linked to; the system's
+# libfuse stays as it is for everything else.
+libfuse_version=$(dpkg-query -W -f='${Version}' libfuse3-3)
+libfuse_patch="$PWD/third_party/libfuse/killpriv-v2.patch"
+libfuse_stamp=.venv/.libfuse-patched
+libfuse_want="$libfuse_version+debian $(sha256sum < "$libfuse_patch" | cut -d' ' -f1)"
+if [ ! -f "$libfuse_stamp" ] || [ "$(cat "$libfuse_stamp")" != "$libfuse_want" ] \
+        || [ ! -e .venv/libfuse/libfuse3.so.3 ]; then
+    echo "setup: building libfuse $libfuse_version with third_party/libfuse's patch"
+    work=$(mktemp -d)
+    mkdir -p "$work/lists/partial"
+    printf '%s\n' "Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: bookworm" \
+        "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+        > "$work/src.sources"  # a list of our own: the machine's apt lists stay as they are
+    apt=(apt-get -qq -o "Dir::Etc::SourceList=$work/src.sources" -o APT::Sandbox::User=root
+         -o Dir::Etc::SourceParts=/nonexistent -o "Dir::State::Lists=$work/lists")
+    "${apt[@]}" update
+    (cd "$work" && "${apt[@]}" source --download-only "fuse3=$libfuse_version" >/dev/null)
+    tar -xJf "$work"/fuse3_*.orig.tar.xz -C "$work"
+    src=$(echo "$work"/fuse-*)
+    tar -xJf "$work"/fuse3_*.debian.tar.xz -C "$src"
+    for p in $(grep -v '^#' "$src/debian/patches/series"); do  # Debian's first, as shipped
+        patch -s -p1 -d "$src" < "$src/debian/patches/$p"
+    done
+    patch -s -p1 -d "$src" < "$libfuse_patch"
+    meson setup -Dexamples=false -Dutils=false -Dtests=false "$src/build" "$src" >/dev/null
+    ninja -C "$src/build" >/dev/null
+    rm -rf .venv/libfuse
+    mkdir -p .venv/libfuse
+    cp -P "$src/build/lib/libfuse3.so.3" "$(readlink -f "$src/build/lib/libfuse3.so.3")" \
+        .venv/libfuse/
+    rm -rf "$work"
+    echo "$libfuse_want" > "$libfuse_stamp"
+fi
+
 # pyfuse3 with handlers for lseek(SEEK_DATA/SEEK_HOLE) and fallocate, the umask left
 # to the file system under POSIX ACLs, range invalidation, polling for the next
 # request, and directories the kernel may cache: built from its pinned sdist with
@@ -35,7 +73,7 @@ pyfuse3_patches=("$PWD/third_party/pyfuse3/lseek-fallocate.patch"
                  "$PWD/third_party/pyfuse3/poll.patch"
                  "$PWD/third_party/pyfuse3/cache-readdir.patch")
 pyfuse3_stamp=.venv/.pyfuse3-patched
-pyfuse3_want="$pyfuse3_version $(cat "${pyfuse3_patches[@]}" | sha256sum | cut -d' ' -f1)"
+pyfuse3_want="$pyfuse3_version $(cat "${pyfuse3_patches[@]}" | sha256sum | cut -d' ' -f1) $libfuse_want"
 if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]; then
     echo "setup: building pyfuse3 $pyfuse3_version with third_party/pyfuse3's patches"
     .venv/bin/python -m pip install -q --upgrade pip
@@ -48,8 +86,9 @@ if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]
         patch -s -p1 -d "$src" < "$p"
     done
     rm -f "$src/src/pyfuse3/__init__.c"  # generated from the .pyx: Cython makes it anew
-    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.5" \
-        .venv/bin/python -m pip install -q --no-deps --force-reinstall "$src"
+    # linked against Debian's headers, run with .venv/libfuse's build (same ABI)
+    LDFLAGS="-Wl,-rpath,$PWD/.venv/libfuse" SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.5" \
+        .venv/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$src"
     rm -rf "$work"
     echo "$pyfuse3_want" > "$pyfuse3_stamp"
 fi
