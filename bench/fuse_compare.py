@@ -24,6 +24,11 @@ and the kernel's share; the rest of ``bento``'s time is xv6's own Python.
 ``default_permissions``, as the C floor runs: against ``c-floor`` it shows what
 pyfuse3 and the runtime cost, against ``bento-null`` what those two options cost.
 
+``bento-stock-libfuse`` is bento on Debian's libfuse as shipped, without
+third_party/libfuse's patch (no FUSE_HANDLE_KILLPRIV_V2: a GETXATTR before every
+write). ``py-floor`` runs on this venv's pyfuse3, so on the patched libfuse; the
+C floor on Debian's.
+
 ``bento-before`` mounts the code of another checkout (``--before DIR``, e.g. a git
 worktree of the commit before a change) in the same run: this VM drifts by 2-5x
 within an hour, so a before/after pair is only fair side by side. With
@@ -115,6 +120,18 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 
 
+def stock_libfuse() -> Path:
+    """A directory holding only the system's libfuse3.so.3: put first in the search
+    path (LD_LIBRARY_PATH outranks pyfuse3's run path), it runs bento on Debian's
+    libfuse as shipped, without third_party/libfuse's patch."""
+    where = CACHE / "stock-libfuse"
+    where.mkdir(parents=True, exist_ok=True)
+    lib = where / "libfuse3.so.3"
+    if not lib.is_symlink():
+        lib.symlink_to(sh("pkg-config", "fuse3", "--variable=libdir").strip() + "/libfuse3.so.3")
+    return where
+
+
 def floors() -> tuple[Path, Path]:
     """Build (once) the C floor's binary and fetch the Python floor's script."""
     c_floor = CACHE / "passthrough_ll"
@@ -164,12 +181,14 @@ class Target:
         if self.name != "tmpfs":
             with open(self.image, "wb") as f:
                 f.truncate(IMAGE_SIZE)
-        if self.name in ("bento", "bento-before"):
+        if self.name in ("bento", "bento-before", "bento-stock-libfuse"):
             env = None
             if self.name == "bento-before":
                 if self.before is None:
                     raise SystemExit("bento-before needs --before CHECKOUT")
                 env = dict(os.environ, PYTHONPATH=str(self.before))
+            if self.name == "bento-stock-libfuse":
+                env = dict(os.environ, LD_LIBRARY_PATH=str(stock_libfuse()))
             sh(BENTO, "mkfs", str(self.image), env=env)
             sh(BENTO, "mount", str(self.image), str(self.mnt), "-o",
                ",".join([f"cache_mib={self.cache_mib}", *self.options]), env=env)
@@ -330,8 +349,8 @@ LOWER_IS_BETTER = {"untar_s", "git_clone_s", "create_10k_s", "stat_10k_warm_s",
 def table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     names = list(results)
-    versus = [o for o in ("bento-before", "bento-null", "bento-null-bare", "ext4", "fuse2fs",
-                          "c-floor", "py-floor") if o in results]
+    versus = [o for o in ("bento-before", "bento-stock-libfuse", "bento-null", "bento-null-bare",
+                          "ext4", "fuse2fs", "c-floor", "py-floor") if o in results]
     lines = [f"| workload | {' | '.join(names)} | " + " | ".join(f"bento/{o}" for o in versus)
              + " |", "|---|" + "---:|" * (len(names) + len(versus))]
     for k in metrics:
