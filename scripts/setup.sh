@@ -24,10 +24,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # libfuse as Debian ships it (its source package at the installed version, Debian's
-# patches applied), with third_party/libfuse's patch on top: the mount negotiates FUSE_HANDLE_KILLPRIV_V2, so the
-# kernel stops asking for security.capability before every write (its README says
-# why). Built into .venv/libfuse, which pyfuse3 below is linked to; the system's
-# libfuse stays as it is for everything else.
+# patches applied), with third_party/libfuse's patch on top: the mount negotiates
+# FUSE_HANDLE_KILLPRIV_V2, so the kernel stops asking for security.capability before
+# every write (its README says why). Built into .venv/libfuse, which pyfuse3 below is
+# linked to; the system's libfuse stays as it is for everything else.
 libfuse_version=$(dpkg-query -W -f='${Version}' libfuse3-3)
 libfuse_patch="$PWD/third_party/libfuse/killpriv-v2.patch"
 libfuse_stamp=.venv/.libfuse-patched
@@ -87,7 +87,8 @@ if [ ! -f "$pyfuse3_stamp" ] || [ "$(cat "$pyfuse3_stamp")" != "$pyfuse3_want" ]
     done
     rm -f "$src/src/pyfuse3/__init__.c"  # generated from the .pyx: Cython makes it anew
     # linked against Debian's headers, run with .venv/libfuse's build (same ABI)
-    LDFLAGS="-Wl,-rpath,$PWD/.venv/libfuse" SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.5" \
+    LDFLAGS="-Wl,-rpath,$PWD/.venv/libfuse" \
+        SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version+bento.5" \
         .venv/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$src"
     rm -rf "$work"
     echo "$pyfuse3_want" > "$pyfuse3_stamp"
