@@ -9,8 +9,8 @@ the library cost, below which no FUSE file system can go.
 
 - ``c-floor``: libfuse 3.14.0's ``example/passthrough_ll.c`` (Debian's libfuse3-dev is
   3.14.0), built with its default options (multi-threaded, 1 s timeouts, no
-  writeback cache) from Debian's source package: ``apt-get source fuse3`` with a
-  deb-src list of the bench's own, so the machine's apt lists are not touched.
+  writeback cache) from Debian's source package, fetched by
+  ``scripts/libfuse-source.sh`` as setup.sh fetches it for our own libfuse.
 - ``py-floor``: pyfuse3 3.5.0's ``examples/passthroughfs.py`` from its sdist on PyPI,
   run by this venv's Python (and pyfuse3).
 
@@ -112,14 +112,6 @@ def assets() -> tuple[Path, Path, int]:
     return tarball, repo, entries
 
 
-DEB_SRC = """Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-"""
-
-
 def stock_libfuse() -> Path:
     """A directory holding only the system's libfuse3.so.3: put first in the search
     path (LD_LIBRARY_PATH outranks pyfuse3's run path), it runs bento on Debian's
@@ -136,16 +128,10 @@ def floors() -> tuple[Path, Path]:
     """Build (once) the C floor's binary and fetch the Python floor's script."""
     c_floor = CACHE / "passthrough_ll"
     if not c_floor.exists():
-        work = CACHE / "libfuse"
-        (work / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-        (work / "src.sources").write_text(DEB_SRC)
-        apt = ("apt-get", "-q", "-o", f"Dir::Etc::SourceList={work / 'src.sources'}",
-               "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", f"Dir::State::Lists={work / 'lists'}")
-        sh(*apt, "update")
-        sh(*apt, "source", "--download-only", "fuse3=3.14.0-4", cwd=work)
-        sh("tar", "-xJf", "fuse3_3.14.0.orig.tar.xz", cwd=work)
+        src = Path(sh(str(HERE.parent / "scripts" / "libfuse-source.sh"),
+                      str(CACHE / "libfuse")).strip())
         flags = sh("pkg-config", "fuse3", "--cflags", "--libs").split()
-        sh("gcc", "-O2", "-Wall", str(work / "fuse-3.14.0/example/passthrough_ll.c"), *flags,
+        sh("gcc", "-O2", "-Wall", str(src / "example/passthrough_ll.c"), *flags,
            "-o", str(c_floor))
     py_floor = CACHE / "passthroughfs.py"
     if not py_floor.exists():

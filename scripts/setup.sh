@@ -23,11 +23,11 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-# libfuse as Debian ships it (its source package at the installed version, Debian's
-# patches applied), with third_party/libfuse's patch on top: the mount negotiates
-# FUSE_HANDLE_KILLPRIV_V2, so the kernel stops asking for security.capability before
-# every write (its README says why). Built into .venv/libfuse, which pyfuse3 below is
-# linked to; the system's libfuse stays as it is for everything else.
+# libfuse as Debian ships it (scripts/libfuse-source.sh: its source package at the
+# installed version, Debian's patches applied), with third_party/libfuse's patch on
+# top: the mount negotiates FUSE_HANDLE_KILLPRIV_V2, so the kernel stops asking for
+# security.capability before every write (its README says why). Built into
+# .venv/libfuse, which pyfuse3 below is linked to; the system's libfuse stays as it is.
 libfuse_version=$(dpkg-query -W -f='${Version}' libfuse3-3)
 libfuse_patch="$PWD/third_party/libfuse/killpriv-v2.patch"
 libfuse_stamp=.venv/.libfuse-patched
@@ -36,20 +36,7 @@ if [ ! -f "$libfuse_stamp" ] || [ "$(cat "$libfuse_stamp")" != "$libfuse_want" ]
         || [ ! -e .venv/libfuse/libfuse3.so.3 ]; then
     echo "setup: building libfuse $libfuse_version with third_party/libfuse's patch"
     work=$(mktemp -d)
-    mkdir -p "$work/lists/partial"
-    printf '%s\n' "Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: bookworm" \
-        "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
-        > "$work/src.sources"  # a list of our own: the machine's apt lists stay as they are
-    apt=(apt-get -qq -o "Dir::Etc::SourceList=$work/src.sources" -o APT::Sandbox::User=root
-         -o Dir::Etc::SourceParts=/nonexistent -o "Dir::State::Lists=$work/lists")
-    "${apt[@]}" update
-    (cd "$work" && "${apt[@]}" source --download-only "fuse3=$libfuse_version" >/dev/null)
-    tar -xJf "$work"/fuse3_*.orig.tar.xz -C "$work"
-    src=$(echo "$work"/fuse-*)
-    tar -xJf "$work"/fuse3_*.debian.tar.xz -C "$src"
-    for p in $(grep -v '^#' "$src/debian/patches/series"); do  # Debian's first, as shipped
-        patch -s -p1 -d "$src" < "$src/debian/patches/$p"
-    done
+    src=$(scripts/libfuse-source.sh "$work")
     patch -s -p1 -d "$src" < "$libfuse_patch"
     meson setup -Dexamples=false -Dutils=false -Dtests=false "$src/build" "$src" >/dev/null
     ninja -C "$src/build" >/dev/null

@@ -218,9 +218,9 @@ class Xv6Core(Filesystem):
             lookups = self.icache.lookups  # handed over, not copied (_upgrade.py)
             table = self.icache.table
             device = self.ks.device
-            debts = [(ino, sorted(ip.dirty_data), ip.owes_flush(device))
+            debts = [(ino, sorted(ip.dirty_data), owes)
                      for ino in list(self.icache.indebted) if (ip := table.get(ino)) is not None
-                     and (ip.dirty_data or ip.owes_flush(device))]
+                     and ((owes := ip.owes_flush(device)) or ip.dirty_data)]
             files = [(fh, of.ip.ino, of.flags, of.req) for fh, of in self.open_files.items()]
             old = self.icache.inherited  # what a predecessor left that nothing has used yet
             debts += [(ino, dirty, unflushed) for ino, (dirty, unflushed) in old.debts.items()]

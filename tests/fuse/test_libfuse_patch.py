@@ -13,9 +13,7 @@ import subprocess
 from pathlib import Path
 
 from .conftest import Mount, operations
-from .test_linux_semantics import SYSTEM_PYTHON
-
-OTHER = 1001
+from .test_linux_semantics import OTHER, SYSTEM_PYTHON
 
 
 def getxattrs(m: Mount) -> int:
