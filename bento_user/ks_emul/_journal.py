@@ -259,6 +259,8 @@ class Journal:
         if undo is not None:
             undo.before_change(bh)
         t = h.transaction
+        if bh.jtrans is t and bh.blockno not in t.revokes:
+            return  # joined already, and ``t`` cannot commit while ``h`` is open
         with self._cond:
             t.revokes.discard(bh.blockno)  # logged again: the revoke no longer applies
             if bh.jtrans is t:
@@ -274,6 +276,8 @@ class Journal:
         t = h.transaction
         if bh.jtrans is not t:
             raise JournalError(f"dirty_metadata on block {bh.blockno} without get_write_access")
+        if bh.dirty and bh.blockno in t.dirtied:
+            return  # noted already; pinned, so no write-back can have cleaned it
         with self._cond:
             t.dirtied.add(bh.blockno)
         bh.mark_dirty()

@@ -27,7 +27,7 @@ from . import _xattr as xattr
 from ._alloc import Allocator
 from ._bmap import BlockMap, NoSpace
 from ._data import FileData
-from ._format import BLOCK_SIZE
+from ._format import BLOCK_SIZE, NDIRECT
 from ._icache import InodeCache
 from ._inode import Inode
 from ._orphans import OrphanList
@@ -40,6 +40,9 @@ WRITE_CREDITS = 64  # one handle of a write: data blocks are not logged
 # smaller ones through the buffer cache, whose write-back merges them later instead
 # of paying a synchronous device round trip each.
 DIRECT_MIN_BLOCKS = 16
+# Writes up to this size take one handle for data and inode (``write_small``): at
+# most five blocks, each with its bitmap and indirect blocks, well inside OP_CREDITS.
+SMALL_WRITE = 4 * BLOCK_SIZE
 HOLE_SCAN_BLOCKS = 4096       # SEEK_HOLE reads the block map 16 MiB of file at a time
 ZERO_CHUNK = 64 * 1024 * 1024  # fallocate zeroes in steps of this much memory
 
@@ -114,6 +117,22 @@ class FileIO:
             if retried:
                 self.journal.force_commit()
         return pos - offset
+
+    def write_small(self, h: Handle, ip: Inode, offset: int, src: np.ndarray) -> None:
+        """A write of at most ``SMALL_WRITE`` bytes through the cache, inside the
+        caller's handle: the data's blocks and the inode's new size and times then
+        take one handle and one inode update, not two. NoSpace if the disk filled,
+        with what was allocated stored (the general path waits for freed blocks)."""
+        pos, end = offset, offset + len(src)
+        try:
+            while pos < end:
+                lblk, off = divmod(pos, BLOCK_SIZE)
+                n = min(BLOCK_SIZE - off, end - pos)
+                self._write_block(h, ip, lblk, off, src[pos - offset:pos - offset + n], False)
+                pos += n
+        except NoSpace:
+            self.icache.iupdate(h, ip)
+            raise
 
     def _write_run(self, h: Handle, ip: Inode, lblk: int, count: int, src: np.ndarray,
                    zero_only: bool) -> int:
@@ -202,10 +221,21 @@ class FileIO:
                 self.icache.iupdate(h, ip)
 
     def reclaim(self, ip: Inode) -> None:
-        """Free an inode with no names, lookups or handles: its blocks, then itself."""
+        """Free an inode with no names, lookups or handles: its blocks, then itself.
+        A file of direct blocks only (most small files) goes in one handle, not two:
+        each of its blocks costs a bitmap block and a revoke at most."""
         with ip.lock.write():
-            self.free_blocks(ip, 0)
-            with self.tx(OP_CREDITS + xattr.credits_for(self.ks, self.bmap, ip, b"")) as h:
+            direct = []
+            if any(ip.addrs[NDIRECT:]):
+                self.free_blocks(ip, 0)
+            else:
+                direct = list(self.bmap.mapped(ip))
+            credits = OP_CREDITS + 2 * len(direct) + xattr.credits_for(self.ks, self.bmap, ip, b"")
+            with self.tx(credits) as h:
+                metadata = not stat.S_ISREG(ip.mode)
+                for lblk, pblk in reversed(direct):
+                    self.bmap.unmap(h, ip, lblk, pblk, metadata)
+                    ip.forgive(pblk)
                 xattr.save(self.ks, self.bmap, h, ip, {})
                 self.orphans.remove(h, ip)
                 generation = ip.generation

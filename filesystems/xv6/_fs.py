@@ -49,11 +49,13 @@ from bento_user.api import (
     StatFs,
     corrupt,
 )
+from bento_user.ks_emul import Handle
 
 from . import _perm as perm
 from . import _xattr as xattr
+from ._bmap import NoSpace
 from ._core import OpenFile
-from ._file import OP_CREDITS
+from ._file import OP_CREDITS, SMALL_WRITE
 from ._format import BLOCK_SIZE, MAX_FILE_SIZE, NAME_MAX, SYMLINK_MAX
 from ._inode import Inode, touch
 from ._names import check_name
@@ -457,16 +459,29 @@ class Xv6(XattrOps):
         if not len(src):
             return 0
         with ip.lock.write():
+            if len(src) <= SMALL_WRITE:
+                try:
+                    with self.transaction() as h:
+                        self.file_io.write_small(h, ip, offset, src)
+                        self._wrote(h, of, ip, offset + len(src))
+                    return len(src)
+                except NoSpace:
+                    pass  # the general path below waits for blocks a commit frees
             done = self.file_io.write(ip, offset, src)
             if done == 0:
                 raise FsError(errno.ENOSPC)
             with self.transaction() as h:
-                ip.size = max(ip.size, offset + done)
-                touch(self.ks.now_ns(), ip)
-                if of.req.uid:
-                    ip.mode = of.req.killed_suid(ip.mode, ip.gid)
-                self.icache.iupdate(h, ip)
+                self._wrote(h, of, ip, offset + done)
         return done
+
+    def _wrote(self, h: Handle, of: OpenFile, ip: Inode, end: int) -> None:
+        """A write through ``of`` ended at ``end``: the size, the times, and (as
+        Linux's file_remove_privs) setuid gone unless root wrote."""
+        ip.size = max(ip.size, end)
+        touch(self.ks.now_ns(), ip)
+        if of.req.uid:
+            ip.mode = of.req.killed_suid(ip.mode, ip.gid)
+        self.icache.iupdate(h, ip)
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
         self._writable()
