@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bento_user.api import FsError, corrupt
 from bento_user.ks_emul import KernelServices
 
 from ._format import BLOCK_SIZE
@@ -65,14 +66,23 @@ class FileData:
         if start >= 0:
             self.ks.read_blocks(pblks_start, [buf[start:len(pblks)]])
 
-    def write(self, pblks: np.ndarray, data: np.ndarray) -> None:
-        """Write whole blocks: ``data`` holds ``len(pblks)`` of them."""
+    def write(self, pblks: np.ndarray, data: np.ndarray, ino: int) -> None:
+        """Write whole blocks of inode ``ino``: ``data`` holds ``len(pblks)`` of them."""
         blocks = data.reshape(len(pblks), BLOCK_SIZE)
-        for i, p in enumerate(pblks.tolist()):
-            bh = self.ks.cache.find(p)
-            if bh is not None:
-                with bh, bh.io_exclusive():  # no write-back of the old copy after ours
+        cached = []
+        try:
+            for i, p in enumerate(pblks.tolist()):
+                bh = self.ks.cache.find(p)
+                if bh is not None:
+                    cached.append((i, bh))
+                    if bh.jtrans is not None:
+                        raise held_as_metadata(p, ino)
+            for i, bh in cached:
+                with bh.io_exclusive():  # no write-back of the old copy after ours
                     bh.data[:] = blocks[i]
+        finally:
+            for _, bh in cached:
+                bh.release()
         for start in range(0, len(pblks), STAGING_BLOCKS):
             chunk = pblks[start:start + STAGING_BLOCKS]
             with self._lock:
@@ -80,6 +90,14 @@ class FileData:
                 buf[:] = blocks[start:start + len(chunk)]
                 for s, e in _runs(chunk):
                     self.ks.write_blocks(int(chunk[s]), [buf[s:e]])
+
+
+def held_as_metadata(pblk: int, ino: int) -> FsError:
+    """File data must never land in a block the journal holds as metadata (a corrupt
+    bitmap handed it out, or a corrupt pointer names it): found before a byte of
+    the block changes."""
+    return corrupt(f"inode {ino}: data block {pblk} is metadata the journal holds "
+                   "(a corrupt block bitmap or block pointer)")
 
 
 def _runs(pblks: np.ndarray) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from bento_user.ks_emul import Handle, Journal, KernelServices
 from . import _xattr as xattr
 from ._alloc import Allocator
 from ._bmap import BlockMap, NoSpace
-from ._data import FileData
+from ._data import FileData, held_as_metadata
 from ._format import BLOCK_SIZE, NDIRECT
 from ._icache import InodeCache
 from ._inode import Inode
@@ -148,7 +148,7 @@ class FileIO:
         else:
             data = src[:n * BLOCK_SIZE]
         if len(pblks):
-            self.data.write(pblks, data)  # before the handle's commit: ordered data
+            self.data.write(pblks, data, ip.ino)  # before the handle's commit: ordered data
             ip.unflushed = self.ks.device.flush_ticket()
             self.icache.indebted.add(ip.ino)
         return n * BLOCK_SIZE
@@ -162,6 +162,8 @@ class FileIO:
         whole = off == 0 and len(chunk) == BLOCK_SIZE
         bh = self.ks.getblk(pblk) if (new or whole) else self.ks.bread(pblk)
         with bh:
+            if bh.jtrans is not None:
+                raise held_as_metadata(pblk, ip.ino)
             if new and (zero_only or not whole):  # a fresh block holds what it last held
                 bh.data[:] = 0
             if not zero_only:
