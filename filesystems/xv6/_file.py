@@ -3,7 +3,8 @@ readi, writei, itrunc, and iput's freeing half).
 
 Callers hold the inode's lock (for reading to read, for writing otherwise) or own an
 inode nothing else can reach; this layer starts the journal handles. A write moves
-its data in handles of its own, sized for data (``WRITE_CREDITS``): newly allocated
+its data in handles of its own, sized for data (``WRITE_CREDITS``), except a small
+one, which shares the caller's handle (``write_small``): newly allocated
 blocks are *ordered data* (on disk before the commit that points at them), blocks
 overwritten in place are *owed* to the next fsync (``Inode.owe``). Large runs of whole
 blocks skip the buffer cache (``_data.py``). Shrinking and freeing put the inode on
@@ -40,9 +41,10 @@ WRITE_CREDITS = 64  # one handle of a write: data blocks are not logged
 # smaller ones through the buffer cache, whose write-back merges them later instead
 # of paying a synchronous device round trip each.
 DIRECT_MIN_BLOCKS = 16
-# Writes up to this size take one handle for data and inode (``write_small``): at
-# most five blocks, each with its bitmap and indirect blocks, well inside OP_CREDITS.
-SMALL_WRITE = 4 * BLOCK_SIZE
+# Writes below the direct ones take one handle for data and inode (``write_small``):
+# at most 16 blocks, their bitmap blocks, the few indirect blocks they share and the
+# inode's: 23 credits at worst, inside OP_CREDITS.
+SMALL_WRITE = (DIRECT_MIN_BLOCKS - 1) * BLOCK_SIZE
 HOLE_SCAN_BLOCKS = 4096       # SEEK_HOLE reads the block map 16 MiB of file at a time
 ZERO_CHUNK = 64 * 1024 * 1024  # fallocate zeroes in steps of this much memory
 
@@ -227,7 +229,7 @@ class FileIO:
         A file of direct blocks only (most small files) goes in one handle, not two:
         each of its blocks costs a bitmap block and a revoke at most."""
         with ip.lock.write():
-            direct = []
+            direct: list[tuple[int, int]] = []
             if any(ip.addrs[NDIRECT:]):
                 self.free_blocks(ip, 0)
             else:
