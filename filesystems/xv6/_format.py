@@ -188,20 +188,20 @@ def superblock_view(block: np.ndarray) -> np.ndarray:
     return block[: SUPERBLOCK_DTYPE.itemsize].view(SUPERBLOCK_DTYPE)[0]
 
 
+# Where each numeric superblock field lies and how it packs. Every unlink and every
+# freeing moves the orphan head: struct instead of a NumPy record view took a handle
+# with one update from 9.0 to 5.9 µs (bench/RESULTS.md).
+_STRUCT_CODES = {"<u4": "<I", "<u8": "<Q", "<i8": "<q"}
+_SB_FIELDS = {name: (offset, struct.Struct(_STRUCT_CODES[dt.str]))
+              for name, (dt, offset) in SUPERBLOCK_DTYPE.fields.items()
+              if dt.str in _STRUCT_CODES}
+_CHECKSUM_AT, _U32 = _SB_FIELDS["checksum"]
+
+
 def seal_superblock(block: np.ndarray) -> None:
     """Recompute the superblock checksum after a change."""
     _U32.pack_into(block, _CHECKSUM_AT, 0)
     _U32.pack_into(block, _CHECKSUM_AT, crc32c.crc32c(block[:SUPERBLOCK_DTYPE.itemsize]))
-
-
-# Where each superblock field lies and how it packs: every unlink and every freeing
-# changes the orphan head, and a struct call is a tenth of a NumPy record view's cost.
-_U32 = struct.Struct("<I")
-_CHECKSUM_AT = SUPERBLOCK_DTYPE.fields["checksum"][1]
-_SB_FIELDS = {name: (offset, struct.Struct(dt.str.replace("<u4", "<I").replace("<u8", "<Q")
-                                           .replace("<i8", "<q")))
-              for name, (dt, offset) in SUPERBLOCK_DTYPE.fields.items()
-              if dt.str in ("<u4", "<u8", "<i8")}
 
 
 def update_superblock(ks: KernelServices, h: Handle, **fields: int) -> None:

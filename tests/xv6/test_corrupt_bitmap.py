@@ -5,6 +5,7 @@ after the write's bytes had already landed in the journaled block's buffer)."""
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_a_write_never_lands_in_a_journaled_block_the_bitmap_calls_free() -> Non
     m = Mounted(dev)
     m.c.write_bytes("/d/a", b"")          # /d's block joins the running transaction
     before = m.rt.ks.cache.cached(dir_block).data.copy()
-    fd = m.c.open("/f", 0o1 | 0o100)       # O_WRONLY | O_CREAT
+    fd = m.c.open("/f", os.O_WRONLY | os.O_CREAT)
     with pytest.raises(OSError) as e:
         while True:  # each new block is the next free one: the directory's comes
             m.c.write(fd, b"x" * 4096)
