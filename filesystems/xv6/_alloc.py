@@ -79,6 +79,7 @@ class Allocator:
             self.block_used[b] = True
             self.free_blocks -= 1
             self._block_cursor = b + 1
+        self._not_held(b, 1)
         self._set_bit(h, self.geo.bbitmap_start, b, True)
         return b
 
@@ -102,8 +103,20 @@ class Allocator:
                 runs.append((b, n))
                 count -= n
         for b, n in runs:
+            self._not_held(b, n)
             self._set_bits(h, self.geo.bbitmap_start, b, n)
         return runs
+
+    def _not_held(self, b: int, n: int) -> None:
+        """Blocks the bitmap calls free are never held by the journal (a freed block
+        waits in ``_pending`` until its transaction has committed and let it go): one
+        that is, is metadata a corrupt bitmap forgot, and using it would overwrite it."""
+        cached = self.ks.cache.cached
+        for x in range(b, b + n):
+            bh = cached(x)
+            if bh is not None and bh.jtrans is not None:
+                raise corrupt(f"block bitmap: block {x} is marked free, but the journal "
+                              "holds it as metadata")
 
     def free_block(self, h: Handle, b: int) -> None:
         """Free ``b`` on disk now; reusable once ``h``'s transaction has committed."""
