@@ -213,16 +213,21 @@ class FileIO:
         """Free every block from logical block ``first`` on (to ``stop``), last
         first, in as many handles as it takes (the inode is on the orphan list
         meanwhile, if needed)."""
-        metadata = not stat.S_ISREG(ip.mode)
         victims = list(itertools.takewhile(lambda m: stop is None or m[0] < stop,
                                            self.bmap.mapped(ip, first)))
         while victims:
             with self.tx(self.credits) as h:
-                while victims and h.credits > 16:
-                    lblk, pblk = victims.pop()
-                    self.bmap.unmap(h, ip, lblk, pblk, metadata)
-                    ip.forgive(pblk)
+                self._unmap(h, ip, victims)
                 self.icache.iupdate(h, ip)
+
+    def _unmap(self, h: Handle, ip: Inode, victims: list[tuple[int, int]]) -> None:
+        """Free ``victims`` ((logical, physical) in order) last first, as many as
+        ``h``'s credits allow; the caller stores the inode."""
+        metadata = not stat.S_ISREG(ip.mode)
+        while victims and h.credits > 16:
+            lblk, pblk = victims.pop()
+            self.bmap.unmap(h, ip, lblk, pblk, metadata)
+            ip.forgive(pblk)
 
     def reclaim(self, ip: Inode) -> None:
         """Free an inode with no names, lookups or handles: its blocks, then itself.
@@ -236,10 +241,7 @@ class FileIO:
                 direct = list(self.bmap.mapped(ip))
             credits = OP_CREDITS + 2 * len(direct) + xattr.credits_for(self.ks, self.bmap, ip, b"")
             with self.tx(credits) as h:
-                metadata = not stat.S_ISREG(ip.mode)
-                for lblk, pblk in reversed(direct):
-                    self.bmap.unmap(h, ip, lblk, pblk, metadata)
-                    ip.forgive(pblk)
+                self._unmap(h, ip, direct)  # all of them: the credits were counted
                 xattr.save(self.ks, self.bmap, h, ip, {})
                 self.orphans.remove(h, ip)
                 generation = ip.generation
