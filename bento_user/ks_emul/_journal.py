@@ -28,6 +28,10 @@ Commits happen on ``force_commit`` (and ``Handle.sync``), every ``commit_interva
 seconds from a background thread, when a transaction reaches its size limit, when
 the log is short of space (a checkpoint too), and at ``close``. The same thread
 checkpoints once the log is half full, down to a quarter, so handles seldom wait.
+A transaction that reaches its size limit is committed by a second thread when the
+timer runs (mounts), as kjournald2 does: the handle that found it full waits only
+until it is closed to new handles, not for its I/O. Without the timer (tests, the
+fuzzers) that handle commits it itself, so the device sees the same writes each run.
 
 Locks, in the order they are taken: ``_checkpoint_mutex`` (a checkpoint may have to
 commit a newer transaction first) → ``_commit_mutex`` (one commit at a time, in
@@ -141,6 +145,9 @@ class Journal:
         self._loaded = False
         self._current = threading.local()
         self._timer: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
+        self._full: Transaction | None = None  # for the committer thread to commit
+        self._full_kick = threading.Event()  # its own: ``_cond`` wakes at every handle stop
         self._stopping = threading.Event()
         self._kick = threading.Event()  # wakes the timer thread early
         self._draining = False  # a background checkpoint round is under way
@@ -191,6 +198,9 @@ class Journal:
             self._timer = threading.Thread(target=self._commit_timer, name="bento-jcommit",
                                            daemon=True)
             self._timer.start()
+            self._committer = threading.Thread(target=self._commit_full, name="bento-jfull",
+                                               daemon=True)
+            self._committer.start()
         return report
 
     def close(self) -> None:
@@ -207,12 +217,15 @@ class Journal:
             self._loaded = False
 
     def stop_timer(self) -> None:
-        """Stop the commit timer: first step of close, and all a read-only tool needs."""
+        """Stop the journal's threads: first step of close, and all a read-only tool
+        needs."""
         self._stopping.set()
         self._kick.set()
-        if self._timer is not None:
-            self._timer.join()
-            self._timer = None
+        self._full_kick.set()
+        for thread in (self._timer, self._committer):
+            if thread is not None:
+                thread.join()
+        self._timer = self._committer = None
 
     # -- handles -------------------------------------------------------------------------
 
@@ -220,8 +233,8 @@ class Journal:
         """A handle on the running transaction with room for ``credits`` blocks.
 
         May block: while a commit is locking the transaction, while the transaction
-        is full (it commits first), or while the log is short of space (older
-        transactions are checkpointed first).
+        is full (until its commit has closed it), or while the log is short of space
+        (older transactions are checkpointed first).
         """
         if FAULTS.countdown:
             FAULTS.point("journal.start")
@@ -250,7 +263,7 @@ class Journal:
                     self._current.handle = h
                     return h
             if full:
-                self._commit_running(t)
+                self._close_full(t)
             else:
                 self._make_log_space()
 
@@ -352,6 +365,41 @@ class Journal:
     def _commit_running(self, t: Transaction) -> None:
         with self._commit_mutex:
             self._commit(t)
+
+    def _close_full(self, t: Transaction) -> None:
+        """``t`` has no room for another handle: have it committed, and wait until it
+        takes no more handles (its snapshot is taken), not for its I/O."""
+        with self._cond:
+            if self._committer is not None and not self._stopping.is_set():
+                self._full = t
+                self._full_kick.set()
+                while (t.state in (State.RUNNING, State.LOCKED) and self._aborted is None
+                       and self._committer is not None and not self._stopping.is_set()):
+                    self._cond.wait()
+                if t.state not in (State.RUNNING, State.LOCKED) or self._aborted is not None:
+                    return
+        self._commit_running(t)  # no committer thread, or it is stopping
+
+    def _commit_full(self) -> None:
+        """kjournald2's other half: commit each transaction a handle found full."""
+        while True:
+            self._full_kick.wait()
+            self._full_kick.clear()
+            if self._stopping.is_set():
+                return
+            with self._cond:
+                t, self._full = self._full, None
+            if t is None:
+                continue
+            try:
+                self._commit_running(t)
+            except OSError:
+                pass  # aborted: logged, and the waiting handle gets EROFS
+            except BaseException:
+                with self._cond:  # a bug: handles commit full transactions themselves again
+                    self._committer = None
+                    self._cond.notify_all()
+                raise
 
     def _commit(self, t: Transaction) -> bool:
         """Commit ``t`` if it is still running. Caller holds ``_commit_mutex``."""

@@ -4,12 +4,14 @@ escaping, wrap-around, checksums, aborts, the timer and several threads."""
 from __future__ import annotations
 
 import errno
+import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from bento_user.blockdev import Fault, FaultDevice, RamDevice, RecordingDevice
+from bento_user.blockdev import BlockDevice, Buffer, Fault, FaultDevice, RamDevice, RecordingDevice
 from bento_user.ks_emul import (
     Journal,
     JournalAbortedError,
@@ -244,6 +246,64 @@ def test_the_timer_commits_an_old_transaction() -> None:
     while j.statistics().timer_commits == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert j.statistics().timer_commits == 1
+    ks.close()
+
+
+class LogGate(FaultDevice):
+    """Holds every write into the journal's area while ``shut`` is set, so a test
+    can see who waits for a commit's I/O."""
+
+    def __init__(self, inner: BlockDevice) -> None:
+        super().__init__(inner)
+        self.shut, self.held = threading.Event(), threading.Event()
+
+    def _write(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
+        if self.shut.is_set() and start < AREA_START + AREA_LEN:
+            self.held.set()
+            while self.shut.is_set():
+                time.sleep(0.001)
+        super()._write(start, buffers, count)
+
+
+def test_a_full_transaction_is_committed_by_the_journal_thread_not_the_next_handle() -> None:
+    """jbd2's way: the handle that finds the running transaction full waits only until
+    it is closed to new handles, then joins the next one while the commit's I/O runs
+    in the background (a 100 ms stall per full transaction on a request, before)."""
+    ram = formatted_ram()
+    gate = LogGate(ram)
+    ks = KernelServices(gate, cache_blocks=64, commit_interval=3600)  # the timer stays quiet
+    j, _ = ks.open_journal(AREA_START, AREA_LEN, UUID)
+    apply_txn(j, ks, Txn({n: 7 for n in HOME[:j.max_transaction]}))  # full
+    gate.shut.set()
+    joined = threading.Event()
+
+    def next_handle() -> None:
+        apply_txn(j, ks, Txn({HOME[-1]: 9}))
+        joined.set()
+
+    worker = threading.Thread(target=next_handle)
+    worker.start()
+    try:
+        assert gate.held.wait(10), "the full transaction was never committed"
+        assert joined.wait(10), "the next handle waited for the commit's I/O"
+        assert j.statistics().commits == 0  # the first commit is still being written
+    finally:
+        gate.shut.clear()
+        worker.join()
+    ks.close()
+    assert [int(ram.blocks[n, 0]) for n in HOME[:j.max_transaction]] == [7] * j.max_transaction
+    assert int(ram.blocks[HOME[-1], 0]) == 9
+
+
+def test_a_failed_background_commit_gives_the_waiting_handle_erofs() -> None:
+    gate = LogGate(formatted_ram())
+    ks = KernelServices(gate, cache_blocks=64, commit_interval=3600)
+    j, _ = ks.open_journal(AREA_START, AREA_LEN, UUID)
+    apply_txn(j, ks, Txn({n: 7 for n in HOME[:j.max_transaction]}))  # full
+    gate.inject(Fault("write", blocks=range(AREA_START, AREA_START + AREA_LEN)))
+    with pytest.raises(JournalAbortedError) as e:
+        j.start(1)
+    assert e.value.errno == errno.EROFS
     ks.close()
 
 
