@@ -24,7 +24,7 @@ from ._buffer_cache import CacheStatistics as CacheStatistics
 from ._buffer_head import BufferHead as BufferHead
 from ._writeback import WritebackLimits as WritebackLimits
 from ._journal import Journal as Journal
-from ._journal import JournalStatistics as JournalStatistics
+from ._transaction import JournalStatistics as JournalStatistics
 from ._transaction import Handle as Handle
 from ._transaction import JournalAbortedError as JournalAbortedError
 from ._transaction import JournalError as JournalError

@@ -52,7 +52,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,37 +67,12 @@ from ._recovery import (
     write_journal_superblock,
 )
 from ._time import Clock
-from ._transaction import Handle, JournalAbortedError, JournalError, State, Transaction
+from ._transaction import (Handle, JournalAbortedError, JournalError, JournalStatistics, State,
+                           Transaction)
 from . import _undo
 from ._undo import UndoLog
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JournalStatistics:
-    """Attributes:
-    commits: transactions committed (forced / by the timer / by space or size).
-    blocks_logged: metadata block copies written to the log.
-    log_blocks: all log blocks written (copies, descriptors, revokes, commits).
-    revokes: revoke records written.
-    checkpoints: transactions checkpointed.
-    commit_seconds: total time spent committing.
-    log_used / log_size: log blocks in use now / in all.
-    running_credits: credits reserved by the running transaction.
-    """
-
-    commits: int
-    forced_commits: int
-    timer_commits: int
-    blocks_logged: int
-    log_blocks: int
-    revokes: int
-    checkpoints: int
-    commit_seconds: float
-    log_used: int
-    log_size: int
-    running_credits: int
 
 
 class Journal:

@@ -1,6 +1,6 @@
 """A transaction and the handles on it: what a file system holds while it changes
 metadata (``journal.start`` returns a ``Handle``; the journal commits the
-``Transaction`` the handles joined).
+``Transaction`` the handles joined); and what the journal counts of them.
 
 The transaction's lifecycle:
 
@@ -17,6 +17,7 @@ The transaction's lifecycle:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,32 @@ from ._faults import FAULTS
 
 if TYPE_CHECKING:
     from ._journal import Journal
+
+
+@dataclass(frozen=True)
+class JournalStatistics:
+    """Attributes:
+    commits: transactions committed (forced / by the timer / by space or size).
+    blocks_logged: metadata block copies written to the log.
+    log_blocks: all log blocks written (copies, descriptors, revokes, commits).
+    revokes: revoke records written.
+    checkpoints: transactions checkpointed.
+    commit_seconds: total time spent committing.
+    log_used / log_size: log blocks in use now / in all.
+    running_credits: credits reserved by the running transaction.
+    """
+
+    commits: int
+    forced_commits: int
+    timer_commits: int
+    blocks_logged: int
+    log_blocks: int
+    revokes: int
+    checkpoints: int
+    commit_seconds: float
+    log_used: int
+    log_size: int
+    running_credits: int
 
 
 class JournalError(RuntimeError):
