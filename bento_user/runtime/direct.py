@@ -93,6 +93,7 @@ class DirectRuntime:
         if self.ks.journal is not None:
             self.ks.journal._stopping.set()
             self.ks.journal._kick.set()
+            self.ks.journal._full_kick.set()
         self.ks.cache.stop_writeback()
 
     def __enter__(self) -> DirectRuntime:
