@@ -193,13 +193,18 @@ class Journal:
     def stop_timer(self) -> None:
         """Stop the journal's threads: first step of close, and all a read-only tool
         needs."""
-        self._stopping.set()
-        self._kick.set()
-        self._full_kick.set()
+        self.halt()
         for thread in (self._timer, self._committer):
             if thread is not None:
                 thread.join()
         self._timer = self._committer = None
+
+    def halt(self) -> None:
+        """Tell the journal's threads to stop, without waiting for them (a simulated
+        crash: nothing of theirs may start after it)."""
+        self._stopping.set()
+        self._kick.set()
+        self._full_kick.set()
 
     # -- handles -------------------------------------------------------------------------
 

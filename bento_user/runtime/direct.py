@@ -91,9 +91,7 @@ class DirectRuntime:
         """Stop without unmounting: nothing more reaches the device (for crash tests)."""
         self.closed = True
         if self.ks.journal is not None:
-            self.ks.journal._stopping.set()
-            self.ks.journal._kick.set()
-            self.ks.journal._full_kick.set()
+            self.ks.journal.halt()
         self.ks.cache.stop_writeback()
 
     def __enter__(self) -> DirectRuntime:

@@ -250,18 +250,18 @@ def test_the_timer_commits_an_old_transaction() -> None:
 
 
 class LogGate(FaultDevice):
-    """Holds every write into the journal's area while ``shut`` is set, so a test
+    """Holds every write into the journal's area while ``open`` is clear, so a test
     can see who waits for a commit's I/O."""
 
     def __init__(self, inner: BlockDevice) -> None:
         super().__init__(inner)
-        self.shut, self.held = threading.Event(), threading.Event()
+        self.open, self.held = threading.Event(), threading.Event()
+        self.open.set()
 
     def _write(self, start: int, buffers: Sequence[Buffer], count: int) -> None:
-        if self.shut.is_set() and start < AREA_START + AREA_LEN:
+        if not self.open.is_set() and start < AREA_START + AREA_LEN:
             self.held.set()
-            while self.shut.is_set():
-                time.sleep(0.001)
+            self.open.wait()
         super()._write(start, buffers, count)
 
 
@@ -274,7 +274,7 @@ def test_a_full_transaction_is_committed_by_the_journal_thread_not_the_next_hand
     ks = KernelServices(gate, cache_blocks=64, commit_interval=3600)  # the timer stays quiet
     j, _ = ks.open_journal(AREA_START, AREA_LEN, UUID)
     apply_txn(j, ks, Txn({n: 7 for n in HOME[:j.max_transaction]}))  # full
-    gate.shut.set()
+    gate.open.clear()
     joined = threading.Event()
 
     def next_handle() -> None:
@@ -288,7 +288,7 @@ def test_a_full_transaction_is_committed_by_the_journal_thread_not_the_next_hand
         assert joined.wait(10), "the next handle waited for the commit's I/O"
         assert j.statistics().commits == 0  # the first commit is still being written
     finally:
-        gate.shut.clear()
+        gate.open.set()
         worker.join()
     ks.close()
     assert [int(ram.blocks[n, 0]) for n in HOME[:j.max_transaction]] == [7] * j.max_transaction
